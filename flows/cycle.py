@@ -1,0 +1,179 @@
+"""Prefect flows: ``launch``, ``tick`` and per-cycle ``advance``.
+
+Our database owns the plan; Prefect runs it. ``tick(now)`` asks the store which running
+cycles have a stage due (one query), runs ``advance`` for each, then drains the outbox.
+``advance`` re-reads the plan before every stage, so a re-sequencing made between two stages
+takes effect at once, and it runs a stage only when every stage before it in the plan has
+finished: an invitation waiting for approval holds back the calendar invite behind it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from store.models import FINISHED_STAGE, CycleStatus, StageStatus
+
+# Quiet, offline defaults for Prefect; set before Prefect is imported, and only where the
+# user has not chosen otherwise (see DESIGN.md, "Prefect, as measured here").
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+_EMBEDDED_DEFAULTS = {
+    # Embedded (ephemeral) API only: no UI to serve, and no task-run recorder, whose
+    # background flush produced tracebacks at process exit.
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+}
+for _name, _value in _PREFECT_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
+if not os.environ.get("PREFECT_API_URL"):
+    for _name, _value in _EMBEDDED_DEFAULTS.items():
+        os.environ.setdefault(_name, _value)
+
+from prefect import flow  # noqa: E402
+
+from flows.coordinator import launch_cycle, template_of  # noqa: E402
+from flows.settings import Settings, load_settings  # noqa: E402
+from flows.stages import task_for  # noqa: E402
+from flows.stages.base import StageOutcome  # noqa: E402
+from messaging.outbox import DrainReport, SenderInfo, drain  # noqa: E402
+from messaging.transports import make_transport  # noqa: E402
+from store import queries  # noqa: E402
+from store.db import open_store, session_scope  # noqa: E402
+from store.models import Stage  # noqa: E402
+
+
+@contextmanager
+def quiet_prefect() -> Iterator[None]:
+    """Flow heartbeats off: each flow call costs about a second more with them on.
+
+    The setting can only be disabled through ``temporary_settings``, not by a variable.
+    """
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        yield
+
+
+@dataclass
+class TickReport:
+    now: datetime
+    stages: list[tuple[int, StageOutcome]] = field(default_factory=list)
+    delivery: DrainReport = field(default_factory=DrainReport)
+    completed: list[int] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"tick at {self.now.isoformat()}"]
+        for cycle_id, s in self.stages:
+            note = f" ({s.note})" if s.note else ""
+            out.append(f"  cycle {cycle_id}: {s.key} ({s.kind}) -> {s.status}, "
+                       f"{s.messages} messages{note}")
+        if not self.stages:
+            out.append("  nothing was due")
+        out.append(f"  delivery: {self.delivery}")
+        out.extend(f"  cycle {c} completed" for c in self.completed)
+        return out
+
+
+def sender_info(settings: Settings) -> SenderInfo:
+    return SenderInfo(
+        name=settings.sender_name, email=settings.sender, domain=settings.mail_domain,
+        max_attempts=settings.max_attempts, retry_base_seconds=settings.retry_base_seconds,
+        lease_seconds=settings.sending_lease_seconds,
+    )
+
+
+def _next_runnable(stages: list[Stage], now: datetime) -> Stage | None:
+    """The first stage in plan order that is due and has nothing unfinished before it."""
+    for stage in stages:
+        if stage.status in FINISHED_STAGE:
+            continue
+        ready = stage.status in (StageStatus.pending, StageStatus.approved)
+        return stage if ready and stage.due_at <= now else None
+    return None
+
+
+@flow(name="advance", validate_parameters=False, log_prints=False)
+def advance(cycle_id: int, now: datetime) -> list[StageOutcome]:
+    """Run every stage of one cycle that is due at ``now``, in the current plan's order."""
+    settings = load_settings()
+    engine = open_store(settings.database_url)
+    outcomes: list[StageOutcome] = []
+    with session_scope(engine) as session:
+        cycle = queries.get_cycle(session, cycle_id=cycle_id)
+    template = template_of(settings, cycle)
+    while True:
+        with session_scope(engine) as session:  # the plan is re-read before each stage
+            cycle = queries.get_cycle(session, cycle_id=cycle_id)
+            if cycle.status != CycleStatus.running:
+                break
+            stage = _next_runnable(queries.stages_of(session, cycle_id=cycle_id), now)
+        if stage is None:
+            break
+        outcome = task_for(stage.kind)(engine, settings, template, stage_id=stage.id, now=now)
+        if outcome is None:  # another tick ran it; look again
+            continue
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _complete_finished(engine: Any) -> list[int]:
+    done = []
+    with session_scope(engine) as session:
+        for cycle in queries.list_cycles(session):
+            if cycle.status != CycleStatus.running:
+                continue
+            stages = queries.stages_of(session, cycle_id=cycle.id)  # type: ignore[arg-type]
+            if stages and all(s.status in FINISHED_STAGE for s in stages):
+                cycle.status = CycleStatus.completed
+                session.add(cycle)
+                queries.audit(session, cycle_id=cycle.id, action="cycle.completed",
+                              detail="every stage has finished", actor="tick")
+                done.append(cycle.id)  # type: ignore[arg-type]
+    return done
+
+
+@flow(name="tick", validate_parameters=False, log_prints=False)
+def tick(now: datetime) -> TickReport:
+    """Run what is due at ``now`` in every running cycle, then deliver the outbox."""
+    settings = load_settings()
+    engine = open_store(settings.database_url)
+    report = TickReport(now=now)
+    with session_scope(engine) as session:
+        due = queries.due_cycle_ids(session, now=now)
+    for cycle_id in due:
+        report.stages.extend((cycle_id, o) for o in advance(cycle_id, now))
+    transport = make_transport(smtp_url=settings.smtp_url, mail_dir=settings.mail_dir,
+                               timeout=settings.smtp_timeout)
+    report.delivery = drain(engine, sender_info(settings), transport, now=now)
+    if due:
+        report.completed = _complete_finished(engine)
+    return report
+
+
+@flow(name="launch", validate_parameters=False, log_prints=False)
+def launch(template: str, name: str, start: str, variables: dict[str, str],
+           timezone: str | None = None, audience: str | None = None) -> int:
+    """Launch a cycle as a flow run (for deployments); the CLI calls launch_cycle directly."""
+    settings = load_settings()
+    return launch_cycle(open_store(settings.database_url), settings, template=template,
+                        name=name, start=start, variables=variables, timezone=timezone,
+                        audience=audience)
+
+
+def run_tick(now: datetime) -> TickReport:
+    with quiet_prefect():
+        return tick(now)
+
+
+__all__ = ["TickReport", "advance", "launch", "quiet_prefect", "run_tick", "tick"]

@@ -1,0 +1,151 @@
+"""``samverkan demo``: a whole learning cycle on an example network, in a folder of its own.
+
+The clock is simulated (``tick --now``), so weeks pass in seconds. The participants' replies
+(calendar answers and follow-up answers) are simulated too and said to be so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flows.settings import REPO_TEMPLATES
+from store.errors import InvalidInput
+
+EXAMPLE = REPO_TEMPLATES / "learning-cycle" / "example" / "participants.csv"
+
+ACCEPTING = [
+    "anna.lindqvist@forsakringskassan.example", "maria.sandberg@arbetsformedlingen.example",
+    "eva.nilsson@goteborg.example", "per.holm@vgregion.example",
+    "tomas.wik@samordningsforbund.example", "sara.ahmadi@goteborg.example",
+    "karin.strom@vgregion.example",
+]
+DECLINING = ["johan.berg@forsakringskassan.example"]
+ANSWERS = {
+    "anna.lindqvist@forsakringskassan.example": (6, "Vi ringer varandra innan vi fattar beslut."),
+    "maria.sandberg@arbetsformedlingen.example": (5, "Gemensamma möten med deltagaren."),
+    "eva.nilsson@goteborg.example": (7, "Nämnden har fått en tydligare bild."),
+    "per.holm@vgregion.example": (6, "Kortare väntetid till rehabkoordinator."),
+    "tomas.wik@samordningsforbund.example": (7, "Fler vågar säga vad som inte fungerar."),
+    "sara.ahmadi@goteborg.example": (4, "I met one person who knew my whole story."),
+    "karin.strom@vgregion.example": (6, "Vi pratar om samma människor nu."),
+    "ali.hassan@arbetsformedlingen.example": (5, "Managers meet every month now."),
+}
+
+
+def _fresh_folder(folder: Path | None) -> Path:
+    if folder is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = Path(f"samverkan-demo-{stamp}")
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = Path(f"samverkan-demo-{stamp}-{n}")
+    if folder.exists() and any(folder.iterdir()):
+        raise InvalidInput(f"{folder} is not empty: give --dir a new or empty folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder.resolve()
+
+
+def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Path:
+    began = time.monotonic()
+    root = _fresh_folder(folder)
+    # The demo's own store and mail: embedded defaults inside its folder, never a real relay.
+    os.environ["SAMVERKAN_DATABASE_URL"] = f"sqlite:///{root / 'samverkan.db'}"
+    os.environ["SAMVERKAN_MAIL_DIR"] = str(root / "mail")
+    os.environ.pop("SAMVERKAN_SMTP_URL", None)
+    os.environ.setdefault("SAMVERKAN_SENDER", "samverkan@samordningsforbund.example")
+    os.environ.setdefault("SAMVERKAN_SENDER_NAME", "Samordningsförbundet Göteborg")
+    os.environ.setdefault("SAMVERKAN_COORDINATOR_EMAIL", "tomas.wik@samordningsforbund.example")
+
+    from flows.coordinator import (
+        approve_stage,
+        cycle_overview,
+        launch_cycle,
+        record_answers,
+        record_rsvp,
+        stage_drafts,
+    )
+    from flows.participants import import_participants
+    from flows.settings import load_settings
+    from store.db import open_store
+
+    settings = load_settings()
+    engine = open_store(settings.database_url)
+    tz = ZoneInfo(settings.timezone)
+    echo(f"samverkan demo in {root}")
+    echo("")
+
+    result = import_participants(engine, EXAMPLE)
+    echo(f"1. imported {result.created} participants from {EXAMPLE.name} "
+         "(5 organisations, every role, Swedish and English)")
+
+    today = datetime.now(tz).replace(hour=9, minute=0, second=0, microsecond=0)
+    start = today + timedelta(days=7)
+    workshop = start + timedelta(days=21)
+    cycle_id = launch_cycle(
+        engine, settings, template="learning-cycle", name="Lärande cykel – Göteborg",
+        start=start.isoformat(),
+        variables={"workshop_at": workshop.isoformat(), "location": "Stadshuset, Göteborg"},
+    )
+    echo(f"2. launched cycle {cycle_id} (learning-cycle): starts {start:%Y-%m-%d %H:%M}, "
+         f"workshop {workshop:%Y-%m-%d %H:%M} ({settings.timezone})")
+
+    from flows.cycle import quiet_prefect, tick
+
+    def step(label: str, when: datetime) -> None:
+        report = tick(when)
+        echo(f"{label} — tick at {when:%Y-%m-%d %H:%M}:")
+        for _, s in report.stages:
+            note = f"; {s.note}" if s.note else ""
+            echo(f"     {s.key}: {s.status}, {s.messages} messages{note}")
+        if not report.stages:
+            echo("     nothing due")
+        echo(f"     delivery: {report.delivery}")
+
+    with quiet_prefect():
+        echo("3. starting Prefect (embedded, local mode)…")
+        step("4. the cycle starts", start)
+        drafts = stage_drafts(engine, settings, cycle_id=cycle_id, key="invitation")
+        sample = drafts.drafts[0]
+        echo(f"5. the coordinator previews {len(drafts.drafts)} invitation drafts, e.g. to "
+             f"{sample.to_name}: “{sample.subject}”")
+        echo(f"   {approve_stage(engine, cycle_id=cycle_id, key='invitation')}")
+        step("6. after approval", start + timedelta(minutes=5))
+        echo(f"7. simulated calendar answers: {len(ACCEPTING)} accept, {len(DECLINING)} decline")
+        for email in ACCEPTING:
+            record_rsvp(engine, cycle_id=cycle_id, key="workshop", email=email, partstat="ACCEPTED")
+        for email in DECLINING:
+            record_rsvp(engine, cycle_id=cycle_id, key="workshop", email=email, partstat="DECLINED")
+        step("8. two days before the workshop", workshop - timedelta(days=2))
+        step("9. a week after the workshop", workshop + timedelta(days=7))
+        echo(f"10. simulated follow-up answers from {len(ANSWERS)} participants")
+        for email, (scale, better) in ANSWERS.items():
+            record_answers(engine, settings, cycle_id=cycle_id, key="followup", email=email,
+                           answers={"scale-now": scale, "what-is-better": better})
+        step("11. five days later", workshop + timedelta(days=12))
+        step("12. two weeks after the workshop", workshop + timedelta(days=14))
+
+    data = cycle_overview(engine, cycle_id=cycle_id)
+    echo("")
+    echo(f"The plan of cycle {cycle_id} ({data['status']}):")
+    for s in data["stages"]:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(s["messages"].items())) or "-"
+        echo(f"  {s['key']:<18} {s['due'][:16].replace('T', ' ')}  {s['status']:<9} {counts}")
+    mail = root / "mail"
+    boxes = Counter({p.name: len(list((p / "new").iterdir())) for p in mail.iterdir()}
+                    if mail.exists() else {})
+    echo("")
+    echo(f"Where the mail went: {sum(boxes.values())} messages in {len(boxes)} Maildir folders "
+         f"under {mail}")
+    for name, n in sorted(boxes.items()):
+        echo(f"  {name:<46} {n}")
+    echo("")
+    echo(f"Done in {time.monotonic() - began:.0f} s. Look around with:")
+    echo(f"  SAMVERKAN_DATABASE_URL=sqlite:///{root / 'samverkan.db'} samverkan cycle show {cycle_id}")
+    return root

@@ -1,0 +1,101 @@
+"""Stage kinds, one module each, and the Prefect task that runs a stage of that kind.
+
+Prefect is imported only when a task is first asked for (``task_for``), so that commands that
+run no flow (launch, drafts, show) stay fast: ``import prefect`` alone costs about a second.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from sqlalchemy import Engine
+
+from flows.settings import Settings
+from flows.stages import email, followup, meeting, reflection
+from flows.stages.base import StageOutcome, StageRun, claim, write_drafts
+from flows.templates import ProcessTemplate
+from store import queries
+from store.db import session_scope
+from store.errors import SamverkanError
+from store.models import Cycle, MessageStatus, Stage, StageStatus
+
+KINDS: dict[str, ModuleType] = {
+    "email": email,
+    "meeting": meeting,
+    "followup": followup,
+    "reflection": reflection,
+}
+
+
+def drafts_for(run: StageRun, *, validating: bool = False) -> list[Any]:
+    kind = KINDS[run.stage.kind]
+    people = kind.recipients(run, validating=validating)
+    if not validating and hasattr(kind, "prepare"):
+        kind.prepare(run, people)
+    return [kind.draft(run, r) for r in people]
+
+
+def execute(
+    engine: Engine, settings: Settings, template: ProcessTemplate, *, stage_id: int,
+    now: datetime,
+) -> StageOutcome | None:
+    """Run one stage: draft its messages into the outbox in one transaction.
+
+    Returns None when another tick claimed the stage first.
+    """
+    try:
+        with session_scope(engine) as session:
+            stage = session.get(Stage, stage_id)
+            assert stage is not None
+            cycle = session.get(Cycle, stage.cycle_id)
+            assert cycle is not None
+            previous = str(stage.status)
+            if not claim(session, stage, expected=[previous], to=StageStatus.running):
+                return None
+            needs_approval = stage.approval_required and stage.approved_at is None
+            run = StageRun(session, settings, cycle, stage, template, now)
+            drafts = drafts_for(run)
+            status = MessageStatus.draft if needs_approval else MessageStatus.queued
+            count = write_drafts(run, drafts, kind=KINDS[stage.kind], status=status)
+            stage.status = StageStatus.awaiting_approval if needs_approval else StageStatus.done
+            stage.ran_at = now
+            if not drafts:
+                run.note.append("no recipients")
+            stage.note = "; ".join(run.note) or None
+            session.add(stage)
+            verb = "drafted for approval" if needs_approval else "queued"
+            queries.audit(
+                session, cycle_id=cycle.id, action=f"stage.{stage.status}", stage_key=stage.key,
+                detail=f"{count} messages {verb}" + (f" ({stage.note})" if stage.note else ""),
+                actor="tick",
+            )
+            return StageOutcome(stage.key, stage.kind, str(stage.status), count,
+                                stage.note or "")
+    except SamverkanError as exc:
+        # Nothing was written; record the failure so the coordinator sees it and the plan
+        # moves on instead of retrying a broken template on every tick.
+        with session_scope(engine) as session:
+            stage = session.get(Stage, stage_id)
+            assert stage is not None
+            stage.status, stage.ran_at, stage.note = StageStatus.failed, now, str(exc)
+            session.add(stage)
+            queries.audit(session, cycle_id=stage.cycle_id, action="stage.failed",
+                          stage_key=stage.key, detail=str(exc), actor="tick")
+            return StageOutcome(stage.key, stage.kind, "failed", 0, str(exc))
+
+
+@cache
+def task_for(kind: str) -> Any:
+    """The Prefect task that runs stages of ``kind`` (one task run per stage, not per message)."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    if kind not in KINDS:
+        raise KeyError(kind)
+    return task(
+        execute, name=f"stage-{kind}", cache_policy=NO_CACHE, persist_result=False,
+        task_run_name=f"{kind}:{{stage_id}}",
+    )

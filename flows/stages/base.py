@@ -1,0 +1,233 @@
+"""What every stage kind shares: recipients, template context, drafts and their outbox rows.
+
+A stage kind is a module with ``CATEGORY``, ``recipients(run, validating)`` and
+``draft(run, recipient)``, and optionally ``prepare(run, recipients)`` for state it keeps
+(a meeting's UID and attendees). ``execute`` is the same for all kinds: claim the stage,
+draft every message, write them to the outbox and move the stage on, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from types import ModuleType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from flows.audience import parse_audience
+from flows.settings import Settings
+from flows.templates import ProcessTemplate
+from messaging.render import RenderedEmail
+from store import queries
+from store.models import (
+    Cycle,
+    Message,
+    MessageStatus,
+    Organisation,
+    Participant,
+    PartStat,
+    Stage,
+    StageStatus,
+)
+
+ROLE_LABELS = {
+    "sv": {
+        "service_user": "deltagare", "professional": "yrkesverksam", "manager": "chef",
+        "politician": "förtroendevald", "facilitator": "processledare",
+    },
+    "en": {
+        "service_user": "participant", "professional": "professional", "manager": "manager",
+        "politician": "elected member", "facilitator": "facilitator",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    participant_id: int | None
+    name: str
+    email: str
+    language: str
+    organisation: str = ""
+    role: str = ""
+
+    @classmethod
+    def of(cls, person: Participant, org: Organisation) -> Recipient:
+        return cls(person.id, person.name, person.email, str(person.language), org.name,
+                   str(person.role))
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "first_name": self.name.split()[0] if self.name.split() else self.name,
+            "email": self.email,
+            "organisation": self.organisation,
+            "role": self.role,
+            "role_label": ROLE_LABELS[self.language].get(self.role, self.role),
+            "language": self.language,
+        }
+
+
+@dataclass(frozen=True)
+class Draft:
+    recipient: Recipient
+    email: RenderedEmail
+    ics: str | None = None
+    ics_method: str | None = None
+
+
+@dataclass
+class StageRun:
+    """One stage of one cycle, being drafted at ``now``."""
+
+    session: Session
+    settings: Settings
+    cycle: Cycle
+    stage: Stage
+    template: ProcessTemplate
+    now: datetime
+    note: list[str] = field(default_factory=list)
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.cycle.timezone)
+
+    @cached_property
+    def plan(self) -> list[Stage]:
+        return queries.stages_of(self.session, cycle_id=self.cycle.id)  # type: ignore[arg-type]
+
+    @cached_property
+    def active_members(self) -> list[tuple[Participant, Organisation]]:
+        return [
+            (p, o)
+            for p, o in queries.members(self.session, cycle_id=self.cycle.id)  # type: ignore[arg-type]
+            if not p.erased and p.consent
+        ]
+
+    def audience(self) -> list[tuple[Participant, Organisation]]:
+        return parse_audience(self.stage.audience).select(self.active_members)
+
+    def meeting_stage(self) -> Stage | None:
+        """The meeting this stage is about: its anchor if that is a meeting, else the first."""
+        meetings = [s for s in self.plan if s.kind == "meeting"]
+        for s in meetings:
+            if s.key == self.stage.anchor_key:
+                return s
+        return meetings[0] if meetings else None
+
+    def meetings(self) -> dict[str, dict[str, Any]]:
+        found = {}
+        for s in self.plan:
+            if s.kind != "meeting":
+                continue
+            starts = datetime.fromisoformat(s.config["starts_at"]).astimezone(self.tz)
+            found[s.key] = {
+                "starts": starts,
+                "ends": starts + timedelta(minutes=int(s.config["duration_minutes"])),
+                "location": s.config.get("location", ""),
+            }
+        return found
+
+    def variables(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, spec in self.template.spec.variables.items():
+            raw = self.cycle.variables.get(name)
+            if spec.type == "datetime" and raw is not None:
+                values[name] = datetime.fromisoformat(raw).astimezone(self.tz)
+            else:
+                values[name] = raw
+        return values
+
+    def context(self, recipient: Recipient, **extra: Any) -> dict[str, Any]:
+        return {
+            "participant": recipient.context(),
+            "cycle": {"id": self.cycle.id, "name": self.cycle.name},
+            "vars": self.variables(),
+            "meetings": self.meetings(),
+            "sender": {"name": self.settings.sender_name, "email": self.settings.sender},
+            **extra,
+        }
+
+    def render(self, recipient: Recipient, **extra: Any) -> RenderedEmail:
+        assert self.stage.template is not None
+        return self.template.emails.render(
+            self.stage.template, recipient.language, self.context(recipient, **extra)
+        )
+
+    def unless_filter(
+        self, members: Sequence[tuple[Participant, Organisation]]
+    ) -> list[tuple[Participant, Organisation]]:
+        """Drop those the stage's ``unless`` condition excludes, computed now."""
+        rule = self.stage.unless
+        if not rule:
+            return list(members)
+        if rule == "accepted":
+            meeting_stage = self.meeting_stage()
+            meeting = meeting_stage and queries.meeting_of(self.session, stage_id=meeting_stage.id)  # type: ignore[arg-type]
+            stats = queries.partstats(self.session, meeting_id=meeting.id) if meeting else {}  # type: ignore[arg-type]
+            done = {pid for pid, s in stats.items() if s == PartStat.accepted.value}
+            why = "accepted the meeting"
+        elif rule.startswith("answered:"):
+            target = queries.get_stage(self.session, cycle_id=self.cycle.id, key=rule[9:])  # type: ignore[arg-type]
+            done = queries.respondents(self.session, stage_id=target.id)
+            why = f"answered {target.key}"
+        else:  # responded: answered any follow-up of this cycle
+            done = queries.respondents(self.session, cycle_id=self.cycle.id)
+            why = "responded"
+        kept = [(p, o) for p, o in members if p.id not in done]
+        if len(kept) < len(members):
+            self.note.append(f"{len(members) - len(kept)} left out: already {why}")
+        return kept
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    key: str
+    kind: str
+    status: str
+    messages: int
+    note: str = ""
+
+
+def claim(session: Session, stage: Stage, *, expected: Sequence[str], to: StageStatus) -> bool:
+    """Move the stage from one of ``expected`` to ``to``; False if someone else was first.
+
+    This conditional UPDATE is the first write of the transaction, so on SQLite it takes the
+    write lock and on PostgreSQL the row lock: overlapping ticks cannot both run a stage.
+    """
+    result = session.exec(  # type: ignore[call-overload]
+        update(Stage)
+        .where(col(Stage.id) == stage.id, col(Stage.status).in_(list(expected)))
+        .values(status=to.value)
+    )
+    return bool(result.rowcount == 1)
+
+
+def write_drafts(run: StageRun, drafts: Sequence[Draft], *, kind: ModuleType,
+                 status: MessageStatus) -> int:
+    category = kind.CATEGORY(run.stage) if callable(kind.CATEGORY) else kind.CATEGORY
+    rows = [
+        Message(
+            cycle_id=run.cycle.id,  # type: ignore[arg-type]
+            stage_id=run.stage.id,  # type: ignore[arg-type]
+            participant_id=d.recipient.participant_id,
+            to_email=d.recipient.email,
+            to_key=d.recipient.email.lower(),
+            to_name=d.recipient.name,
+            category=category,
+            subject=d.email.subject,
+            text=d.email.text,
+            html=d.email.html,
+            ics=d.ics,
+            ics_method=d.ics_method,
+            status=status,
+        )
+        for d in drafts
+    ]
+    run.session.add_all(rows)
+    return len(rows)

@@ -1,0 +1,20 @@
+"""Solution Focused follow-up questions, in each participant's language."""
+
+from __future__ import annotations
+
+from flows.stages.base import Draft, Recipient, StageRun
+from flows.stages.email import recipients
+
+__all__ = ["CATEGORY", "draft", "questions", "recipients"]
+
+CATEGORY = "followup"
+
+
+def questions(run: StageRun, language: str) -> list[dict[str, object]]:
+    ids = run.stage.config.get("questions", [])
+    return [run.template.questions[q].localised(language) for q in ids]
+
+
+def draft(run: StageRun, recipient: Recipient) -> Draft:
+    email = run.render(recipient, questions=questions(run, recipient.language))
+    return Draft(recipient=recipient, email=email)

@@ -1,0 +1,253 @@
+"""Process templates: a folder with process.yaml and emails/, validated by pydantic models.
+
+The JSON schema of process.yaml is published with ``samverkan templates schema`` so editors
+can check a template while it is written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from flows import plan
+from flows.settings import REPO_TEMPLATES
+from messaging.render import EmailTemplates
+from store.errors import NotFound, TemplateError
+
+LANGUAGES = ("sv", "en")
+KINDS = ("email", "meeting", "followup", "reflection")
+KEY = r"^[a-z][a-z0-9-]{0,39}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNLESS = re.compile(r"^(accepted|responded|answered:[a-z][a-z0-9-]*)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VariableSpec(_Strict):
+    type: Literal["datetime", "text"] = "text"
+    help: str = ""
+    example: str = Field(description="A value used when the template is validated.")
+    default: str | None = None
+
+
+class MeetingSpec(_Strict):
+    starts: str = Field(description="Name of the datetime variable holding the start.")
+    duration: str = Field(default="2h", description="How long, e.g. 3h or 90m.")
+    location: str | None = Field(default=None, description="Name of the text variable.")
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        plan.parse_duration(value)
+        return value
+
+
+class StageSpec(_Strict):
+    key: str = Field(pattern=KEY)
+    kind: Literal["email", "meeting", "followup", "reflection"]
+    template: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    at: str | None = Field(
+        default=None, description="'start', the name of a datetime variable, or an ISO time."
+    )
+    after: str | None = None
+    before: str | None = None
+    offset: str = "0"
+    approval: Literal["required", "none"] = "none"
+    audience: str = "all"
+    unless: str | None = Field(
+        default=None, description="accepted | responded | answered:<stage key>"
+    )
+    meeting: MeetingSpec | None = None
+    questions: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shape(self) -> StageSpec:
+        given = [name for name in ("at", "after", "before") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of at, after or before")
+        plan.parse_duration(self.offset)
+        if self.at and self.offset != "0":
+            raise ValueError("offset goes with after or before, not with at")
+        if (self.kind == "meeting") != (self.meeting is not None):
+            raise ValueError("a meeting stage needs a meeting: block, and only a meeting has one")
+        if self.kind == "followup" and not self.questions:
+            raise ValueError("a followup stage needs questions")
+        if self.unless and not _UNLESS.match(self.unless):
+            raise ValueError("unless must be accepted, responded or answered:<stage key>")
+        return self
+
+    @property
+    def anchor(self) -> str | None:
+        return self.after or self.before
+
+    @property
+    def signed_offset(self) -> timedelta:
+        delta = plan.parse_duration(self.offset)
+        return -delta if self.before else delta
+
+
+class ProcessSpec(_Strict):
+    name: str = Field(pattern=KEY)
+    title: dict[Literal["sv", "en"], str]
+    description: str = ""
+    variables: dict[str, VariableSpec] = Field(default_factory=dict)
+    stages: list[StageSpec] = Field(min_length=1)
+
+
+class Question(_Strict):
+    id: str = Field(pattern=KEY)
+    kind: Literal["scale", "text"]
+    text: dict[Literal["sv", "en"], str]
+    low: dict[Literal["sv", "en"], str] | None = None
+    high: dict[Literal["sv", "en"], str] | None = None
+    min: int = 0
+    max: int = 10
+
+    def localised(self, language: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "text": self.text[language],  # type: ignore[index]
+            "low": self.low[language] if self.low else "",  # type: ignore[index]
+            "high": self.high[language] if self.high else "",  # type: ignore[index]
+            "min": self.min,
+            "max": self.max,
+        }
+
+
+def load_questions(root: Path) -> dict[str, Question]:
+    """The question library: every YAML file in ``<root>/questions``."""
+    found: dict[str, Question] = {}
+    for path in sorted((root / "questions").glob("*.yaml")):
+        try:
+            items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+            for raw in items:
+                q = Question.model_validate(raw)
+                found[q.id] = q
+        except (yaml.YAMLError, ValidationError, TypeError) as exc:
+            raise TemplateError(f"{path}: {_first_error(exc)}") from None
+    return found
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{where}: {err['msg']}" if where else err["msg"]
+    return str(exc).splitlines()[0]
+
+
+@dataclass(frozen=True)
+class ProcessTemplate:
+    folder: Path
+    spec: ProcessSpec
+    questions: dict[str, Question]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @cached_property
+    def emails(self) -> EmailTemplates:
+        return EmailTemplates(self.folder / "emails")
+
+    def stage(self, key: str) -> StageSpec:
+        for s in self.spec.stages:
+            if s.key == key:
+                return s
+        raise NotFound(f"template {self.name} has no stage {key!r}")
+
+
+def find_template(root: Path, name_or_path: str) -> Path:
+    """A template folder by name (in ``root``) or by path."""
+    candidate = Path(name_or_path)
+    if (candidate / "process.yaml").is_file():
+        return candidate
+    if "/" not in name_or_path and (root / name_or_path / "process.yaml").is_file():
+        return root / name_or_path
+    names = ", ".join(list_templates(root)) or "none"
+    raise NotFound(f"unknown template {name_or_path!r} (available: {names})")
+
+
+def list_templates(root: Path) -> list[str]:
+    return sorted(p.parent.name for p in root.glob("*/process.yaml"))
+
+
+def load_template(folder: Path, *, questions_root: Path | None = None) -> ProcessTemplate:
+    """Read and check a template folder: schema, anchors, emails in both languages."""
+    path = folder / "process.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFound(f"no process.yaml in {folder}") from None
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{path}: not valid YAML: {_first_error(exc)}") from None
+    try:
+        spec = ProcessSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise TemplateError(f"{path}: {_first_error(exc)}") from None
+    if questions_root is None:
+        # A template beside a question library uses it; one elsewhere uses the bundled one.
+        local = folder.parent
+        questions_root = local if (local / "questions").is_dir() else REPO_TEMPLATES
+    questions = load_questions(questions_root)
+    template = ProcessTemplate(folder=folder, spec=spec, questions=questions)
+    _check(template, path)
+    return template
+
+
+def _check(t: ProcessTemplate, path: Path) -> None:
+    keys = [s.key for s in t.spec.stages]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise TemplateError(f"{path}: stage keys used twice: {', '.join(dupes)}")
+    for s in t.spec.stages:
+        if s.anchor and s.anchor not in keys:
+            raise TemplateError(f"{path}: stage {s.key!r} is anchored on unknown stage {s.anchor!r}")
+        if s.unless and s.unless.startswith("answered:") and s.unless[9:] not in keys:
+            raise TemplateError(f"{path}: stage {s.key!r}: unless names unknown stage {s.unless[9:]!r}")
+        if s.at and s.at != "start" and s.at in t.spec.variables:
+            if t.spec.variables[s.at].type != "datetime":
+                raise TemplateError(f"{path}: stage {s.key!r}: variable {s.at!r} is not a datetime")
+        if s.meeting:
+            var = t.spec.variables.get(s.meeting.starts)
+            if var is None or var.type != "datetime":
+                raise TemplateError(
+                    f"{path}: stage {s.key!r}: meeting starts must name a datetime variable"
+                )
+            if s.meeting.location and s.meeting.location not in t.spec.variables:
+                raise TemplateError(
+                    f"{path}: stage {s.key!r}: unknown location variable {s.meeting.location!r}"
+                )
+        for q in s.questions:
+            if q not in t.questions:
+                raise TemplateError(f"{path}: stage {s.key!r}: unknown question {q!r}")
+        for lang in LANGUAGES:
+            if not t.emails.exists(s.template, lang):
+                raise TemplateError(
+                    f"{path}: stage {s.key!r}: missing email {t.emails.path(s.template, lang)}"
+                )
+    # The anchors must not form a circle (times are irrelevant for this check).
+    items = [
+        plan.PlanItem(key=s.key, timing=plan.Timing(
+            at=None if s.anchor else _EPOCH, anchor=s.anchor, offset=s.signed_offset))
+        for s in t.spec.stages
+    ]
+    try:
+        plan.resolve(items)
+    except plan.PlanError as exc:
+        raise TemplateError(f"{path}: {exc}") from None
+
+
+def json_schema() -> dict[str, Any]:
+    return ProcessSpec.model_json_schema()
+

@@ -1,0 +1,1 @@
+"""Everything that crosses to or from participants: rendering, calendars, mail."""

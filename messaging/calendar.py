@@ -1,0 +1,156 @@
+"""iCalendar invites (iMIP): REQUEST and CANCEL for one attendee, with a VTIMEZONE.
+
+Shaped as ../shared/MAIL-AND-CALENDAR.md lists: METHOD in the calendar (and, in compose.py,
+on the MIME part), ORGANIZER = the sender, the recipient as the single ATTENDEE with
+RSVP=TRUE, a UID stable for the meeting's life, SEQUENCE from the database, DTSTAMP in UTC,
+and times with a TZID whose VTIMEZONE is written in the RRULE form (one Outlook version
+mishandled the RDATE form that ``add_missing_timezones`` writes).
+"""
+
+from __future__ import annotations
+
+import calendar as _cal
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStandard, vCalAddress
+
+from messaging.headers import clean_header
+
+PRODID = "-//samverkan//samverkan 0.1//EN"
+_DAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+
+
+@dataclass(frozen=True)
+class Person:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class MeetingInfo:
+    uid: str
+    sequence: int
+    starts_at: datetime
+    ends_at: datetime
+    summary: str
+    location: str
+    description: str
+    tzid: str
+
+
+def _transitions(zone: ZoneInfo, year: int) -> list[datetime]:
+    """UTC instants in ``year`` at which the zone's UTC offset changes."""
+    found = []
+    t = datetime(year, 1, 1, tzinfo=UTC)
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    step = timedelta(days=1)
+    while t < end:
+        nxt = t + step
+        if t.astimezone(zone).utcoffset() != nxt.astimezone(zone).utcoffset():
+            lo, hi = t, nxt  # bisect to the minute
+            while hi - lo > timedelta(minutes=1):
+                mid = lo + (hi - lo) / 2
+                if mid.astimezone(zone).utcoffset() == lo.astimezone(zone).utcoffset():
+                    lo = mid
+                else:
+                    hi = mid
+            found.append(hi.replace(second=0, microsecond=0))
+        t = nxt
+    return found
+
+
+def _nth(local: datetime) -> int:
+    last_day = _cal.monthrange(local.year, local.month)[1]
+    return -1 if local.day + 7 > last_day else (local.day - 1) // 7 + 1
+
+
+def _same_rule_in(year: int, local: datetime) -> datetime:
+    """The date in ``year`` that matches the rule (nth weekday of the month) of ``local``."""
+    nth, weekday = _nth(local), local.weekday()
+    days = [d for d in _cal.Calendar().itermonthdates(year, local.month)
+            if d.month == local.month and d.weekday() == weekday]
+    day = days[-1] if nth == -1 else days[nth - 1]
+    return datetime.combine(day, local.time())
+
+
+@lru_cache(maxsize=64)
+def vtimezone(tzid: str, year: int) -> Timezone:
+    """A VTIMEZONE for ``tzid`` with yearly rules taken from its transitions in ``year``."""
+    zone = ZoneInfo(tzid)
+    tz = Timezone()
+    tz.add("tzid", tzid)
+    changes = _transitions(zone, year)
+    if not changes:
+        part = TimezoneStandard()
+        offset = datetime(year, 1, 1, tzinfo=zone).utcoffset() or timedelta(0)
+        part.add("dtstart", datetime(1970, 1, 1))
+        part.add("tzoffsetfrom", offset)
+        part.add("tzoffsetto", offset)
+        part.add("tzname", datetime(year, 1, 1, tzinfo=zone).tzname() or tzid)
+        tz.add_component(part)
+        return tz
+    for instant in changes:
+        before = (instant - timedelta(minutes=1)).astimezone(zone).utcoffset() or timedelta(0)
+        after = instant.astimezone(zone).utcoffset() or timedelta(0)
+        local_before = (instant + before).replace(tzinfo=None)  # wall clock as it was
+        part = TimezoneDaylight() if after > before else TimezoneStandard()
+        # The first onset is dated 1970, as Outlook and Google write it, so that every
+        # meeting time falls after it.
+        part.add("dtstart", _same_rule_in(1970, local_before))
+        part.add("rrule", {"freq": "yearly", "bymonth": local_before.month,
+                           "byday": f"{_nth(local_before)}{_DAYS[local_before.weekday()]}"})
+        part.add("tzoffsetfrom", before)
+        part.add("tzoffsetto", after)
+        part.add("tzname", instant.astimezone(zone).tzname() or tzid)
+        tz.add_component(part)
+    return tz
+
+
+def _cal_address(person: Person, **params: object) -> vCalAddress:
+    # Quotes in a CN come out as RFC 6868 ^' which some readers show literally: drop them.
+    name = clean_header(person.name).replace('"', "")
+    return vCalAddress.new(person.email, cn=name or None, **params)  # type: ignore[arg-type]
+
+
+def build_invite(
+    meeting: MeetingInfo,
+    *,
+    organizer: Person,
+    attendee: Person,
+    method: str = "REQUEST",
+    stamp: datetime | None = None,
+) -> str:
+    """The iCalendar text of a REQUEST or CANCEL of ``meeting`` for one attendee."""
+    if method not in {"REQUEST", "CANCEL"}:
+        raise ValueError(f"unsupported iTIP method {method!r}")
+    zone = ZoneInfo(meeting.tzid)
+    event = Event.new(
+        uid=meeting.uid,
+        sequence=meeting.sequence,
+        stamp=(stamp or datetime.now(UTC)).astimezone(UTC),
+        start=meeting.starts_at.astimezone(zone),
+        end=meeting.ends_at.astimezone(zone),
+        summary=meeting.summary,
+        location=meeting.location or None,
+        description=meeting.description or None,
+        organizer=_cal_address(organizer),
+        attendees=[
+            _cal_address(
+                attendee,
+                partstat="NEEDS-ACTION",
+                rsvp=True,
+                role="REQ-PARTICIPANT",
+            )
+        ],
+        status="CANCELLED" if method == "CANCEL" else "CONFIRMED",
+    )
+    cal = Calendar.new(
+        prodid=PRODID,
+        method=method,
+        subcomponents=[vtimezone(meeting.tzid, meeting.starts_at.astimezone(zone).year), event],
+    )
+    cal.pop("UID", None)  # Calendar.new adds a random calendar UID; the event's is what counts
+    return cal.to_ical().decode("utf-8")

@@ -1,0 +1,110 @@
+"""The engine and the schema: created lazily, migrated with Alembic on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, event, inspect
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlmodel import Session, create_engine
+
+from store.errors import ConfigError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def _on_sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    # Foreign keys are off by default in SQLite; WAL lets readers go on while a tick writes;
+    # the busy timeout makes a second writer wait instead of failing at once.
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=15000")
+    cur.close()
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str) -> Engine:
+    """Return the engine for ``url``, created on first use.
+
+    Created lazily rather than at import: a module-level engine cannot be pickled into a
+    served Prefect flow (see DESIGN.md, "Prefect, as measured here").
+    """
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 15})
+            event.listen(engine, "connect", _on_sqlite_connect)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"SAMVERKAN_DATABASE_URL is not a usable database URL: {exc}") from None
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"SAMVERKAN_DATABASE_URL needs a driver that is not installed: {exc.name}")
+    return engine
+
+
+def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    if not inspect(engine).has_table("alembic_version"):
+        return None
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (creating it on an empty database)."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(engine), "head")
+
+
+@lru_cache(maxsize=8)
+def _ready(url: str) -> Engine:
+    engine = get_engine(url)
+    try:
+        if current_revision(engine) != head_revision():
+            migrate(engine)
+    except OperationalError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+        raise ConfigError(f"cannot open the database {engine.url!r}: {reason}") from None
+    return engine
+
+
+def open_store(url: str) -> Engine:
+    """The engine for ``url`` with its schema at the newest migration."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        if not folder.exists():
+            raise ConfigError(f"the folder for the database does not exist: {folder}")
+    return _ready(url)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: committed when the block ends, rolled back if it raises."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

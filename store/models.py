@@ -1,0 +1,228 @@
+"""SQLModel tables of samverkan.
+
+Every timestamp is time-zone aware and stored in UTC (see ``UTCDateTime``); a cycle's own
+zone is used only for display and for calendar invites.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from store.types import UTCDateTime, utcnow
+
+
+class Level(StrEnum):
+    national = "national"
+    regional = "regional"
+    local = "local"
+
+
+class Role(StrEnum):
+    service_user = "service_user"
+    professional = "professional"
+    manager = "manager"
+    politician = "politician"
+    facilitator = "facilitator"
+
+
+class Language(StrEnum):
+    sv = "sv"
+    en = "en"
+
+
+class CycleStatus(StrEnum):
+    draft = "draft"
+    running = "running"
+    paused = "paused"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class StageStatus(StrEnum):
+    pending = "pending"
+    awaiting_approval = "awaiting_approval"
+    approved = "approved"
+    running = "running"
+    done = "done"
+    skipped = "skipped"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+FINISHED_STAGE = frozenset(
+    {StageStatus.done, StageStatus.skipped, StageStatus.failed, StageStatus.cancelled}
+)
+
+
+class MessageStatus(StrEnum):
+    draft = "draft"  # rendered, waiting for the coordinator's approval
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    retry = "retry"
+    failed = "failed"
+    uncertain = "uncertain"
+    dropped = "dropped"  # a draft that was never approved (stage cancelled or skipped)
+
+
+class PartStat(StrEnum):
+    needs_action = "NEEDS-ACTION"
+    accepted = "ACCEPTED"
+    declined = "DECLINED"
+    tentative = "TENTATIVE"
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+def _enum(default: Any, **kw: Any) -> Any:
+    # Enumerations are stored as their plain values, not as database enum types, so that a
+    # later release can add a value without a type migration on PostgreSQL.
+    return Field(default=default, sa_type=String(32), **kw)
+
+
+class Organisation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    level: Level = _enum(Level.local)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Participant(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    email: str
+    # Lower-cased address: the identity used to match imports and calendar replies.
+    email_key: str = Field(unique=True)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    role: Role = Field(sa_type=String(32))
+    language: Language = _enum(Language.sv)
+    consent: bool = True
+    erased: bool = False
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Cycle(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    template: str
+    timezone: str
+    status: CycleStatus = _enum(CycleStatus.running, index=True)
+    start_at: datetime = _ts()
+    variables: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # Raised on every change of the plan, so that concurrent edits can be detected.
+    plan_version: int = 1
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class CycleMember(SQLModel, table=True):
+    __tablename__ = "cycle_member"
+    cycle_id: int = Field(foreign_key="cycle.id", primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", primary_key=True)
+    added_at: datetime = _ts(default_factory=utcnow)
+
+
+class Stage(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("cycle_id", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id", index=True)
+    key: str
+    kind: str
+    position: int
+    # Timing: absolute (at) or relative to another stage's anchor time (anchor_key + offset).
+    at: datetime | None = _ts(default=None, nullable=True)
+    anchor_key: str | None = None
+    offset_seconds: int = 0
+    due_at: datetime = _ts(index=True)
+    template: str | None = None
+    audience: str = "all"
+    unless: str | None = None
+    approval_required: bool = False
+    approved_at: datetime | None = _ts(default=None, nullable=True)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: StageStatus = _enum(StageStatus.pending, index=True)
+    ran_at: datetime | None = _ts(default=None, nullable=True)
+    note: str | None = None
+
+
+class Meeting(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id", index=True)
+    stage_id: int = Field(foreign_key="stage.id", unique=True)
+    uid: str = Field(unique=True)
+    sequence: int = 0
+    starts_at: datetime = _ts()
+    ends_at: datetime = _ts()
+    summary: str
+    location: str = ""
+    cancelled: bool = False
+
+
+class MeetingAttendee(SQLModel, table=True):
+    __tablename__ = "meeting_attendee"
+    meeting_id: int = Field(foreign_key="meeting.id", primary_key=True)
+    participant_id: int = Field(foreign_key="participant.id", primary_key=True)
+    partstat: PartStat = _enum(PartStat.needs_action)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("stage_id", "to_key", "revision"),
+        Index("ix_message_status_next", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id", index=True)
+    stage_id: int = Field(foreign_key="stage.id", index=True)
+    participant_id: int | None = Field(default=None, foreign_key="participant.id", index=True)
+    to_email: str
+    to_key: str
+    to_name: str
+    revision: int = 0
+    category: str  # invitation | meeting | reminder | followup | reflection
+    subject: str
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    html: str = Field(sa_column=Column(Text, nullable=False))
+    ics: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    ics_method: str | None = None
+    status: MessageStatus = _enum(MessageStatus.queued)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(default=None, nullable=True)
+    claimed_at: datetime | None = _ts(default=None, nullable=True)
+    last_error: str | None = None
+    message_id: str | None = None
+    server_reply: str | None = None
+    created_at: datetime = _ts(default_factory=utcnow)
+    sent_at: datetime | None = _ts(default=None, nullable=True)
+
+
+class Response(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("stage_id", "participant_id", "question_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int = Field(foreign_key="cycle.id", index=True)
+    stage_id: int = Field(foreign_key="stage.id", index=True)
+    participant_id: int | None = Field(default=None, foreign_key="participant.id")
+    question_id: str
+    scale_value: int | None = None
+    text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entry"
+    id: int | None = Field(default=None, primary_key=True)
+    cycle_id: int | None = Field(default=None, foreign_key="cycle.id", index=True)
+    at: datetime = _ts(default_factory=utcnow)
+    actor: str = "coordinator"
+    action: str
+    stage_key: str | None = None
+    detail: str = ""
+    reason: str | None = None

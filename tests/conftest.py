@@ -1,0 +1,106 @@
+"""Shared fixtures: a fresh store per test (SQLite, and PostgreSQL where configured), clean
+SAMVERKAN_* variables, a session-wide Prefect harness, and a recording SMTP server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import cast
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from flows.settings import REPO_TEMPLATES, Settings
+from store.db import open_store
+
+DATA = Path(__file__).parent / "data"
+EXAMPLE_CSV = REPO_TEMPLATES / "learning-cycle" / "example" / "participants.csv"
+PG_URL = os.environ.get("SAMVERKAN_TEST_POSTGRES_URL")
+
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SAMVERKAN_* setting leaks in from the machine or from another test."""
+    for name in list(os.environ):
+        if name.startswith("SAMVERKAN_") and name != "SAMVERKAN_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'samverkan.db'}"
+        return
+    assert PG_URL
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings for this test, also exported, since flows read them at their entry point."""
+    values = {
+        "SAMVERKAN_DATABASE_URL": database_url,
+        "SAMVERKAN_MAIL_DIR": str(tmp_path / "mail"),
+        "SAMVERKAN_SENDER": "samverkan@coordination.example",
+        "SAMVERKAN_SENDER_NAME": "Samordningsförbundet",
+        "SAMVERKAN_COORDINATOR_EMAIL": "coordinator@coordination.example",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+@pytest.fixture
+def engine(settings: Settings):  # type: ignore[no-untyped-def]
+    engine = open_store(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def network(engine):  # type: ignore[no-untyped-def]
+    """The bundled example network: 13 participants, 5 organisations, every role."""
+    from flows.participants import import_participants
+
+    import_participants(engine, EXAMPLE_CSV)
+    return engine
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server for the whole session, with flow heartbeats off."""
+    import flows.cycle  # noqa: F401  (applies the quiet Prefect defaults before import)
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.cycle import quiet_prefect
+
+    with prefect_test_harness(server_startup_timeout=120), quiet_prefect():
+        yield
+
+
+def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:
+    """Every message delivered to a Maildir tree, by recipient folder."""
+    found: dict[str, list[EmailMessage]] = {}
+    if not root.exists():
+        return found
+    for box in sorted(root.iterdir()):
+        msgs = []
+        for f in sorted((box / "new").iterdir()):
+            msgs.append(cast(EmailMessage, message_from_bytes(f.read_bytes(),
+                                                              policy=policy.default)))
+        found[box.name] = msgs
+    return found

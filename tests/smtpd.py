@@ -1,0 +1,61 @@
+"""A real SMTP server (aiosmtpd) that records what it receives, for tests.
+
+Its handler can be told to refuse some recipients with 4xx or 5xx replies.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any, cast
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Recorder:
+    messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # recipient -> "451 …" or "550 …"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        reply = self.refuse.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                              bytes(envelope.original_content or envelope.content)))
+        return "250 Message accepted for delivery"
+
+    def parsed(self) -> list[EmailMessage]:
+        return [cast(EmailMessage, message_from_bytes(data, policy=policy.default))
+                for _, _, data in self.messages]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RecordingSMTP:
+    def __init__(self) -> None:
+        self.recorder = Recorder()
+        self.port = free_port()
+        self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> RecordingSMTP:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"

@@ -1,0 +1,76 @@
+"""Rendering: sandboxed, strict, and values are data, never markup or code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from messaging.render import EmailTemplates, format_datetime
+from store.errors import TemplateError
+
+
+def templates(tmp_path: Path, body: str, subject: str = "Hej {{ participant.name }}") -> EmailTemplates:
+    (tmp_path / "note.sv.md.j2").write_text(f"---\nsubject: \"{subject}\"\n---\n{body}", "utf-8")
+    return EmailTemplates(tmp_path)
+
+
+def test_markdown_becomes_text_and_html(tmp_path: Path) -> None:
+    t = templates(tmp_path, "Hej **{{ participant.name }}**,\n\n- ett\n- två\n")
+    out = t.render("note", "sv", {"participant": {"name": "Anna"}})
+    assert out.subject == "Hej Anna"
+    assert out.text == "Hej Anna,\n\n- ett\n- två\n"
+    assert "<strong>Anna</strong>" in out.html
+    assert "<li>ett</li>" in out.html
+    assert '<html lang="sv">' in out.html
+
+
+def test_missing_variable_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    t = templates(tmp_path, "Vi ses {{ meeting.starts }}")
+    with pytest.raises(TemplateError, match=r"note\.sv\.md\.j2: 'meeting' is undefined"):
+        t.render("note", "sv", {"participant": {"name": "Anna"}})
+
+
+def test_hostile_values_are_escaped_and_never_evaluated(tmp_path: Path) -> None:
+    t = templates(tmp_path, "Hej {{ participant.name }}!\n")
+    name = '<script>alert(1)</script> [klicka](javascript:alert(1)) {{ 7*7 }} **fet**'
+    out = t.render("note", "sv", {"participant": {"name": name}})
+    assert "<script>" not in out.html
+    assert "&lt;script&gt;" in out.html
+    assert "<a " not in out.html  # no link made from a value
+    assert "<strong>" not in out.html  # no emphasis made from a value
+    assert "{{ 7*7 }}" in out.html and "49" not in out.html
+    assert name in out.text  # the text part shows the name as given
+
+
+def test_the_sandbox_refuses_unsafe_attribute_access(tmp_path: Path) -> None:
+    t = templates(tmp_path, "{{ participant.__class__.__mro__ }}")
+    with pytest.raises(TemplateError):
+        t.render("note", "sv", {"participant": {"name": "x"}})
+
+
+def test_a_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    t = templates(tmp_path, "ok\n{% if %}\n")
+    with pytest.raises(TemplateError, match=r"note\.sv\.md\.j2 \(line 2\)"):
+        t.render("note", "sv", {"participant": {"name": "x"}})
+
+
+def test_front_matter_is_required(tmp_path: Path) -> None:
+    (tmp_path / "note.sv.md.j2").write_text("Hej\n", "utf-8")
+    with pytest.raises(TemplateError, match="front matter"):
+        EmailTemplates(tmp_path).render("note", "sv", {})
+
+
+def test_subject_cannot_carry_a_header(tmp_path: Path) -> None:
+    t = templates(tmp_path, "x", subject="Hej {{ participant.name }}")
+    out = t.render("note", "sv", {"participant": {"name": "A =?UTF-8?Q?=0A?=Bcc: e@x.example\n"}})
+    assert "=?" not in out.subject and "\n" not in out.subject
+
+
+def test_dates_are_written_in_the_participants_language() -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    when = datetime(2027, 2, 10, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
+    assert format_datetime(when, "sv") == "onsdag 10 februari 2027 kl. 09:00"
+    assert format_datetime(when, "en") == "Wednesday 10 February 2027 at 09:00"
