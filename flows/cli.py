@@ -7,10 +7,11 @@ unless the command runs a flow (tick, demo).
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, Callable, NoReturn, Optional, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -30,8 +31,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-participants_app = typer.Typer(help="Import and list the network's participants.",
-                               no_args_is_help=True)
+participants_app = typer.Typer(
+    help="Import and list the network's participants.", no_args_is_help=True
+)
 templates_app = typer.Typer(help="List and check process templates.", no_args_is_help=True)
 cycle_app = typer.Typer(help="Launch, list and show cycles.", no_args_is_help=True)
 app.add_typer(participants_app, name="participants")
@@ -89,7 +91,9 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 @participants_app.command("import")
 @handled
 def participants_import(
-    file: Annotated[Path, typer.Argument(help="CSV with columns name,email,organisation,role,language")],
+    file: Annotated[
+        Path, typer.Argument(help="CSV with columns name,email,organisation,role,language")
+    ],
 ) -> None:
     """Import participants from a CSV file; all rows or none.
 
@@ -119,9 +123,15 @@ def participants_list(
 
     with session_scope(_engine(_settings())) as session:
         rows = queries.list_participants(session)
-    data = [
-        {"name": p.name, "email": p.email, "organisation": o.name, "role": str(p.role),
-         "language": str(p.language), "erased": p.erased}
+    data: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "email": p.email,
+            "organisation": o.name,
+            "role": str(p.role),
+            "language": str(p.language),
+            "erased": p.erased,
+        }
         for p, o in rows
     ]
     if as_json:
@@ -130,8 +140,10 @@ def participants_list(
     if not data:
         typer.echo("no participants yet: samverkan participants import FILE.csv")
         return
-    _table([[d["name"], d["email"], d["organisation"], d["role"], d["language"]] for d in data],
-           ["name", "email", "organisation", "role", "language"])
+    _table(
+        [[d["name"], d["email"], d["organisation"], d["role"], d["language"]] for d in data],
+        ["name", "email", "organisation", "role", "language"],
+    )
 
 
 # templates ---------------------------------------------------------------------------------
@@ -207,12 +219,22 @@ def cycle_launch(
     template: Annotated[str, typer.Argument(help="Template name (see: samverkan templates list)")],
     name: Annotated[str, typer.Option("--name", help="The cycle's name, shown to participants")],
     start: Annotated[str, typer.Option("--start", help="ISO date-time, e.g. 2027-01-20T09:00")],
-    var: Annotated[Optional[list[str]], typer.Option(  # noqa: UP007 (typer reads it)
-        "--var", help="KEY=VALUE for a template variable; repeat for each")] = None,
-    timezone: Annotated[Optional[str], typer.Option(  # noqa: UP007
-        "--timezone", help="IANA zone for times without an offset [default: SAMVERKAN_TIMEZONE]")] = None,
-    audience: Annotated[Optional[str], typer.Option(  # noqa: UP007
-        "--audience", help="Who takes part, e.g. 'role=professional,manager' [default: all]")] = None,
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="KEY=VALUE for a template variable; repeat for each"),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone", help="IANA zone for times without an offset [default: SAMVERKAN_TIMEZONE]"
+        ),
+    ] = None,
+    audience: Annotated[
+        str | None,
+        typer.Option(
+            "--audience", help="Who takes part, e.g. 'role=professional,manager' [default: all]"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"id": …}.')] = False,
 ) -> None:
     """Launch a cycle. Every email is rendered for every participant first; any error stops
@@ -225,9 +247,16 @@ def cycle_launch(
     from flows.coordinator import launch_cycle
 
     settings = _settings()
-    cycle_id = launch_cycle(_engine(settings), settings, template=template, name=name,
-                            start=start, variables=_parse_vars(var or []), timezone=timezone,
-                            audience=audience)
+    cycle_id = launch_cycle(
+        _engine(settings),
+        settings,
+        template=template,
+        name=name,
+        start=start,
+        variables=_parse_vars(var or []),
+        timezone=timezone,
+        audience=audience,
+    )
     if as_json:
         _print_json({"id": cycle_id})
     else:
@@ -236,7 +265,9 @@ def cycle_launch(
 
 @cycle_app.command("list")
 @handled
-def cycle_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def cycle_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """List cycles.
 
     Example:  samverkan cycle list
@@ -246,15 +277,26 @@ def cycle_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.
 
     with session_scope(_engine(_settings())) as session:
         cycles = queries.list_cycles(session)
-    data = [{"id": c.id, "name": c.name, "template": c.template, "status": str(c.status),
-             "start": c.start_at.isoformat(), "timezone": c.timezone} for c in cycles]
+    data: list[dict[str, Any]] = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "template": c.template,
+            "status": str(c.status),
+            "start": c.start_at.isoformat(),
+            "timezone": c.timezone,
+        }
+        for c in cycles
+    ]
     if as_json:
         _print_json(data)
     elif not data:
         typer.echo("no cycles yet: samverkan cycle launch --help")
     else:
-        _table([[str(d["id"]), d["name"], d["template"], d["status"], d["start"][:16]]
-                for d in data], ["id", "name", "template", "status", "start (UTC)"])
+        _table(
+            [[str(d["id"]), d["name"], d["template"], d["status"], d["start"][:16]] for d in data],
+            ["id", "name", "template", "status", "start (UTC)"],
+        )
 
 
 def _counts(messages: dict[str, int]) -> str:
@@ -277,13 +319,25 @@ def cycle_show(
     if as_json:
         _print_json(data)
         return
-    typer.echo(f"cycle {data['id']}: {data['name']} ({data['template']}), {data['status']}, "
-               f"{data['participants']} participants, times in {data['timezone']}")
+    typer.echo(
+        f"cycle {data['id']}: {data['name']} ({data['template']}), {data['status']}, "
+        f"{data['participants']} participants, times in {data['timezone']}"
+    )
     rows = []
     for s in data["stages"]:
-        status = s["status"] + (" (needs approval)" if s["approval"] and s["status"] == "pending" else "")
-        rows.append([s["key"], s["kind"], s["due"][:16].replace("T", " "), s["timing"], status,
-                     _counts(s["messages"])])
+        status = s["status"] + (
+            " (needs approval)" if s["approval"] and s["status"] == "pending" else ""
+        )
+        rows.append(
+            [
+                s["key"],
+                s["kind"],
+                s["due"][:16].replace("T", " "),
+                s["timing"],
+                status,
+                _counts(s["messages"]),
+            ]
+        )
     _table(rows, ["stage", "kind", "due", "timing", "status", "messages"])
     for s in data["stages"]:
         if s["note"]:
@@ -297,8 +351,10 @@ def cycle_show(
 def drafts(
     cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
     stage_key: Annotated[str, typer.Argument(metavar="STAGE_KEY", help="e.g. invitation")],
-    participant: Annotated[Optional[str], typer.Option(  # noqa: UP007
-        "--participant", help="Show only the message to this email")] = None,
+    participant: Annotated[
+        str | None,
+        typer.Option("--participant", help="Show only the message to this email"),
+    ] = None,
 ) -> None:
     """Show the rendered drafts of a stage (or a preview, before it has run).
 
@@ -307,14 +363,20 @@ def drafts(
     from flows.coordinator import stage_drafts
 
     settings = _settings()
-    result = stage_drafts(_engine(settings), settings, cycle_id=cycle_id, key=stage_key,
-                          participant=participant)
-    kind = "stored messages" if result.stored else "preview (nothing drafted yet)"
-    typer.echo(f"{len(result.drafts)} {kind} for stage {stage_key}")
+    result = stage_drafts(
+        _engine(settings), settings, cycle_id=cycle_id, key=stage_key, participant=participant
+    )
+    from flows.wording import plural
+
+    count = plural(len(result.drafts), "message")
+    kind = "stored" if result.stored else "previewed (nothing is drafted yet)"
+    typer.echo(f"{count} {kind} for stage {stage_key}")
     for d in result.drafts:
         typer.echo("")
-        typer.echo(f"To: {d.to_name} <{d.to_email}>   [{d.status}]"
-                   + ("  + calendar invite" if d.has_calendar else ""))
+        typer.echo(
+            f"To: {d.to_name} <{d.to_email}>   [{d.status}]"
+            + ("  + calendar invite" if d.has_calendar else "")
+        )
         typer.echo(f"Subject: {d.subject}")
         typer.echo("")
         typer.echo(d.text.rstrip())
@@ -326,7 +388,7 @@ def drafts(
 def approve(
     cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
     stage_key: Annotated[str, typer.Argument(metavar="STAGE_KEY", help="e.g. invitation")],
-    reason: Annotated[Optional[str], typer.Option("--reason", help="Kept in the audit log")] = None,  # noqa: UP007
+    reason: Annotated[str | None, typer.Option("--reason", help="Kept in the audit log")] = None,
 ) -> None:
     """Approve a stage's drafts; they are sent on the next tick. Approving a stage that has
     not run yet approves it in advance.
@@ -335,8 +397,7 @@ def approve(
     """
     from flows.coordinator import approve_stage
 
-    typer.echo(approve_stage(_engine(_settings()), cycle_id=cycle_id, key=stage_key,
-                             reason=reason))
+    typer.echo(approve_stage(_engine(_settings()), cycle_id=cycle_id, key=stage_key, reason=reason))
 
 
 @app.command("audit")
@@ -355,8 +416,17 @@ def audit(
     with session_scope(_engine(_settings())) as session:
         queries.get_cycle(session, cycle_id=cycle_id)
         entries = queries.audit_log(session, cycle_id=cycle_id)
-    data = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-             "stage": e.stage_key, "detail": e.detail, "reason": e.reason} for e in entries]
+    data: list[dict[str, Any]] = [
+        {
+            "at": e.at.isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "stage": e.stage_key,
+            "detail": e.detail,
+            "reason": e.reason,
+        }
+        for e in entries
+    ]
     if as_json:
         _print_json(data)
         return
@@ -369,8 +439,10 @@ def audit(
 @app.command("tick")
 @handled
 def tick(
-    now: Annotated[Optional[str], typer.Option(  # noqa: UP007
-        "--now", help="Pretend it is this time (ISO); default: the real time")] = None,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="Pretend it is this time (ISO); default: the real time"),
+    ] = None,
 ) -> None:
     """Run every stage that is due, then deliver the outbox. Run it from cron or a loop;
     with --now you can walk a cycle through weeks in seconds.
@@ -381,8 +453,11 @@ def tick(
 
     settings = _settings()
     _engine(settings)  # fail on a bad database before Prefect starts
-    when = (plan.parse_when(now, plan.zone(settings.timezone), what="--now") if now
-            else datetime.now(UTC))
+    when = (
+        plan.parse_when(now, plan.zone(settings.timezone), what="--now")
+        if now
+        else datetime.now(UTC)
+    )
     from flows.cycle import run_tick
 
     for line in run_tick(when).lines():
@@ -392,8 +467,12 @@ def tick(
 @app.command("demo")
 @handled
 def demo(
-    folder: Annotated[Optional[Path], typer.Option(  # noqa: UP007
-        "--dir", help="Where to put the demo's database and mail [default: a new folder]")] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Where to put the demo's database and mail [default: a new folder]"
+        ),
+    ] = None,
 ) -> None:
     """Walk a whole learning cycle on an example network, in a fresh folder, with a simulated
     clock: import, launch, approve, invite, remind, follow up, reflect.
@@ -423,8 +502,11 @@ def main() -> None:
             first = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
             typer.echo(f"error: database: {first}", err=True)
             sys.exit(2)
-        typer.echo(f"internal error: {type(exc).__name__}: {exc} "
-                   "(run again with SAMVERKAN_DEBUG=1 for details)", err=True)
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(run again with SAMVERKAN_DEBUG=1 for details)",
+            err=True,
+        )
         sys.exit(1)
 
 

@@ -34,6 +34,7 @@ from store.models import (
     Response,
     Stage,
     StageStatus,
+    pk,
 )
 from store.types import utcnow
 
@@ -71,14 +72,15 @@ def _variables(t: ProcessTemplate, given: Mapping[str, str], tz: Any) -> dict[st
     return values
 
 
-def _stage_rows(t: ProcessTemplate, start_at: datetime, values: Mapping[str, str],
-                tz: Any) -> list[Stage]:
+def _stage_rows(
+    t: ProcessTemplate, start_at: datetime, values: Mapping[str, str], tz: Any, *, cycle_id: int
+) -> list[Stage]:
     rows = []
     for position, spec in enumerate(t.spec.stages):
         at = None
         if spec.at == "start":
             at = start_at
-        elif spec.at in values:
+        elif spec.at and spec.at in values:
             at = datetime.fromisoformat(values[spec.at])
         elif spec.at:
             at = plan.parse_when(spec.at, tz, what=f"time of stage {spec.key}")
@@ -87,18 +89,30 @@ def _stage_rows(t: ProcessTemplate, start_at: datetime, values: Mapping[str, str
             starts = datetime.fromisoformat(values[spec.meeting.starts])
             config = {
                 "starts_at": starts.isoformat(),
-                "duration_minutes": int(plan.parse_duration(spec.meeting.duration) / timedelta(minutes=1)),
+                "duration_minutes": int(
+                    plan.parse_duration(spec.meeting.duration) / timedelta(minutes=1)
+                ),
                 "location": values.get(spec.meeting.location or "", ""),
             }
         if spec.questions:
             config["questions"] = list(spec.questions)
-        rows.append(Stage(
-            key=spec.key, kind=spec.kind, position=position * 10, at=at,
-            anchor_key=spec.anchor, offset_seconds=int(spec.signed_offset.total_seconds()),
-            template=spec.template, audience=spec.audience, unless=spec.unless,
-            approval_required=spec.approval == "required", config=config,
-            due_at=start_at,  # replaced by recompute_due
-        ))
+        rows.append(
+            Stage(
+                cycle_id=cycle_id,
+                key=spec.key,
+                kind=spec.kind,
+                position=position * 10,
+                at=at,
+                anchor_key=spec.anchor,
+                offset_seconds=int(spec.signed_offset.total_seconds()),
+                template=spec.template,
+                audience=spec.audience,
+                unless=spec.unless,
+                approval_required=spec.approval == "required",
+                config=config,
+                due_at=start_at,  # replaced by recompute_due
+            )
+        )
     return rows
 
 
@@ -106,10 +120,12 @@ def plan_items(stages: list[Stage]) -> list[plan.PlanItem]:
     return [
         plan.PlanItem(
             key=s.key,
-            timing=plan.Timing(at=s.at, anchor=s.anchor_key,
-                               offset=timedelta(seconds=s.offset_seconds)),
-            meeting_start=(datetime.fromisoformat(s.config["starts_at"])
-                           if s.kind == "meeting" else None),
+            timing=plan.Timing(
+                at=s.at, anchor=s.anchor_key, offset=timedelta(seconds=s.offset_seconds)
+            ),
+            meeting_start=(
+                datetime.fromisoformat(s.config["starts_at"]) if s.kind == "meeting" else None
+            ),
         )
         for s in stages
     ]
@@ -146,17 +162,8 @@ def launch_cycle(
     name = _one_line(name, "--name")
     start_at = plan.parse_when(start, tz, what="--start")
     values = _variables(t, variables or {}, tz)
-    stages = _stage_rows(t, start_at, values, tz)
-    recompute_due(stages)
-    for s in stages:
-        if s.kind == "meeting":
-            starts = datetime.fromisoformat(s.config["starts_at"])
-            if starts < start_at:
-                raise InvalidInput(
-                    f"the {s.key} starts {starts.astimezone(tz):%Y-%m-%d %H:%M}, "
-                    f"before the cycle starts ({start_at:%Y-%m-%d %H:%M})"
-                )
     chosen = parse_audience(audience)
+    # Everything below happens in one transaction: any error leaves nothing behind.
     with session_scope(engine) as session:
         people = [(p, o) for p, o in queries.list_participants(session) if not p.erased]
         people = chosen.select(people)
@@ -167,24 +174,39 @@ def launch_cycle(
                 + ": import them first with: samverkan participants import FILE.csv"
             )
         cycle = Cycle(
-            name=name, template=template_ref, timezone=tz.key, start_at=start_at, variables=values,
+            name=name,
+            template=template_ref,
+            timezone=tz.key,
+            start_at=start_at,
+            variables=values,
             status=CycleStatus.running,
         )
         session.add(cycle)
         session.flush()
-        session.add_all(CycleMember(cycle_id=cycle.id, participant_id=p.id)  # type: ignore[arg-type]
-                        for p, _ in people)
+        session.add_all(CycleMember(cycle_id=pk(cycle), participant_id=pk(p)) for p, _ in people)
+        stages = _stage_rows(t, start_at, values, tz, cycle_id=pk(cycle))
+        recompute_due(stages)
         for s in stages:
-            s.cycle_id = cycle.id  # type: ignore[assignment]
+            if s.kind == "meeting":
+                starts = datetime.fromisoformat(s.config["starts_at"])
+                if starts < start_at:
+                    raise InvalidInput(
+                        f"the {s.key} starts {starts.astimezone(tz):%Y-%m-%d %H:%M}, "
+                        f"before the cycle starts ({start_at:%Y-%m-%d %H:%M})"
+                    )
         session.add_all(stages)
         session.flush()
         now = utcnow()
         for s in stages:  # render everything now, so that no error waits for send time
             drafts_for(StageRun(session, settings, cycle, s, t, now), validating=True)
-        queries.audit(session, cycle_id=cycle.id, action="cycle.launch",
-                      detail=f"template {t.name}, {len(people)} participants, "
-                             f"{len(stages)} stages, starts {start_at.isoformat()}")
-        return cycle.id  # type: ignore[return-value]
+        queries.audit(
+            session,
+            cycle_id=cycle.id,
+            action="cycle.launch",
+            detail=f"template {t.name}, {len(people)} participants, "
+            f"{len(stages)} stages, starts {start_at.isoformat()}",
+        )
+        return pk(cycle)
 
 
 def approve_stage(engine: Engine, *, cycle_id: int, key: str, reason: str | None = None) -> str:
@@ -196,10 +218,12 @@ def approve_stage(engine: Engine, *, cycle_id: int, key: str, reason: str | None
         if not stage.approval_required:
             raise StateError(f"stage {key!r} does not need approval")
         if stage.status == StageStatus.awaiting_approval:
-            result = session.exec(  # type: ignore[call-overload]
+            result = session.exec(
                 update(Message)
-                .where(col(Message.stage_id) == stage.id,
-                       col(Message.status) == MessageStatus.draft.value)
+                .where(
+                    col(Message.stage_id) == stage.id,
+                    col(Message.status) == MessageStatus.draft.value,
+                )
                 .values(status=MessageStatus.queued.value)
             )
             stage.status, stage.approved_at = StageStatus.done, now
@@ -208,11 +232,20 @@ def approve_stage(engine: Engine, *, cycle_id: int, key: str, reason: str | None
         elif stage.status == StageStatus.pending:
             stage.status, stage.approved_at = StageStatus.approved, now
             session.add(stage)
-            text = f"approved {key} in advance; it is sent when due ({stage.due_at:%Y-%m-%d %H:%M} UTC)"
+            due = f"{stage.due_at:%Y-%m-%d %H:%M} UTC"
+            text = f"approved {key} in advance; it is sent when due ({due})"
         else:
-            raise StateError(f"stage {key!r} is {stage.status}; only pending stages or drafts can be approved")
-        queries.audit(session, cycle_id=cycle_id, action="stage.approve", stage_key=key,
-                      detail=text, reason=reason)
+            raise StateError(
+                f"stage {key!r} is {stage.status}; only pending stages or drafts can be approved"
+            )
+        queries.audit(
+            session,
+            cycle_id=cycle_id,
+            action="stage.approve",
+            stage_key=key,
+            detail=text,
+            reason=reason,
+        )
         return text
 
 
@@ -234,8 +267,9 @@ class DraftsResult:
     drafts: list[DraftView] = field(default_factory=list)
 
 
-def stage_drafts(engine: Engine, settings: Settings, *, cycle_id: int, key: str,
-                 participant: str | None = None) -> DraftsResult:
+def stage_drafts(
+    engine: Engine, settings: Settings, *, cycle_id: int, key: str, participant: str | None = None
+) -> DraftsResult:
     """The stage's stored drafts, or a preview of what it would send now."""
     with session_scope(engine) as session:
         cycle = queries.get_cycle(session, cycle_id=cycle_id)
@@ -246,16 +280,25 @@ def stage_drafts(engine: Engine, settings: Settings, *, cycle_id: int, key: str,
         ).all()
         if rows:
             views = [
-                DraftView(m.to_name, m.to_email, "", m.subject, m.text, m.ics is not None,
-                          str(m.status))
-                for m in rows if wanted is None or m.to_key == wanted
+                DraftView(
+                    m.to_name, m.to_email, "", m.subject, m.text, m.ics is not None, str(m.status)
+                )
+                for m in rows
+                if wanted is None or m.to_key == wanted
             ]
             stored = True
         else:
             run = StageRun(session, settings, cycle, stage, template_of(settings, cycle), utcnow())
             views = [
-                DraftView(d.recipient.name, d.recipient.email, d.recipient.language,
-                          d.email.subject, d.email.text, d.ics is not None, "preview")
+                DraftView(
+                    d.recipient.name,
+                    d.recipient.email,
+                    d.recipient.language,
+                    d.email.subject,
+                    d.email.text,
+                    d.ics is not None,
+                    "preview",
+                )
                 for d in drafts_for(run, validating=True)
                 if wanted is None or d.recipient.email.lower() == wanted
             ]
@@ -276,7 +319,9 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
         failed = session.exec(
             select(Message.to_email, Message.last_error, Message.stage_id).where(
                 Message.cycle_id == cycle_id,
-                col(Message.status).in_([MessageStatus.failed.value, MessageStatus.uncertain.value]),
+                col(Message.status).in_(
+                    [MessageStatus.failed.value, MessageStatus.uncertain.value]
+                ),
             )
         ).all()
         by_id = {s.id: s.key for s in stages}
@@ -314,7 +359,9 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
 
 def _member(session: Session, cycle_id: int, email: str) -> int:
     person = queries.find_participant(session, email=email)
-    if person is None or person.id not in {p.id for p, _ in queries.members(session, cycle_id=cycle_id)}:
+    if person is None or person.id not in {
+        p.id for p, _ in queries.members(session, cycle_id=cycle_id)
+    }:
         raise NotFound(f"{email} is not a participant of cycle {cycle_id}")
     return person.id  # type: ignore[return-value]
 
@@ -337,12 +384,25 @@ def record_rsvp(engine: Engine, *, cycle_id: int, key: str, email: str, partstat
             raise NotFound(f"{email} was not invited to {key!r}")
         row.partstat, row.updated_at = PartStat(value), utcnow()
         session.add(row)
-        queries.audit(session, cycle_id=cycle_id, action="meeting.rsvp", stage_key=key,
-                      detail=f"{email}: {value}", actor="participant")
+        queries.audit(
+            session,
+            cycle_id=cycle_id,
+            action="meeting.rsvp",
+            stage_key=key,
+            detail=f"{email}: {value}",
+            actor="participant",
+        )
 
 
-def record_answers(engine: Engine, settings: Settings, *, cycle_id: int, key: str, email: str,
-                   answers: Mapping[str, int | str]) -> None:
+def record_answers(
+    engine: Engine,
+    settings: Settings,
+    *,
+    cycle_id: int,
+    key: str,
+    email: str,
+    answers: Mapping[str, int | str],
+) -> None:
     """Store a participant's answers to a follow-up stage (replacing earlier ones)."""
     with session_scope(engine) as session:
         cycle = queries.get_cycle(session, cycle_id=cycle_id)
@@ -357,10 +417,15 @@ def record_answers(engine: Engine, settings: Settings, *, cycle_id: int, key: st
             if qid not in asked:
                 raise InvalidInput(f"stage {key!r} does not ask {qid!r}")
             q = questions[qid]
-            row = session.exec(select(Response).where(
-                Response.stage_id == stage.id, Response.participant_id == pid,
-                Response.question_id == qid)).first() or Response(
-                cycle_id=cycle_id, stage_id=stage.id, participant_id=pid, question_id=qid)  # type: ignore[arg-type]
+            row = session.exec(
+                select(Response).where(
+                    Response.stage_id == stage.id,
+                    Response.participant_id == pid,
+                    Response.question_id == qid,
+                )
+            ).first() or Response(
+                cycle_id=cycle_id, stage_id=pk(stage), participant_id=pid, question_id=qid
+            )
             if q.kind == "scale":
                 if not isinstance(value, int) or not q.min <= value <= q.max:
                     raise InvalidInput(f"{qid} takes a whole number from {q.min} to {q.max}")
@@ -369,5 +434,11 @@ def record_answers(engine: Engine, settings: Settings, *, cycle_id: int, key: st
                 row.text = str(value)
             row.updated_at = now
             session.add(row)
-        queries.audit(session, cycle_id=cycle_id, action="followup.answer", stage_key=key,
-                      detail=f"{email}: {len(answers)} answers", actor="participant")
+        queries.audit(
+            session,
+            cycle_id=cycle_id,
+            action="followup.answer",
+            stage_key=key,
+            detail=f"{email}: {len(answers)} answers",
+            actor="participant",
+        )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from store.models import FINISHED_STAGE, CycleStatus, StageStatus
+from store.models import FINISHED_STAGE, CycleStatus, StageStatus, pk
 
 # Quiet, offline defaults for Prefect; set before Prefect is imported, and only where the
 # user has not chosen otherwise (see DESIGN.md, "Prefect, as measured here").
@@ -46,6 +46,7 @@ from flows.coordinator import launch_cycle, template_of  # noqa: E402
 from flows.settings import Settings, load_settings  # noqa: E402
 from flows.stages import task_for  # noqa: E402
 from flows.stages.base import StageOutcome  # noqa: E402
+from flows.wording import plural  # noqa: E402
 from messaging.outbox import DrainReport, SenderInfo, drain  # noqa: E402
 from messaging.transports import make_transport  # noqa: E402
 from store import queries  # noqa: E402
@@ -76,8 +77,8 @@ class TickReport:
         out = [f"tick at {self.now.isoformat()}"]
         for cycle_id, s in self.stages:
             note = f" ({s.note})" if s.note else ""
-            out.append(f"  cycle {cycle_id}: {s.key} ({s.kind}) -> {s.status}, "
-                       f"{s.messages} messages{note}")
+            count = plural(s.messages, "message")
+            out.append(f"  cycle {cycle_id}: {s.key} ({s.kind}) -> {s.status}, {count}{note}")
         if not self.stages:
             out.append("  nothing was due")
         out.append(f"  delivery: {self.delivery}")
@@ -87,8 +88,11 @@ class TickReport:
 
 def sender_info(settings: Settings) -> SenderInfo:
     return SenderInfo(
-        name=settings.sender_name, email=settings.sender, domain=settings.mail_domain,
-        max_attempts=settings.max_attempts, retry_base_seconds=settings.retry_base_seconds,
+        name=settings.sender_name,
+        email=settings.sender,
+        domain=settings.mail_domain,
+        max_attempts=settings.max_attempts,
+        retry_base_seconds=settings.retry_base_seconds,
         lease_seconds=settings.sending_lease_seconds,
     )
 
@@ -137,9 +141,14 @@ def _complete_finished(engine: Any) -> list[int]:
             if stages and all(s.status in FINISHED_STAGE for s in stages):
                 cycle.status = CycleStatus.completed
                 session.add(cycle)
-                queries.audit(session, cycle_id=cycle.id, action="cycle.completed",
-                              detail="every stage has finished", actor="tick")
-                done.append(cycle.id)  # type: ignore[arg-type]
+                queries.audit(
+                    session,
+                    cycle_id=cycle.id,
+                    action="cycle.completed",
+                    detail="every stage has finished",
+                    actor="tick",
+                )
+                done.append(pk(cycle))
     return done
 
 
@@ -153,8 +162,9 @@ def tick(now: datetime) -> TickReport:
         due = queries.due_cycle_ids(session, now=now)
     for cycle_id in due:
         report.stages.extend((cycle_id, o) for o in advance(cycle_id, now))
-    transport = make_transport(smtp_url=settings.smtp_url, mail_dir=settings.mail_dir,
-                               timeout=settings.smtp_timeout)
+    transport = make_transport(
+        smtp_url=settings.smtp_url, mail_dir=settings.mail_dir, timeout=settings.smtp_timeout
+    )
     report.delivery = drain(engine, sender_info(settings), transport, now=now)
     if due:
         report.completed = _complete_finished(engine)
@@ -162,13 +172,26 @@ def tick(now: datetime) -> TickReport:
 
 
 @flow(name="launch", validate_parameters=False, log_prints=False)
-def launch(template: str, name: str, start: str, variables: dict[str, str],
-           timezone: str | None = None, audience: str | None = None) -> int:
+def launch(
+    template: str,
+    name: str,
+    start: str,
+    variables: dict[str, str],
+    timezone: str | None = None,
+    audience: str | None = None,
+) -> int:
     """Launch a cycle as a flow run (for deployments); the CLI calls launch_cycle directly."""
     settings = load_settings()
-    return launch_cycle(open_store(settings.database_url), settings, template=template,
-                        name=name, start=start, variables=variables, timezone=timezone,
-                        audience=audience)
+    return launch_cycle(
+        open_store(settings.database_url),
+        settings,
+        template=template,
+        name=name,
+        start=start,
+        variables=variables,
+        timezone=timezone,
+        audience=audience,
+    )
 
 
 def run_tick(now: datetime) -> TickReport:

@@ -7,6 +7,7 @@ The clock is simulated (``tick --now``), so weeks pass in seconds. The participa
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,14 +16,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from flows.settings import REPO_TEMPLATES
+from flows.wording import plural
 from store.errors import InvalidInput
 
 EXAMPLE = REPO_TEMPLATES / "learning-cycle" / "example" / "participants.csv"
 
 ACCEPTING = [
-    "anna.lindqvist@forsakringskassan.example", "maria.sandberg@arbetsformedlingen.example",
-    "eva.nilsson@goteborg.example", "per.holm@vgregion.example",
-    "tomas.wik@samordningsforbund.example", "sara.ahmadi@goteborg.example",
+    "anna.lindqvist@forsakringskassan.example",
+    "maria.sandberg@arbetsformedlingen.example",
+    "eva.nilsson@goteborg.example",
+    "per.holm@vgregion.example",
+    "tomas.wik@samordningsforbund.example",
+    "sara.ahmadi@goteborg.example",
     "karin.strom@vgregion.example",
 ]
 DECLINING = ["johan.berg@forsakringskassan.example"]
@@ -82,19 +87,28 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
     echo("")
 
     result = import_participants(engine, EXAMPLE)
-    echo(f"1. imported {result.created} participants from {EXAMPLE.name} "
-         "(5 organisations, every role, Swedish and English)")
+    echo(
+        f"1. imported {result.created} participants from {EXAMPLE.name} "
+        "(5 organisations, every role, Swedish and English)"
+    )
 
     today = datetime.now(tz).replace(hour=9, minute=0, second=0, microsecond=0)
-    start = today + timedelta(days=7)
-    workshop = start + timedelta(days=21)
+    # Start on the Monday at least three days away; the workshop is on the Wednesday
+    # two weeks later, a day people can come.
+    start = today + timedelta(days=3 + (7 - (today + timedelta(days=3)).weekday()) % 7)
+    workshop = start + timedelta(days=16)
     cycle_id = launch_cycle(
-        engine, settings, template="learning-cycle", name="Lärande cykel – Göteborg",
+        engine,
+        settings,
+        template="learning-cycle",
+        name="Lärande cykel – Göteborg",
         start=start.isoformat(),
         variables={"workshop_at": workshop.isoformat(), "location": "Stadshuset, Göteborg"},
     )
-    echo(f"2. launched cycle {cycle_id} (learning-cycle): starts {start:%Y-%m-%d %H:%M}, "
-         f"workshop {workshop:%Y-%m-%d %H:%M} ({settings.timezone})")
+    echo(
+        f"2. launched cycle {cycle_id} (learning-cycle): starts {start:%Y-%m-%d %H:%M}, "
+        f"workshop {workshop:%Y-%m-%d %H:%M} ({settings.timezone})"
+    )
 
     from flows.cycle import quiet_prefect, tick
 
@@ -103,7 +117,7 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         echo(f"{label} — tick at {when:%Y-%m-%d %H:%M}:")
         for _, s in report.stages:
             note = f"; {s.note}" if s.note else ""
-            echo(f"     {s.key}: {s.status}, {s.messages} messages{note}")
+            echo(f"     {s.key}: {s.status}, {plural(s.messages, 'message')}{note}")
         if not report.stages:
             echo("     nothing due")
         echo(f"     delivery: {report.delivery}")
@@ -113,8 +127,10 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         step("4. the cycle starts", start)
         drafts = stage_drafts(engine, settings, cycle_id=cycle_id, key="invitation")
         sample = drafts.drafts[0]
-        echo(f"5. the coordinator previews {len(drafts.drafts)} invitation drafts, e.g. to "
-             f"{sample.to_name}: “{sample.subject}”")
+        echo(
+            f"5. the coordinator previews {len(drafts.drafts)} invitation drafts, e.g. to "
+            f"{sample.to_name}: “{sample.subject}”"
+        )
         echo(f"   {approve_stage(engine, cycle_id=cycle_id, key='invitation')}")
         step("6. after approval", start + timedelta(minutes=5))
         echo(f"7. simulated calendar answers: {len(ACCEPTING)} accept, {len(DECLINING)} decline")
@@ -126,8 +142,14 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         step("9. a week after the workshop", workshop + timedelta(days=7))
         echo(f"10. simulated follow-up answers from {len(ANSWERS)} participants")
         for email, (scale, better) in ANSWERS.items():
-            record_answers(engine, settings, cycle_id=cycle_id, key="followup", email=email,
-                           answers={"scale-now": scale, "what-is-better": better})
+            record_answers(
+                engine,
+                settings,
+                cycle_id=cycle_id,
+                key="followup",
+                email=email,
+                answers={"scale-now": scale, "what-is-better": better},
+            )
         step("11. five days later", workshop + timedelta(days=12))
         step("12. two weeks after the workshop", workshop + timedelta(days=14))
 
@@ -138,14 +160,22 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         counts = ", ".join(f"{n} {k}" for k, n in sorted(s["messages"].items())) or "-"
         echo(f"  {s['key']:<18} {s['due'][:16].replace('T', ' ')}  {s['status']:<9} {counts}")
     mail = root / "mail"
-    boxes = Counter({p.name: len(list((p / "new").iterdir())) for p in mail.iterdir()}
-                    if mail.exists() else {})
+    boxes = Counter(
+        {p.name: len(list((p / "new").iterdir())) for p in mail.iterdir()} if mail.exists() else {}
+    )
     echo("")
-    echo(f"Where the mail went: {sum(boxes.values())} messages in {len(boxes)} Maildir folders "
-         f"under {mail}")
+    echo(
+        f"Where the mail went: {sum(boxes.values())} messages in {len(boxes)} Maildir folders "
+        f"under {mail}"
+    )
     for name, n in sorted(boxes.items()):
         echo(f"  {name:<46} {n}")
+    invites = sorted((mail / "sara.ahmadi@goteborg.example" / "new").iterdir())
+    if len(invites) > 1:
+        echo(f"Open a calendar invite in any mail program: {invites[1]}")
     echo("")
     echo(f"Done in {time.monotonic() - began:.0f} s. Look around with:")
-    echo(f"  SAMVERKAN_DATABASE_URL=sqlite:///{root / 'samverkan.db'} samverkan cycle show {cycle_id}")
+    command = sys.argv[0] if sys.argv[0].endswith("samverkan") else "samverkan"
+    url = f"sqlite:///{root / 'samverkan.db'}"
+    echo(f"  SAMVERKAN_DATABASE_URL={url} {command} cycle show {cycle_id}")
     return root

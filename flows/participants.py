@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from store import queries
 from store.db import session_scope
 from store.errors import ImportRejected, InvalidInput
-from store.models import Language, Participant, Role
+from store.models import Language, Participant, Role, pk
 from store.types import utcnow
 
 COLUMNS = ("name", "email", "organisation", "role", "language")
@@ -61,8 +61,7 @@ def parse_csv(data: bytes, *, source: str = "file") -> list[Row]:
     missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise InvalidInput(
-            f"{source}: the header lacks {', '.join(missing)} "
-            f"(expected: {','.join(COLUMNS)})"
+            f"{source}: the header lacks {', '.join(missing)} (expected: {','.join(COLUMNS)})"
         )
     index = {c: names.index(c) for c in COLUMNS}
     rows: list[Row] = []
@@ -109,8 +108,9 @@ def parse_csv(data: bytes, *, source: str = "file") -> list[Row]:
             problems.append(f"line {line}: " + "; ".join(reasons))
             continue
         seen[email.lower()] = line
-        rows.append(Row(line, get["name"], email, get["organisation"], Role(role),
-                        Language(language)))
+        rows.append(
+            Row(line, get["name"], email, get["organisation"], Role(role), Language(language))
+        )
     if problems:
         raise ImportRejected(problems)
     if not rows:
@@ -133,10 +133,16 @@ def import_participants(engine: Engine, path: Path) -> ImportResult:
             org = queries.get_or_create_organisation(session, name=row.organisation)
             person = queries.find_participant(session, email=row.email)
             if person is None:
-                session.add(Participant(
-                    name=row.name, email=row.email, email_key=row.email.lower(),
-                    organisation_id=org.id, role=row.role, language=row.language,
-                ))
+                session.add(
+                    Participant(
+                        name=row.name,
+                        email=row.email,
+                        email_key=row.email.lower(),
+                        organisation_id=pk(org),
+                        role=row.role,
+                        language=row.language,
+                    )
+                )
                 created += 1
             else:
                 person.name, person.email = row.name, row.email
@@ -145,6 +151,10 @@ def import_participants(engine: Engine, path: Path) -> ImportResult:
                 person.updated_at = utcnow()
                 session.add(person)
                 updated += 1
-        queries.audit(session, cycle_id=None, action="participants.import",
-                      detail=f"{path}: {created} new, {updated} updated")
+        queries.audit(
+            session,
+            cycle_id=None,
+            action="participants.import",
+            detail=f"{path}: {created} new, {updated} updated",
+        )
     return ImportResult(created=created, updated=updated)

@@ -50,7 +50,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"unknown time zone {name!r} (use an IANA name like Europe/Stockholm)")
+        raise InvalidInput(
+            f"unknown time zone {name!r} (use an IANA name like Europe/Stockholm)"
+        ) from None
 
 
 def parse_when(text: str, tz: ZoneInfo, *, what: str = "date") -> datetime:
@@ -103,7 +105,7 @@ def resolve(items: Iterable[PlanItem]) -> dict[str, datetime]:
         if key in due:
             return due[key]
         if key in visiting:
-            loop = " -> ".join([*visiting[visiting.index(key):], key])
+            loop = " -> ".join([*visiting[visiting.index(key) :], key])
             raise PlanError(f"stages depend on each other in a circle: {loop}")
         item = by_key[key]
         visiting.append(key)
@@ -114,7 +116,9 @@ def resolve(items: Iterable[PlanItem]) -> dict[str, datetime]:
         else:
             anchor = by_key.get(item.timing.anchor)
             if anchor is None:
-                raise PlanError(f"stage {key!r} is anchored on unknown stage {item.timing.anchor!r}")
+                raise PlanError(
+                    f"stage {key!r} is anchored on unknown stage {item.timing.anchor!r}"
+                )
             visit(anchor.key)
             when = anchor_time(anchor, due) + item.timing.offset
         visiting.pop()

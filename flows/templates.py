@@ -19,13 +19,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flows import plan
 from flows.settings import REPO_TEMPLATES
 from messaging.render import EmailTemplates
-from store.errors import NotFound, TemplateError
+from store.errors import InvalidInput, NotFound, TemplateError
 
 LANGUAGES = ("sv", "en")
 KINDS = ("email", "meeting", "followup", "reflection")
 KEY = r"^[a-z][a-z0-9-]{0,39}$"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNLESS = re.compile(r"^(accepted|responded|answered:[a-z][a-z0-9-]*)$")
+
+
+def _check_duration(value: str) -> str:
+    try:
+        plan.parse_duration(value)
+    except InvalidInput as exc:  # pydantic reports ValueErrors with the field's location
+        raise ValueError(str(exc)) from None
+    return value
 
 
 class _Strict(BaseModel):
@@ -47,8 +55,7 @@ class MeetingSpec(_Strict):
     @field_validator("duration")
     @classmethod
     def _duration(cls, value: str) -> str:
-        plan.parse_duration(value)
-        return value
+        return _check_duration(value)
 
 
 class StageSpec(_Strict):
@@ -74,7 +81,7 @@ class StageSpec(_Strict):
         given = [name for name in ("at", "after", "before") if getattr(self, name)]
         if len(given) != 1:
             raise ValueError("give exactly one of at, after or before")
-        plan.parse_duration(self.offset)
+        _check_duration(self.offset)
         if self.at and self.offset != "0":
             raise ValueError("offset goes with after or before, not with at")
         if (self.kind == "meeting") != (self.meeting is not None):
@@ -212,12 +219,27 @@ def _check(t: ProcessTemplate, path: Path) -> None:
         raise TemplateError(f"{path}: stage keys used twice: {', '.join(dupes)}")
     for s in t.spec.stages:
         if s.anchor and s.anchor not in keys:
-            raise TemplateError(f"{path}: stage {s.key!r} is anchored on unknown stage {s.anchor!r}")
+            raise TemplateError(
+                f"{path}: stage {s.key!r} is anchored on unknown stage {s.anchor!r}"
+            )
         if s.unless and s.unless.startswith("answered:") and s.unless[9:] not in keys:
-            raise TemplateError(f"{path}: stage {s.key!r}: unless names unknown stage {s.unless[9:]!r}")
-        if s.at and s.at != "start" and s.at in t.spec.variables:
-            if t.spec.variables[s.at].type != "datetime":
-                raise TemplateError(f"{path}: stage {s.key!r}: variable {s.at!r} is not a datetime")
+            raise TemplateError(
+                f"{path}: stage {s.key!r}: unless names unknown stage {s.unless[9:]!r}"
+            )
+        if s.at and s.at != "start":
+            if s.at in t.spec.variables:
+                if t.spec.variables[s.at].type != "datetime":
+                    raise TemplateError(
+                        f"{path}: stage {s.key!r}: variable {s.at!r} is not a datetime"
+                    )
+            else:
+                try:
+                    datetime.fromisoformat(s.at)
+                except ValueError:
+                    raise TemplateError(
+                        f"{path}: stage {s.key!r}: at must be 'start', a datetime variable "
+                        f"or an ISO time, not {s.at!r}"
+                    ) from None
         if s.meeting:
             var = t.spec.variables.get(s.meeting.starts)
             if var is None or var.type != "datetime":
@@ -238,8 +260,12 @@ def _check(t: ProcessTemplate, path: Path) -> None:
                 )
     # The anchors must not form a circle (times are irrelevant for this check).
     items = [
-        plan.PlanItem(key=s.key, timing=plan.Timing(
-            at=None if s.anchor else _EPOCH, anchor=s.anchor, offset=s.signed_offset))
+        plan.PlanItem(
+            key=s.key,
+            timing=plan.Timing(
+                at=None if s.anchor else _EPOCH, anchor=s.anchor, offset=s.signed_offset
+            ),
+        )
         for s in t.spec.stages
     ]
     try:
@@ -250,4 +276,3 @@ def _check(t: ProcessTemplate, path: Path) -> None:
 
 def json_schema() -> dict[str, Any]:
     return ProcessSpec.model_json_schema()
-

@@ -10,7 +10,7 @@ from flows.coordinator import launch_cycle
 from flows.settings import Settings
 from flows.templates import LANGUAGES, find_template, load_template
 from store.db import open_store, session_scope
-from store.models import Organisation, Participant, Role
+from store.models import Organisation, Participant, Role, pk
 
 HOSTILE_NAME = 'Åsa "<b>{{ 7*7 }}</b>" Öberg =?UTF-8?Q?=0A?='
 
@@ -32,23 +32,35 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
             session.add(org)
             session.flush()
             for i, (role, lang) in enumerate((r, lang) for r in Role for lang in LANGUAGES):
-                session.add(Participant(
-                    name=HOSTILE_NAME if i == 0 else f"Sample {role.value} {lang}",
-                    email=f"sample{i}@example.org", email_key=f"sample{i}@example.org",
-                    organisation_id=org.id, role=role, language=lang,  # type: ignore[arg-type]
-                ))
-        starts = [v for k, v in examples.items()
-                  if template.spec.variables[k].type == "datetime"]
+                session.add(
+                    Participant(
+                        name=HOSTILE_NAME if i == 0 else f"Sample {role.value} {lang}",
+                        email=f"sample{i}@example.org",
+                        email_key=f"sample{i}@example.org",
+                        organisation_id=pk(org),
+                        role=role,
+                        language=lang,  # type: ignore[arg-type]
+                    )
+                )
+        starts = [v for k, v in examples.items() if template.spec.variables[k].type == "datetime"]
         from flows import plan
 
         tz = plan.zone(settings.timezone)
         earliest = min((plan.parse_when(s, tz) for s in starts), default=None)
         start = (earliest - timedelta(days=30)).isoformat() if earliest else "2027-01-01T09:00"
         checked = settings.model_copy(update={"templates_dir": folder.parent})
-        launch_cycle(engine, checked, template=str(folder), name="Validation", start=start,
-                     variables=examples)
+        launch_cycle(
+            engine,
+            checked,
+            template=str(folder),
+            name="Validation",
+            start=start,
+            variables=examples,
+        )
         engine.dispose()
     stages = template.spec.stages
-    return (f"{template.name}: valid: {len(stages)} stages, {len(stages) * len(LANGUAGES)} "
-            f"emails ({', '.join(LANGUAGES)}) rendered for {len(Role) * len(LANGUAGES)} sample "
-            f"participants")
+    return (
+        f"{template.name}: valid: {len(stages)} stages, {len(stages) * len(LANGUAGES)} "
+        f"emails ({', '.join(LANGUAGES)}) rendered for {len(Role) * len(LANGUAGES)} sample "
+        f"participants"
+    )

@@ -16,6 +16,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStandard, vCalAddress
+from icalendar.enums import STATUS
 
 from messaging.headers import clean_header
 
@@ -70,8 +71,11 @@ def _nth(local: datetime) -> int:
 def _same_rule_in(year: int, local: datetime) -> datetime:
     """The date in ``year`` that matches the rule (nth weekday of the month) of ``local``."""
     nth, weekday = _nth(local), local.weekday()
-    days = [d for d in _cal.Calendar().itermonthdates(year, local.month)
-            if d.month == local.month and d.weekday() == weekday]
+    days = [
+        d
+        for d in _cal.Calendar().itermonthdates(year, local.month)
+        if d.month == local.month and d.weekday() == weekday
+    ]
     day = days[-1] if nth == -1 else days[nth - 1]
     return datetime.combine(day, local.time())
 
@@ -84,24 +88,32 @@ def vtimezone(tzid: str, year: int) -> Timezone:
     tz.add("tzid", tzid)
     changes = _transitions(zone, year)
     if not changes:
-        part = TimezoneStandard()
+        fixed = TimezoneStandard()
         offset = datetime(year, 1, 1, tzinfo=zone).utcoffset() or timedelta(0)
-        part.add("dtstart", datetime(1970, 1, 1))
-        part.add("tzoffsetfrom", offset)
-        part.add("tzoffsetto", offset)
-        part.add("tzname", datetime(year, 1, 1, tzinfo=zone).tzname() or tzid)
-        tz.add_component(part)
+        fixed.add("dtstart", datetime(1970, 1, 1))
+        fixed.add("tzoffsetfrom", offset)
+        fixed.add("tzoffsetto", offset)
+        fixed.add("tzname", datetime(year, 1, 1, tzinfo=zone).tzname() or tzid)
+        tz.add_component(fixed)
         return tz
     for instant in changes:
         before = (instant - timedelta(minutes=1)).astimezone(zone).utcoffset() or timedelta(0)
         after = instant.astimezone(zone).utcoffset() or timedelta(0)
         local_before = (instant + before).replace(tzinfo=None)  # wall clock as it was
-        part = TimezoneDaylight() if after > before else TimezoneStandard()
+        part: TimezoneDaylight | TimezoneStandard = (
+            TimezoneDaylight() if after > before else TimezoneStandard()
+        )
         # The first onset is dated 1970, as Outlook and Google write it, so that every
         # meeting time falls after it.
         part.add("dtstart", _same_rule_in(1970, local_before))
-        part.add("rrule", {"freq": "yearly", "bymonth": local_before.month,
-                           "byday": f"{_nth(local_before)}{_DAYS[local_before.weekday()]}"})
+        part.add(
+            "rrule",
+            {
+                "freq": "yearly",
+                "bymonth": local_before.month,
+                "byday": f"{_nth(local_before)}{_DAYS[local_before.weekday()]}",
+            },
+        )
         part.add("tzoffsetfrom", before)
         part.add("tzoffsetto", after)
         part.add("tzname", instant.astimezone(zone).tzname() or tzid)
@@ -145,7 +157,7 @@ def build_invite(
                 role="REQ-PARTICIPANT",
             )
         ],
-        status="CANCELLED" if method == "CANCEL" else "CONFIRMED",
+        status=STATUS.CANCELLED if method == "CANCEL" else STATUS.CONFIRMED,
     )
     cal = Calendar.new(
         prodid=PRODID,

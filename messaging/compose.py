@@ -53,11 +53,16 @@ def build_message(out: Outgoing) -> EmailMessage:
     if out.ics:
         method = (out.ics_method or "REQUEST").upper()
         msg.add_alternative(
-            out.ics, subtype="calendar", charset="utf-8", cte="base64",
+            out.ics,
+            subtype="calendar",
+            charset="utf-8",
+            cte="base64",
             params={"method": method},
         )
         msg.add_attachment(
-            out.ics.encode("utf-8"), maintype="application", subtype="ics",
+            out.ics.encode("utf-8"),
+            maintype="application",
+            subtype="ics",
             filename="invite.ics",
         )
     return msg

@@ -21,9 +21,7 @@ def clean_header(value: str, *, limit: int = 200) -> str:
     Control and format characters (C0, C1, DEL, line and paragraph separators, bidi
     overrides) become spaces; runs of white space collapse; the text is cut at ``limit``.
     """
-    chars = [
-        " " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in value
-    ]
+    chars = [" " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in value]
     cleaned = "".join(chars)
     # Removing "=?" can create a new "=?" ("==??" -> "=?"): repeat until none is left.
     while "=?" in cleaned:

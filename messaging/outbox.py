@@ -65,24 +65,28 @@ def message_id(message: Message, domain: str) -> str:
 def mark_stale_uncertain(session: Session, *, lease_seconds: float) -> int:
     """Messages claimed longer ago than the lease and never marked sent: a crash hit them."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
-    result = session.exec(  # type: ignore[call-overload]
+    result = session.exec(
         update(Message)
-        .where(col(Message.status) == MessageStatus.sending.value,
-               col(Message.claimed_at) < cutoff)
-        .values(status=MessageStatus.uncertain.value,
-                last_error="the sender stopped while this message was in flight; "
-                           "it may or may not have arrived")
+        .where(col(Message.status) == MessageStatus.sending.value, col(Message.claimed_at) < cutoff)
+        .values(
+            status=MessageStatus.uncertain.value,
+            last_error="the sender stopped while this message was in flight; "
+            "it may or may not have arrived",
+        )
     )
     return int(result.rowcount or 0)
 
 
-def claim_batch(session: Session, *, now: datetime, limit: int,
-                cycle_id: int | None = None) -> list[Message]:
+def claim_batch(
+    session: Session, *, now: datetime, limit: int, cycle_id: int | None = None
+) -> list[Message]:
     """Mark up to ``limit`` ready messages as ``sending`` and return them."""
     query = (
         select(Message.id)
-        .where(col(Message.status).in_(READY),
-               or_(col(Message.next_attempt_at).is_(None), col(Message.next_attempt_at) <= now))
+        .where(
+            col(Message.status).in_(READY),
+            or_(col(Message.next_attempt_at).is_(None), col(Message.next_attempt_at) <= now),
+        )
         .order_by(col(Message.id))
         .limit(limit)
     )
@@ -93,16 +97,21 @@ def claim_batch(session: Session, *, now: datetime, limit: int,
         return []
     claimed_at = utcnow()
     # The status condition makes the claim safe against a second drain racing for the same rows.
-    session.exec(  # type: ignore[call-overload]
+    session.exec(
         update(Message)
         .where(col(Message.id).in_(ids), col(Message.status).in_(READY))
         .values(status=MessageStatus.sending.value, claimed_at=claimed_at)
     )
     session.commit()
-    return list(session.exec(
-        select(Message).where(col(Message.id).in_(ids), Message.claimed_at == claimed_at,
-                              Message.status == MessageStatus.sending.value)
-    ).all())
+    return list(
+        session.exec(
+            select(Message).where(
+                col(Message.id).in_(ids),
+                Message.claimed_at == claimed_at,
+                Message.status == MessageStatus.sending.value,
+            )
+        ).all()
+    )
 
 
 def backoff(attempt: int, base: float) -> timedelta:
@@ -111,9 +120,15 @@ def backoff(attempt: int, base: float) -> timedelta:
     return timedelta(seconds=step * random.uniform(0.5, 1.0))
 
 
-async def _drain(engine: Engine, sender: SenderInfo, transport: Transport, now: datetime,
-                 cycle_id: int | None, batch: int,
-                 progress: Callable[[DrainReport], None] | None) -> DrainReport:
+async def _drain(
+    engine: Engine,
+    sender: SenderInfo,
+    transport: Transport,
+    now: datetime,
+    cycle_id: int | None,
+    batch: int,
+    progress: Callable[[DrainReport], None] | None,
+) -> DrainReport:
     report = DrainReport()
     with Session(engine, expire_on_commit=False) as session:
         report.uncertain = mark_stale_uncertain(session, lease_seconds=sender.lease_seconds)
@@ -125,16 +140,27 @@ async def _drain(engine: Engine, sender: SenderInfo, transport: Transport, now: 
                     break
                 for msg in claimed:
                     mid = message_id(msg, sender.domain)
-                    data = to_bytes(Outgoing(
-                        sender_name=sender.name, sender_email=sender.email,
-                        to_name=msg.to_name, to_email=msg.to_email, subject=msg.subject,
-                        text=msg.text, html=msg.html, message_id=mid, date=utcnow(),
-                        category=msg.category, ics=msg.ics, ics_method=msg.ics_method,
-                    ))
+                    data = to_bytes(
+                        Outgoing(
+                            sender_name=sender.name,
+                            sender_email=sender.email,
+                            to_name=msg.to_name,
+                            to_email=msg.to_email,
+                            subject=msg.subject,
+                            text=msg.text,
+                            html=msg.html,
+                            message_id=mid,
+                            date=utcnow(),
+                            category=msg.category,
+                            ics=msg.ics,
+                            ics_method=msg.ics_method,
+                        )
+                    )
                     msg.attempts += 1
                     try:
                         receipt = await transport.send(
-                            Envelope(sender.email, msg.to_email, data, mid))
+                            Envelope(sender.email, msg.to_email, data, mid)
+                        )
                     except TemporaryFailure as exc:
                         msg.last_error = str(exc)
                         if msg.attempts >= sender.max_attempts:
@@ -143,8 +169,9 @@ async def _drain(engine: Engine, sender: SenderInfo, transport: Transport, now: 
                             report.failed += 1
                         else:
                             msg.status = MessageStatus.retry
-                            msg.next_attempt_at = now + backoff(msg.attempts,
-                                                                sender.retry_base_seconds)
+                            msg.next_attempt_at = now + backoff(
+                                msg.attempts, sender.retry_base_seconds
+                            )
                             report.retry += 1
                     except PermanentFailure as exc:
                         msg.status, msg.last_error = MessageStatus.failed, str(exc)
@@ -161,8 +188,15 @@ async def _drain(engine: Engine, sender: SenderInfo, transport: Transport, now: 
     return report
 
 
-def drain(engine: Engine, sender: SenderInfo, transport: Transport, *, now: datetime,
-          cycle_id: int | None = None, batch: int = 200,
-          progress: Callable[[DrainReport], None] | None = None) -> DrainReport:
+def drain(
+    engine: Engine,
+    sender: SenderInfo,
+    transport: Transport,
+    *,
+    now: datetime,
+    cycle_id: int | None = None,
+    batch: int = 200,
+    progress: Callable[[DrainReport], None] | None = None,
+) -> DrainReport:
     """Send every message that is ready at ``now``; return what happened."""
     return asyncio.run(_drain(engine, sender, transport, now, cycle_id, batch, progress))

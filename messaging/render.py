@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 from jinja2 import StrictUndefined, UndefinedError, pass_context
-from jinja2.runtime import Context
 from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
@@ -208,8 +208,9 @@ def _compile(path: Path) -> _Compiled:
     return _compile_cached(str(path), mtime)
 
 
-def render_extra(templates: EmailTemplates, name: str, language: str, key: str,
-                 context: dict[str, Any]) -> str | None:
+def render_extra(
+    templates: EmailTemplates, name: str, language: str, key: str, context: dict[str, Any]
+) -> str | None:
     """Render one extra front-matter field (text, cleaned as a header-safe line)."""
     tmpl = templates.extra(name, language).get(key)
     if tmpl is None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, event, inspect
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -13,10 +14,13 @@ from sqlmodel import Session, create_engine
 
 from store.errors import ConfigError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def _on_sqlite_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Foreign keys are off by default in SQLite; WAL lets readers go on while a tick writes;
     # the busy timeout makes a second writer wait instead of failing at once.
     cur = dbapi_connection.cursor()
@@ -42,11 +46,13 @@ def get_engine(url: str) -> Engine:
     except (ArgumentError, ValueError) as exc:
         raise ConfigError(f"SAMVERKAN_DATABASE_URL is not a usable database URL: {exc}") from None
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"SAMVERKAN_DATABASE_URL needs a driver that is not installed: {exc.name}")
+        raise ConfigError(
+            f"SAMVERKAN_DATABASE_URL needs a driver that is not installed: {exc.name}"
+        ) from None
     return engine
 
 
-def _alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
+def _alembic_config(engine: Engine) -> Config:
     from alembic.config import Config
 
     cfg = Config()

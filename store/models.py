@@ -87,6 +87,13 @@ def _enum(default: Any, **kw: Any) -> Any:
     return Field(default=default, sa_type=String(32), **kw)
 
 
+def pk(row: Any) -> int:
+    """The primary key of a row that has been stored (flushed or read back)."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has not been stored yet")
+    return int(row.id)
+
+
 class Organisation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True)

@@ -71,9 +71,7 @@ def stages_of(session: Session, *, cycle_id: int) -> list[Stage]:
 
 
 def get_stage(session: Session, *, cycle_id: int, key: str) -> Stage:
-    stage = session.exec(
-        select(Stage).where(Stage.cycle_id == cycle_id, Stage.key == key)
-    ).first()
+    stage = session.exec(select(Stage).where(Stage.cycle_id == cycle_id, Stage.key == key)).first()
     if stage is None:
         keys = ", ".join(s.key for s in stages_of(session, cycle_id=cycle_id))
         raise NotFound(f"cycle {cycle_id} has no stage {key!r} (stages: {keys})")
@@ -104,8 +102,9 @@ def partstats(session: Session, *, meeting_id: int) -> dict[int, str]:
     return {pid: str(stat) for pid, stat in rows}
 
 
-def respondents(session: Session, *, stage_id: int | None = None,
-                cycle_id: int | None = None) -> set[int]:
+def respondents(
+    session: Session, *, stage_id: int | None = None, cycle_id: int | None = None
+) -> set[int]:
     query = select(Response.participant_id).distinct()
     if stage_id is not None:
         query = query.where(Response.stage_id == stage_id)
@@ -119,7 +118,7 @@ def message_counts(session: Session, *, cycle_id: int) -> dict[int, dict[str, in
     rows = session.exec(
         select(Message.stage_id, Message.status, func.count())
         .where(Message.cycle_id == cycle_id)
-        .group_by(Message.stage_id, Message.status)
+        .group_by(col(Message.stage_id), col(Message.status))
     ).all()
     counts: dict[int, dict[str, int]] = defaultdict(dict)
     for stage_id, status, n in rows:
@@ -142,7 +141,7 @@ def due_cycle_ids(session: Session, *, now: datetime) -> list[int]:
             col(Stage.due_at) <= now,
         )
         .distinct()
-        .order_by(Stage.cycle_id)
+        .order_by(col(Stage.cycle_id))
     ).all()
     return list(rows)
 
@@ -158,7 +157,11 @@ def audit(
     actor: str = "coordinator",
 ) -> AuditEntry:
     entry = AuditEntry(
-        cycle_id=cycle_id, action=action, stage_key=stage_key, detail=detail, reason=reason,
+        cycle_id=cycle_id,
+        action=action,
+        stage_key=stage_key,
+        detail=detail,
+        reason=reason,
         actor=actor,
     )
     session.add(entry)

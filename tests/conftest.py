@@ -83,9 +83,9 @@ def network(engine):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """One Prefect test server for the whole session, with flow heartbeats off."""
-    import flows.cycle  # noqa: F401  (applies the quiet Prefect defaults before import)
     from prefect.testing.utilities import prefect_test_harness
 
+    import flows.cycle  # noqa: F401  (applies the quiet Prefect defaults before import)
     from flows.cycle import quiet_prefect
 
     with prefect_test_harness(server_startup_timeout=120), quiet_prefect():
@@ -100,7 +100,8 @@ def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:
     for box in sorted(root.iterdir()):
         msgs = []
         for f in sorted((box / "new").iterdir()):
-            msgs.append(cast(EmailMessage, message_from_bytes(f.read_bytes(),
-                                                              policy=policy.default)))
+            msgs.append(
+                cast(EmailMessage, message_from_bytes(f.read_bytes(), policy=policy.default))
+            )
         found[box.name] = msgs
     return found

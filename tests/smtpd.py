@@ -19,8 +19,9 @@ class Recorder:
     messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> "451 …" or "550 …"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         reply = self.refuse.get(address.lower())
         if reply:
             return reply
@@ -28,13 +29,20 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              bytes(envelope.original_content or envelope.content)))
+        self.messages.append(
+            (
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                bytes(envelope.original_content or envelope.content),
+            )
+        )
         return "250 Message accepted for delivery"
 
     def parsed(self) -> list[EmailMessage]:
-        return [cast(EmailMessage, message_from_bytes(data, policy=policy.default))
-                for _, _, data in self.messages]
+        return [
+            cast(EmailMessage, message_from_bytes(data, policy=policy.default))
+            for _, _, data in self.messages
+        ]
 
 
 def free_port() -> int:

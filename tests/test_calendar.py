@@ -16,9 +16,14 @@ STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 def meeting(start: datetime, **changes: object) -> MeetingInfo:
     values: dict[str, object] = dict(
-        uid="meeting-1@coord.example", sequence=0, starts_at=start,
-        ends_at=start + timedelta(hours=3), summary="Workshop – Vår 2027",
-        location="Stadshuset, Göteborg", description="Välkommen", tzid="Europe/Stockholm",
+        uid="meeting-1@coord.example",
+        sequence=0,
+        starts_at=start,
+        ends_at=start + timedelta(hours=3),
+        summary="Workshop – Vår 2027",
+        location="Stadshuset, Göteborg",
+        description="Välkommen",
+        tzid="Europe/Stockholm",
     )
     values.update(changes)
     return MeetingInfo(**values)  # type: ignore[arg-type]
@@ -29,8 +34,12 @@ ORGANIZER = Person("Samordningsförbundet", "s@coord.example")
 
 @pytest.mark.parametrize(
     ("local", "utc_hour"),
-    [(datetime(2027, 2, 10, 9, 0), 8), (datetime(2027, 7, 1, 9, 0), 7),
-     (datetime(2027, 10, 31, 9, 0), 8), (datetime(2027, 3, 28, 9, 0), 7)],
+    [
+        (datetime(2027, 2, 10, 9, 0), 8),
+        (datetime(2027, 7, 1, 9, 0), 7),
+        (datetime(2027, 10, 31, 9, 0), 8),
+        (datetime(2027, 3, 28, 9, 0), 7),
+    ],
 )
 def test_times_carry_the_right_offset_in_both_parsers(local: datetime, utc_hour: int) -> None:
     start = local.replace(tzinfo=STOCKHOLM)
@@ -43,8 +52,11 @@ def test_times_carry_the_right_offset_in_both_parsers(local: datetime, utc_hour:
 
 
 def test_invite_has_method_uid_sequence_organizer_and_one_attendee() -> None:
-    ics = build_invite(meeting(datetime(2027, 2, 10, 9, tzinfo=STOCKHOLM), sequence=2),
-                       organizer=ORGANIZER, attendee=Person("Anna Lindqvist", "anna@fk.example"))
+    ics = build_invite(
+        meeting(datetime(2027, 2, 10, 9, tzinfo=STOCKHOLM), sequence=2),
+        organizer=ORGANIZER,
+        attendee=Person("Anna Lindqvist", "anna@fk.example"),
+    )
     cal = Calendar.from_ical(ics)
     assert cal["METHOD"] == "REQUEST"
     [event] = cal.walk("VEVENT")
@@ -65,26 +77,39 @@ def test_invite_has_method_uid_sequence_organizer_and_one_attendee() -> None:
 
 def test_hostile_names_stay_inside_their_parameter() -> None:
     name = 'Olena "O" Kovalenko, MSc; Role: boss\r\nATTENDEE:mailto:evil@x.example'
-    ics = build_invite(meeting(datetime(2027, 2, 10, 9, tzinfo=STOCKHOLM)),
-                       organizer=ORGANIZER, attendee=Person(name, "olena@x.example"))
+    ics = build_invite(
+        meeting(datetime(2027, 2, 10, 9, tzinfo=STOCKHOLM)),
+        organizer=ORGANIZER,
+        attendee=Person(name, "olena@x.example"),
+    )
     [event] = Calendar.from_ical(ics).walk("VEVENT")
     attendees = event["ATTENDEE"]
     assert not isinstance(attendees, list)  # still exactly one attendee
-    assert attendees.params["CN"] == "Olena O Kovalenko, MSc; Role: boss ATTENDEE:mailto:evil@x.example"
+    assert (
+        attendees.params["CN"]
+        == "Olena O Kovalenko, MSc; Role: boss ATTENDEE:mailto:evil@x.example"
+    )
     assert vobject.readOne(ics).vevent.attendee.params["CN"] == [attendees.params["CN"]]
 
 
 def test_lines_are_folded_at_75_octets_without_splitting_characters() -> None:
-    ics = build_invite(meeting(datetime(2027, 2, 10, 9, tzinfo=STOCKHOLM), summary="Å" * 120),
-                       organizer=ORGANIZER, attendee=Person("A", "a@x.example"))
+    ics = build_invite(
+        meeting(datetime(2027, 2, 10, 9, tzinfo=STOCKHOLM), summary="Å" * 120),
+        organizer=ORGANIZER,
+        attendee=Person("A", "a@x.example"),
+    )
     for line in ics.split("\r\n"):
         assert len(line.encode("utf-8")) <= 75
     assert str(Calendar.from_ical(ics).walk("VEVENT")[0]["SUMMARY"]) == "Å" * 120
 
 
 def test_cancel_is_marked_cancelled() -> None:
-    ics = build_invite(meeting(datetime(2027, 2, 10, 9, tzinfo=STOCKHOLM), sequence=1),
-                       organizer=ORGANIZER, attendee=Person("A", "a@x.example"), method="CANCEL")
+    ics = build_invite(
+        meeting(datetime(2027, 2, 10, 9, tzinfo=STOCKHOLM), sequence=1),
+        organizer=ORGANIZER,
+        attendee=Person("A", "a@x.example"),
+        method="CANCEL",
+    )
     cal = Calendar.from_ical(ics)
     assert cal["METHOD"] == "CANCEL"
     assert str(cal.walk("VEVENT")[0]["STATUS"]) == "CANCELLED"
@@ -93,12 +118,19 @@ def test_cancel_is_marked_cancelled() -> None:
 @pytest.mark.parametrize("tzid", ["America/New_York", "Australia/Sydney", "Asia/Tokyo"])
 def test_other_zones_get_rules_that_match_zoneinfo(tzid: str) -> None:
     zone = ZoneInfo(tzid)
-    ics = (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n" + vtimezone(tzid, 2027).to_ical()
-           + b"BEGIN:VEVENT\r\nUID:u\r\nDTSTAMP:20270101T000000Z\r\n"
-           + b"DTSTART;TZID=" + tzid.encode() + b":20270115T090000\r\n"
-           + b"END:VEVENT\r\nBEGIN:VEVENT\r\nUID:v\r\nDTSTAMP:20270101T000000Z\r\n"
-           + b"DTSTART;TZID=" + tzid.encode() + b":20270715T090000\r\nEND:VEVENT\r\n"
-           + b"END:VCALENDAR\r\n").decode()
+    ics = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n"
+        + vtimezone(tzid, 2027).to_ical()
+        + b"BEGIN:VEVENT\r\nUID:u\r\nDTSTAMP:20270101T000000Z\r\n"
+        + b"DTSTART;TZID="
+        + tzid.encode()
+        + b":20270115T090000\r\n"
+        + b"END:VEVENT\r\nBEGIN:VEVENT\r\nUID:v\r\nDTSTAMP:20270101T000000Z\r\n"
+        + b"DTSTART;TZID="
+        + tzid.encode()
+        + b":20270715T090000\r\nEND:VEVENT\r\n"
+        + b"END:VCALENDAR\r\n"
+    ).decode()
     parsed = vobject.readOne(ics)
     for event, month in zip(parsed.vevent_list, (1, 7), strict=True):
         expected = datetime(2027, month, 15, 9, tzinfo=zone).utcoffset()

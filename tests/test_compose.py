@@ -15,10 +15,16 @@ ATTACK = "Hej =?UTF-8?Q?=0A?=Bcc: evil@attacker.example"
 
 def outgoing(**changes: object) -> Outgoing:
     values: dict[str, object] = dict(
-        sender_name="Samordningsförbundet", sender_email="s@coord.example",
-        to_name="Anna Lindqvist", to_email="anna@fk.example", subject="Välkommen",
-        text="Hej Anna\n", html="<p>Hej Anna</p>", message_id="<m.1@coord.example>",
-        date=datetime(2027, 1, 20, 8, 0, tzinfo=UTC), category="email",
+        sender_name="Samordningsförbundet",
+        sender_email="s@coord.example",
+        to_name="Anna Lindqvist",
+        to_email="anna@fk.example",
+        subject="Välkommen",
+        text="Hej Anna\n",
+        html="<p>Hej Anna</p>",
+        message_id="<m.1@coord.example>",
+        date=datetime(2027, 1, 20, 8, 0, tzinfo=UTC),
+        category="email",
     )
     values.update(changes)
     return Outgoing(**values)  # type: ignore[arg-type]
@@ -30,8 +36,13 @@ def parse(data: bytes):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     "value",
-    [ATTACK, "=?utf-8?b?Cg==?=Bcc: evil@attacker.example", "Hej\r\nBcc: evil@attacker.example",
-     "Hej\u2028Bcc: evil@attacker.example", "==??UTF-8?Q?=0A?=Bcc: evil@attacker.example"],
+    [
+        ATTACK,
+        "=?utf-8?b?Cg==?=Bcc: evil@attacker.example",
+        "Hej\r\nBcc: evil@attacker.example",
+        "Hej\u2028Bcc: evil@attacker.example",
+        "==??UTF-8?Q?=0A?=Bcc: evil@attacker.example",
+    ],
 )
 def test_clean_header_leaves_no_way_to_start_a_header(value: str) -> None:
     cleaned = clean_header(value)
@@ -70,7 +81,10 @@ def test_calendar_message_has_the_imip_shape() -> None:
     assert msg.get_content_type() == "multipart/mixed"
     alternative, attachment = list(msg.iter_parts())
     assert [p.get_content_type() for p in alternative.iter_parts()] == [
-        "text/plain", "text/html", "text/calendar"]
+        "text/plain",
+        "text/html",
+        "text/calendar",
+    ]
     calendar = list(alternative.iter_parts())[2]
     assert calendar.get_param("method") == "REQUEST"
     assert calendar.get_content() == ics

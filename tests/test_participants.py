@@ -26,8 +26,12 @@ def people(engine) -> list[Participant]:  # type: ignore[no-untyped-def]
 
 
 def test_valid_file_with_bom_imports_everyone(engine, tmp_path: Path) -> None:
-    path = write(tmp_path, "Åsa Öberg,asa@kommun.example,Kommunen,politician,sv\n"
-                           "Sam Lee,Sam.Lee@Region.example,Regionen,service_user,en\n", bom=True)
+    path = write(
+        tmp_path,
+        "Åsa Öberg,asa@kommun.example,Kommunen,politician,sv\n"
+        "Sam Lee,Sam.Lee@Region.example,Regionen,service_user,en\n",
+        bom=True,
+    )
     result = import_participants(engine, path)
     assert (result.created, result.updated) == (2, 0)
     rows = people(engine)
@@ -36,16 +40,27 @@ def test_valid_file_with_bom_imports_everyone(engine, tmp_path: Path) -> None:
         ("Sam Lee", "Sam.Lee@region.example", "service_user", "en"),
     ]
     with Session(engine) as s:
-        assert sorted(o.name for o in s.exec(select(Organisation)).all()) == ["Kommunen", "Regionen"]
+        assert sorted(o.name for o in s.exec(select(Organisation)).all()) == [
+            "Kommunen",
+            "Regionen",
+        ]
 
 
 def test_known_email_in_other_case_updates_that_participant(engine, tmp_path: Path) -> None:
-    import_participants(engine, write(tmp_path, "Sam Lee,sam@region.example,Regionen,professional,sv\n"))
+    import_participants(
+        engine, write(tmp_path, "Sam Lee,sam@region.example,Regionen,professional,sv\n")
+    )
     result = import_participants(
-        engine, write(tmp_path, "Sam Lee-Berg,SAM@region.example,Kommunen,manager,en\n", name="b.csv"))
+        engine,
+        write(tmp_path, "Sam Lee-Berg,SAM@region.example,Kommunen,manager,en\n", name="b.csv"),
+    )
     assert (result.created, result.updated) == (0, 1)
     [person] = people(engine)
-    assert (person.name, str(person.role), str(person.language)) == ("Sam Lee-Berg", "manager", "en")
+    assert (person.name, str(person.role), str(person.language)) == (
+        "Sam Lee-Berg",
+        "manager",
+        "en",
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,8 +88,11 @@ def test_each_kind_of_bad_row_is_reported_and_nothing_imported(
 
 
 def test_every_bad_row_is_listed(engine, tmp_path: Path) -> None:
-    path = write(tmp_path, "A,a@x.example,Org,manager,sv\nB,bad,Org,manager,sv\n"
-                           "C,c@x.example,Org,king,sv\nD,a@X.example,Org,manager,sv\n")
+    path = write(
+        tmp_path,
+        "A,a@x.example,Org,manager,sv\nB,bad,Org,manager,sv\n"
+        "C,c@x.example,Org,king,sv\nD,a@X.example,Org,manager,sv\n",
+    )
     with pytest.raises(ImportRejected) as caught:
         import_participants(engine, path)
     assert [p.split(":")[0] for p in caught.value.problems] == ["line 3", "line 4", "line 5"]
@@ -101,6 +119,6 @@ def test_missing_file_is_one_clear_error(engine, tmp_path: Path) -> None:
 
 
 def test_hostile_names_are_stored_as_given(engine, tmp_path: Path) -> None:
-    hostile = '<script>alert(1)</script> {{ 7*7 }} =?UTF-8?Q?=0A?=Bcc: x@evil.example'
+    hostile = "<script>alert(1)</script> {{ 7*7 }} =?UTF-8?Q?=0A?=Bcc: x@evil.example"
     import_participants(engine, write(tmp_path, f'"{hostile}",h@x.example,Org,manager,sv\n'))
     assert people(engine)[0].name == hostile

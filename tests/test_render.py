@@ -10,8 +10,10 @@ from messaging.render import EmailTemplates, format_datetime
 from store.errors import TemplateError
 
 
-def templates(tmp_path: Path, body: str, subject: str = "Hej {{ participant.name }}") -> EmailTemplates:
-    (tmp_path / "note.sv.md.j2").write_text(f"---\nsubject: \"{subject}\"\n---\n{body}", "utf-8")
+def templates(
+    tmp_path: Path, body: str, subject: str = "Hej {{ participant.name }}"
+) -> EmailTemplates:
+    (tmp_path / "note.sv.md.j2").write_text(f'---\nsubject: "{subject}"\n---\n{body}', "utf-8")
     return EmailTemplates(tmp_path)
 
 
@@ -33,7 +35,7 @@ def test_missing_variable_is_an_error_naming_the_file(tmp_path: Path) -> None:
 
 def test_hostile_values_are_escaped_and_never_evaluated(tmp_path: Path) -> None:
     t = templates(tmp_path, "Hej {{ participant.name }}!\n")
-    name = '<script>alert(1)</script> [klicka](javascript:alert(1)) {{ 7*7 }} **fet**'
+    name = "<script>alert(1)</script> [klicka](javascript:alert(1)) {{ 7*7 }} **fet**"
     out = t.render("note", "sv", {"participant": {"name": name}})
     assert "<script>" not in out.html
     assert "&lt;script&gt;" in out.html

@@ -39,7 +39,11 @@ def drafts_for(run: StageRun, *, validating: bool = False) -> list[Any]:
 
 
 def execute(
-    engine: Engine, settings: Settings, template: ProcessTemplate, *, stage_id: int,
+    engine: Engine,
+    settings: Settings,
+    template: ProcessTemplate,
+    *,
+    stage_id: int,
     now: datetime,
 ) -> StageOutcome | None:
     """Run one stage: draft its messages into the outbox in one transaction.
@@ -68,12 +72,14 @@ def execute(
             session.add(stage)
             verb = "drafted for approval" if needs_approval else "queued"
             queries.audit(
-                session, cycle_id=cycle.id, action=f"stage.{stage.status}", stage_key=stage.key,
+                session,
+                cycle_id=cycle.id,
+                action=f"stage.{stage.status}",
+                stage_key=stage.key,
                 detail=f"{count} messages {verb}" + (f" ({stage.note})" if stage.note else ""),
                 actor="tick",
             )
-            return StageOutcome(stage.key, stage.kind, str(stage.status), count,
-                                stage.note or "")
+            return StageOutcome(stage.key, stage.kind, str(stage.status), count, stage.note or "")
     except SamverkanError as exc:
         # Nothing was written; record the failure so the coordinator sees it and the plan
         # moves on instead of retrying a broken template on every tick.
@@ -82,8 +88,14 @@ def execute(
             assert stage is not None
             stage.status, stage.ran_at, stage.note = StageStatus.failed, now, str(exc)
             session.add(stage)
-            queries.audit(session, cycle_id=stage.cycle_id, action="stage.failed",
-                          stage_key=stage.key, detail=str(exc), actor="tick")
+            queries.audit(
+                session,
+                cycle_id=stage.cycle_id,
+                action="stage.failed",
+                stage_key=stage.key,
+                detail=str(exc),
+                actor="tick",
+            )
             return StageOutcome(stage.key, stage.kind, "failed", 0, str(exc))
 
 
@@ -96,6 +108,8 @@ def task_for(kind: str) -> Any:
     if kind not in KINDS:
         raise KeyError(kind)
     return task(
-        execute, name=f"stage-{kind}", cache_policy=NO_CACHE, persist_result=False,
+        name=f"stage-{kind}",
+        cache_policy=NO_CACHE,
+        persist_result=False,
         task_run_name=f"{kind}:{{stage_id}}",
-    )
+    )(execute)

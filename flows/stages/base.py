@@ -37,12 +37,18 @@ from store.models import (
 
 ROLE_LABELS = {
     "sv": {
-        "service_user": "deltagare", "professional": "yrkesverksam", "manager": "chef",
-        "politician": "förtroendevald", "facilitator": "processledare",
+        "service_user": "deltagare",
+        "professional": "yrkesverksam",
+        "manager": "chef",
+        "politician": "förtroendevald",
+        "facilitator": "processledare",
     },
     "en": {
-        "service_user": "participant", "professional": "professional", "manager": "manager",
-        "politician": "elected member", "facilitator": "facilitator",
+        "service_user": "participant",
+        "professional": "professional",
+        "manager": "manager",
+        "politician": "elected member",
+        "facilitator": "facilitator",
     },
 }
 
@@ -58,8 +64,9 @@ class Recipient:
 
     @classmethod
     def of(cls, person: Participant, org: Organisation) -> Recipient:
-        return cls(person.id, person.name, person.email, str(person.language), org.name,
-                   str(person.role))
+        return cls(
+            person.id, person.name, person.email, str(person.language), org.name, str(person.role)
+        )
 
     def context(self) -> dict[str, Any]:
         return {
@@ -200,7 +207,7 @@ def claim(session: Session, stage: Stage, *, expected: Sequence[str], to: StageS
     This conditional UPDATE is the first write of the transaction, so on SQLite it takes the
     write lock and on PostgreSQL the row lock: overlapping ticks cannot both run a stage.
     """
-    result = session.exec(  # type: ignore[call-overload]
+    result = session.exec(
         update(Stage)
         .where(col(Stage.id) == stage.id, col(Stage.status).in_(list(expected)))
         .values(status=to.value)
@@ -208,8 +215,9 @@ def claim(session: Session, stage: Stage, *, expected: Sequence[str], to: StageS
     return bool(result.rowcount == 1)
 
 
-def write_drafts(run: StageRun, drafts: Sequence[Draft], *, kind: ModuleType,
-                 status: MessageStatus) -> int:
+def write_drafts(
+    run: StageRun, drafts: Sequence[Draft], *, kind: ModuleType, status: MessageStatus
+) -> int:
     category = kind.CATEGORY(run.stage) if callable(kind.CATEGORY) else kind.CATEGORY
     rows = [
         Message(

@@ -6,7 +6,7 @@ from flows.stages.base import Draft, Recipient, StageRun
 from store.models import Stage
 
 
-def CATEGORY(stage: Stage) -> str:  # noqa: N802  (a per-stage constant)
+def CATEGORY(stage: Stage) -> str:
     return "reminder" if stage.unless else "email"
 
 

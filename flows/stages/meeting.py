@@ -49,8 +49,12 @@ def prepare(run: StageRun, people: list[Recipient]) -> Meeting:
 def _info(run: StageRun, recipient: Recipient, meeting: Meeting | None) -> MeetingInfo:
     starts, ends = _times(run)
     context = run.context(recipient, meeting=run.meetings()[run.stage.key])
-    summary = render_extra(run.template.emails, run.stage.template or "", recipient.language,
-                           "summary", context) or run.cycle.name
+    summary = (
+        render_extra(
+            run.template.emails, run.stage.template or "", recipient.language, "summary", context
+        )
+        or run.cycle.name
+    )
     return MeetingInfo(
         uid=meeting.uid if meeting else "validation@samverkan",
         sequence=meeting.sequence if meeting else 0,

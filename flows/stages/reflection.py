@@ -26,24 +26,28 @@ def summary(run: StageRun) -> dict[str, Any]:
     stats = list(queries.partstats(session, meeting_id=meeting.id).values()) if meeting else []  # type: ignore[arg-type]
     followups = [s.id for s in run.plan if s.kind == "followup"]
     asked = session.exec(
-        select(Message.participant_id).distinct()
+        select(Message.participant_id)
+        .distinct()
         .where(col(Message.stage_id).in_(followups), Message.status == "sent")
     ).all()
     scale_ids = [q.id for q in run.template.questions.values() if q.kind == "scale"]
     values = [
-        v for v in session.exec(
+        v
+        for v in session.exec(
             select(Response.scale_value).where(
-                Response.cycle_id == cycle_id, col(Response.question_id).in_(scale_ids),
+                Response.cycle_id == cycle_id,
+                col(Response.question_id).in_(scale_ids),
                 col(Response.scale_value).is_not(None),
             )
-        ).all() if v is not None
+        ).all()
+        if v is not None
     ]
     return {
         "members": len(run.active_members),
         "accepted": stats.count(PartStat.accepted.value),
         "declined": stats.count(PartStat.declined.value),
         "asked": len(asked),
-        "answered": len(queries.respondents(session, cycle_id=cycle_id)),  # type: ignore[arg-type]
+        "answered": len(queries.respondents(session, cycle_id=cycle_id)),
         "scale_count": len(values),
         "scale_mean": f"{statistics.fmean(values):.1f}" if values else "",
         "scale_median": f"{statistics.median(values):g}" if values else "",

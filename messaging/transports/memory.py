@@ -34,6 +34,5 @@ class MemoryTransport:
 
     def messages(self) -> list[EmailMessage]:
         return [
-            cast(EmailMessage, message_from_bytes(e.data, policy=policy.default))
-            for e in self.sent
+            cast(EmailMessage, message_from_bytes(e.data, policy=policy.default)) for e in self.sent
         ]

@@ -53,8 +53,14 @@ class SMTPTransport:
     ) -> None:
         self.host, self.port = host, port
         self._kw = dict(
-            hostname=host, port=port, username=username, password=password, use_tls=use_tls,
-            start_tls=start_tls, validate_certs=validate_certs, timeout=timeout,
+            hostname=host,
+            port=port,
+            username=username,
+            password=password,
+            use_tls=use_tls,
+            start_tls=start_tls,
+            validate_certs=validate_certs,
+            timeout=timeout,
         )
         self._client: aiosmtplib.SMTP | None = None
 

@@ -1,0 +1,188 @@
+"""The samverkan command: in-process with CliRunner, and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.conftest import EXAMPLE_CSV, read_maildir
+
+runner = CliRunner()
+SAMVERKAN = str(Path(sys.executable).parent / "samverkan")
+LAUNCH = [
+    "cycle",
+    "launch",
+    "learning-cycle",
+    "--name",
+    "Vår 2027",
+    "--start",
+    "2027-01-20T09:00",
+    "--var",
+    "workshop_at=2027-02-10T09:00",
+    "--var",
+    "location=Stadshuset",
+]
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args))
+
+
+def all_commands() -> list[list[str]]:
+    found: list[list[str]] = []
+
+    def walk(cmd: Any, path: list[str]) -> None:
+        if hasattr(cmd, "commands"):  # a group (typer ships its own click)
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+        else:
+            found.append(path)
+
+    walk(get_command(app), [])
+    assert len(found) >= 13
+    return found
+
+
+@pytest.mark.parametrize("command", all_commands(), ids=lambda c: " ".join(c))
+def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.output, f"samverkan {' '.join(command)} --help has no example"
+
+
+def test_import_list_launch_show_in_process(settings) -> None:
+    result = invoke("participants", "import", str(EXAMPLE_CSV))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "imported 13 new and updated 0 participants"
+    listed = json.loads(invoke("participants", "list", "--json").output)
+    assert len(listed) == 13 and {p["role"] for p in listed} == {
+        "service_user",
+        "professional",
+        "manager",
+        "politician",
+        "facilitator",
+    }
+    result = invoke(*LAUNCH, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"id": 1}
+    shown = invoke("cycle", "show", "1")
+    assert "invitation" in shown.output and "pending (needs approval)" in shown.output
+    assert json.loads(invoke("cycle", "list", "--json").output)[0]["name"] == "Vår 2027"
+    drafts = invoke("drafts", "1", "invitation", "--participant", "sara.ahmadi@goteborg.example")
+    assert "Subject: Welcome to Vår 2027" in drafts.output
+    assert "cycle.launch" in invoke("audit", "1").output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["cycle", "show", "42"], "error: no cycle with id 42"),
+        (
+            ["cycle", "launch", "nope", "--name", "x", "--start", "2027-01-01"],
+            "error: unknown template 'nope'",
+        ),
+        ([*LAUNCH[:6], "20 januari", *LAUNCH[7:]], "error: invalid --start '20 januari'"),
+        ([*LAUNCH, "--timezone", "Sweden"], "error: unknown time zone 'Sweden'"),
+        ([*LAUNCH[:7], "--var", "location=x"], "error: missing variable workshop_at"),
+        ([*LAUNCH, "--var", "oops"], "error: --var takes KEY=VALUE, not 'oops'"),
+        (["drafts", "1", "invitation"], "error: no cycle with id 1"),
+        (["tick", "--now", "tomorrow"], "error: invalid --now 'tomorrow'"),
+        (["templates", "validate", "/nowhere"], "error: unknown template '/nowhere'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(settings, args: list[str], message: str) -> None:
+    invoke("participants", "import", str(EXAMPLE_CSV))
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [message] or result.output.strip().startswith(
+        message
+    ), result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_rows_are_listed_one_per_line(settings, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "name,email,organisation,role,language\nA,a@x.example,Org,king,sv\nB,nope,Org,manager,sv\n"
+    )
+    result = invoke("participants", "import", str(bad))
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("line 2: unknown role 'king'")
+    assert lines[1].startswith("line 3: bad email 'nope'")
+    assert lines[2] == "error: 2 invalid row(s); nothing was imported"
+    assert json.loads(invoke("participants", "list", "--json").output) == []
+
+
+def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SAMVERKAN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def user_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAMVERKAN_", "PREFECT_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    return env
+
+
+@pytest.mark.subprocess
+def test_a_coordinator_session_as_a_subprocess(tmp_path: Path, user_env: dict[str, str]) -> None:
+    """Defaults only: ./samverkan.db and ./mail in the working folder, Prefect embedded."""
+    assert (
+        run("participants", "import", str(EXAMPLE_CSV), env=user_env, cwd=tmp_path).returncode == 0
+    )
+    launched = run(*LAUNCH, env=user_env, cwd=tmp_path)
+    assert (launched.returncode, launched.stdout.strip()) == (0, "1")
+    assert run("approve", "1", "invitation", env=user_env, cwd=tmp_path).returncode == 0
+    ticked = run("tick", "--now", "2027-01-20T09:00", env=user_env, cwd=tmp_path)
+    assert ticked.returncode == 0, ticked.stderr
+    assert "cycle 1: invitation (email) -> done, 13 messages" in ticked.stdout
+    assert "cycle 1: workshop (meeting) -> done, 13 messages" in ticked.stdout
+    assert "delivery: 26 sent" in ticked.stdout
+    for stream in (ticked.stdout, ticked.stderr):
+        assert "Traceback" not in stream and "ERROR" not in stream and "Warning" not in stream
+    assert ticked.stderr == ""
+    assert (tmp_path / "samverkan.db").is_file()
+    mail = read_maildir(tmp_path / "mail")
+    assert len(mail) == 13 and all(len(m) == 2 for m in mail.values())
+
+
+@pytest.mark.subprocess
+def test_errors_in_a_subprocess_have_no_traceback(tmp_path: Path, user_env: dict[str, str]) -> None:
+    result = run("cycle", "show", "7", env=user_env, cwd=tmp_path)
+    assert (result.returncode, result.stderr.strip(), result.stdout) == (
+        2,
+        "error: no cycle with id 7 (see: samverkan cycle list)",
+        "",
+    )
+    user_env["SAMVERKAN_TIMEZONE"] = "Nowhere/Land"
+    result = run("cycle", "list", env=user_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "error: SAMVERKAN_TIMEZONE: Value error, unknown time zone 'Nowhere/Land'"
+    )
+
+
+@pytest.mark.subprocess
+def test_the_demo_runs_clean(tmp_path: Path, user_env: dict[str, str]) -> None:
+    result = run("demo", "--dir", str(tmp_path / "demo"), env=user_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    for bad in ("Traceback", "ERROR", "Warning", "warning"):
+        assert bad not in result.stdout
+    assert "The plan of cycle 1 (completed):" in result.stdout
+    mail = read_maildir(tmp_path / "demo" / "mail")
+    assert len(mail) == 13
+    assert sum(len(m) for m in mail.values()) == 51

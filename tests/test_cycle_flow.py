@@ -1,0 +1,275 @@
+"""A whole learning cycle walked with tick(now) through real Prefect flows.
+
+Each test asserts what participants actually receive (Maildir or a real SMTP server), not
+only the rows in the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import vobject
+from icalendar import Calendar
+from sqlmodel import Session, select
+
+from flows.coordinator import (
+    approve_stage,
+    cycle_overview,
+    launch_cycle,
+    record_answers,
+    record_rsvp,
+    template_of,
+)
+from store.models import Message, Stage
+from tests.conftest import read_maildir
+from tests.smtpd import RecordingSMTP
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
+
+TZ = ZoneInfo("Europe/Stockholm")
+START = datetime(2027, 1, 20, 9, 0, tzinfo=TZ)
+WORKSHOP = datetime(2027, 2, 10, 9, 0, tzinfo=TZ)
+EVERYONE = 13
+ACCEPT = [
+    "anna.lindqvist@forsakringskassan.example",
+    "eva.nilsson@goteborg.example",
+    "sara.ahmadi@goteborg.example",
+]
+DECLINE = ["johan.berg@forsakringskassan.example"]
+ANSWER = ["anna.lindqvist@forsakringskassan.example", "per.holm@vgregion.example"]
+
+
+def launch(engine, settings) -> int:  # type: ignore[no-untyped-def]
+    return launch_cycle(
+        engine,
+        settings,
+        template="learning-cycle",
+        name="Vår 2027",
+        start=START.isoformat(),
+        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset, Göteborg"},
+    )
+
+
+def tick(now: datetime):  # type: ignore[no-untyped-def]
+    from flows.cycle import tick as tick_flow
+
+    return tick_flow(now)
+
+
+def subjects(mail: dict[str, list[EmailMessage]]) -> dict[str, list[str]]:
+    return {box: [str(m["Subject"]) for m in msgs] for box, msgs in mail.items()}
+
+
+def new_since(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {
+        box: got[len(before.get(box, [])) :]
+        for box, got in after.items()
+        if len(got) > len(before.get(box, []))
+    }
+
+
+def test_a_learning_cycle_from_launch_to_reflection(network, settings) -> None:
+    mail_dir = Path(settings.mail_dir)
+    cycle_id = launch(network, settings)
+
+    # The invitation waits for approval, and the calendar invite waits behind it.
+    report = tick(START)
+    assert [(s.key, s.status, s.messages) for _, s in report.stages] == [
+        ("invitation", "awaiting_approval", EVERYONE)
+    ]
+    assert read_maildir(mail_dir) == {}
+    assert tick(START + timedelta(hours=1)).stages == []
+    assert read_maildir(mail_dir) == {}
+
+    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    report = tick(START + timedelta(hours=1, minutes=5))
+    assert [(s.key, s.status) for _, s in report.stages] == [("workshop", "done")]
+    assert report.delivery.sent == 2 * EVERYONE
+    seen = subjects(read_maildir(mail_dir))
+    assert len(seen) == EVERYONE
+    assert seen["sara.ahmadi@goteborg.example"] == [
+        "Welcome to Vår 2027",
+        "Invitation: workshop Wednesday 10 February – Vår 2027",
+    ]
+    assert seen["anna.lindqvist@forsakringskassan.example"] == [
+        "Välkommen till Vår 2027",
+        "Inbjudan: workshop onsdag 10 februari – Vår 2027",
+    ]
+
+    # Replies arrive: the reminder goes to those who have not accepted, computed when it runs.
+    for email in ACCEPT:
+        record_rsvp(network, cycle_id=cycle_id, key="workshop", email=email, partstat="ACCEPTED")
+    for email in DECLINE:
+        record_rsvp(network, cycle_id=cycle_id, key="workshop", email=email, partstat="DECLINED")
+    assert tick(WORKSHOP - timedelta(days=2, minutes=1)).stages == []  # not yet due
+    before = seen
+    tick(WORKSHOP - timedelta(days=2))
+    seen = subjects(read_maildir(mail_dir))
+    reminded = new_since(before, seen)
+    assert set(reminded) == set(before) - set(ACCEPT)
+    assert len(reminded) == EVERYONE - len(ACCEPT)
+    assert reminded["johan.berg@forsakringskassan.example"] == [
+        "Påminnelse: workshop onsdag 10 februari"
+    ]
+
+    # Follow-up questions a week after the workshop, to everyone, in their language.
+    before = seen
+    tick(WORKSHOP + timedelta(days=7))
+    mail = read_maildir(mail_dir)
+    seen = subjects(mail)
+    assert len(new_since(before, seen)) == EVERYONE
+    sara_followup = mail["sara.ahmadi@goteborg.example"][-1]
+    body = sara_followup.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "On a scale from 0 to 10, where is our collaboration right now?" in body
+    assert "What is better since last time?" in body
+    assert "What would one step up the scale look like?" in body
+    assert "as well as it possibly could for the people we serve" in body
+
+    # Answers arrive; the reminder five days later goes only to those who did not answer.
+    for i, email in enumerate(ANSWER):
+        record_answers(
+            network,
+            settings,
+            cycle_id=cycle_id,
+            key="followup",
+            email=email,
+            answers={"scale-now": 5 + 2 * i, "what-is-better": "Vi pratar oftare."},
+        )
+    before = seen
+    tick(WORKSHOP + timedelta(days=12))
+    seen = subjects(read_maildir(mail_dir))
+    nudged = new_since(before, seen)
+    assert set(nudged) == set(before) - set(ANSWER)
+
+    # The reflection goes to the coordinator with the numbers; the cycle completes.
+    report = tick(WORKSHOP + timedelta(days=14))
+    assert report.completed == [cycle_id]
+    [reflection] = read_maildir(mail_dir)["coordinator@coordination.example"]
+    text = reflection.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Tackade ja till workshopen: 3, tackade nej: 1" in text
+    assert f"Svarade på uppföljningsfrågorna: 2 av {EVERYONE}" in text
+    assert "medelvärde 6.0, median 6" in text
+
+    data = cycle_overview(network, cycle_id=cycle_id)
+    assert data["status"] == "completed"
+    assert [(s["key"], s["status"], s["messages"]) for s in data["stages"]] == [
+        ("invitation", "done", {"sent": EVERYONE}),
+        ("workshop", "done", {"sent": EVERYONE}),
+        ("workshop-reminder", "done", {"sent": EVERYONE - len(ACCEPT)}),
+        ("followup", "done", {"sent": EVERYONE}),
+        ("followup-reminder", "done", {"sent": EVERYONE - len(ANSWER)}),
+        ("reflection", "done", {"sent": 1}),
+    ]
+    # Ticking again sends nothing twice.
+    total = sum(len(v) for v in read_maildir(mail_dir).values())
+    tick(WORKSHOP + timedelta(days=30))
+    assert sum(len(v) for v in read_maildir(mail_dir).values()) == total
+
+
+def test_invites_over_smtp_carry_a_calendar_request_clients_accept(
+    network, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RecordingSMTP() as server:
+        monkeypatch.setenv("SAMVERKAN_SMTP_URL", server.url)
+        cycle_id = launch(network, settings)
+        approve_stage(network, cycle_id=cycle_id, key="invitation")
+        report = tick(START)
+        assert report.delivery.sent == 2 * EVERYONE
+        received = server.recorder.parsed()
+        envelopes = server.recorder.messages
+    assert sorted(to[0] for _, to, _ in envelopes) == sorted(
+        [m["To"].addresses[0].addr_spec for m in received]
+    )
+    invites = [m for m in received if m.get_content_type() == "multipart/mixed"]
+    assert len(invites) == EVERYONE
+    uids = set()
+    for msg in invites:
+        to = msg["To"].addresses[0].addr_spec
+        assert msg["From"].addresses[0].addr_spec == "samverkan@coordination.example"
+        assert msg["Message-ID"].endswith("@coordination.example>")
+        assert msg["Date"] is not None and msg["Auto-Submitted"] == "auto-generated"
+        alternative, attachment = list(msg.iter_parts())
+        parts = list(alternative.iter_parts())
+        assert [p.get_content_type() for p in parts] == ["text/plain", "text/html", "text/calendar"]
+        assert parts[2].get_param("method") == "REQUEST"
+        ics = parts[2].get_content()
+        cal = Calendar.from_ical(ics)
+        assert cal["METHOD"] == "REQUEST"
+        [event] = cal.walk("VEVENT")
+        uids.add(str(event["UID"]))
+        assert int(event["SEQUENCE"]) == 0
+        assert str(event["ATTENDEE"]).lower() == f"mailto:{to.lower()}"
+        assert event["ATTENDEE"].params["RSVP"] == "TRUE"
+        assert str(event["ORGANIZER"]) == "mailto:samverkan@coordination.example"
+        assert event.decoded("dtstart") == WORKSHOP
+        assert vobject.readOne(ics).vevent.dtstart.value == WORKSHOP  # a second parser agrees
+        assert attachment.get_filename() == "invite.ics"
+    assert len(uids) == 1  # one meeting, one UID for everyone
+    with Session(network) as s:
+        sent = s.exec(select(Message).where(Message.status == "sent")).all()
+        assert {m.server_reply for m in sent} == {"Message accepted for delivery"}
+        assert all(m.message_id and m.sent_at for m in sent)
+
+
+def test_refused_recipients_are_failed_or_retried_and_shown(
+    network, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with RecordingSMTP() as server:
+        server.recorder.refuse = {
+            "lars.ek@goteborg.example": "550 5.1.1 No such user",
+            "per.holm@vgregion.example": "451 4.3.0 Mailbox busy",
+        }
+        monkeypatch.setenv("SAMVERKAN_SMTP_URL", server.url)
+        cycle_id = launch(network, settings)
+        approve_stage(network, cycle_id=cycle_id, key="invitation")
+        report = tick(START)
+        assert (report.delivery.sent, report.delivery.failed, report.delivery.retry) == (
+            2 * EVERYONE - 4,
+            2,
+            2,
+        )
+        problems = cycle_overview(network, cycle_id=cycle_id)["problems"]
+        assert {(p["to"], p["error"][:3]) for p in problems} == {
+            ("lars.ek@goteborg.example", "550")
+        }
+        # The busy mailbox frees up: a later tick delivers the retries, and only them.
+        server.recorder.refuse.pop("per.holm@vgregion.example")
+        report = tick(START + timedelta(hours=2))
+        assert (report.delivery.sent, report.delivery.failed) == (2, 0)
+        delivered = [to[0] for _, to, _ in server.recorder.messages]
+    assert delivered.count("per.holm@vgregion.example") == 2
+    assert "lars.ek@goteborg.example" not in delivered
+    assert len(delivered) == 2 * EVERYONE - 2
+
+
+def test_overlapping_ticks_run_a_stage_once(network, settings) -> None:
+    """Two workers executing the same due stage at once: one drafts it, the other backs off."""
+    from flows.stages import execute
+    from store.db import session_scope
+
+    cycle_id = launch(network, settings)
+    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    with session_scope(network) as s:
+        stage = s.exec(select(Stage).where(Stage.key == "invitation")).one()
+        cycle = cycle_overview(network, cycle_id=cycle_id)
+    template = template_of(settings, type("C", (), {"template": cycle["template"]})())  # type: ignore[arg-type]
+    results: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        barrier.wait()
+        results.append(execute(network, settings, template, stage_id=stage.id, now=START))  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r is None for r in results) == [False, True]
+    with Session(network) as s:
+        assert len(s.exec(select(Message).where(Message.stage_id == stage.id)).all()) == EVERYONE

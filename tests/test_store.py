@@ -1,0 +1,79 @@
+"""The store: migrations agree with the models, and times stay time-zone aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlmodel import Session, SQLModel, select
+
+from store.db import current_revision, head_revision, open_store
+from store.errors import ConfigError
+from store.models import AuditEntry
+
+
+def test_migrations_create_exactly_the_models(engine) -> None:  # type: ignore[no-untyped-def]
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
+    tables = set(inspect(engine).get_table_names())
+    assert {
+        "organisation",
+        "participant",
+        "cycle",
+        "stage",
+        "message",
+        "meeting",
+        "response",
+        "audit_entry",
+    } <= tables
+
+
+def test_times_come_back_aware_and_in_utc(engine) -> None:  # type: ignore[no-untyped-def]
+    when = datetime(2027, 2, 10, 9, 0, tzinfo=timezone(timedelta(hours=1)))
+    with Session(engine) as s:
+        s.add(AuditEntry(action="x", at=when))
+        s.commit()
+    with Session(engine) as s:
+        entry = s.exec(select(AuditEntry)).one()
+        assert entry.at == when and entry.at.tzinfo is not None
+        assert entry.at.utcoffset() == timedelta(0)
+
+
+def test_naive_times_are_refused(engine) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import StatementError
+
+    with Session(engine) as s:
+        s.add(AuditEntry(action="x", at=datetime(2027, 1, 1)))
+        with pytest.raises(StatementError, match="naive"):
+            s.commit()
+
+
+def test_reopening_a_database_keeps_its_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'keep.db'}"
+    engine = open_store(url)
+    with Session(engine) as s:
+        s.add(AuditEntry(action="kept", at=datetime.now(UTC)))
+        s.commit()
+    engine.dispose()
+    from store import db
+
+    db._ready.cache_clear()  # as a new process would: no engine cached
+    db.get_engine.cache_clear()
+    again = open_store(url)
+    with Session(again) as s:
+        assert [e.action for e in s.exec(select(AuditEntry)).all()] == ["kept"]
+
+
+def test_a_database_in_a_missing_folder_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="folder for the database does not exist"):
+        open_store(f"sqlite:///{tmp_path / 'nope' / 'x.db'}")
+
+
+def test_an_unusable_url_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="SAMVERKAN_DATABASE_URL"):
+        open_store("nosuchdb://x")

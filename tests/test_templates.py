@@ -1,0 +1,95 @@
+"""Process templates: the bundled one is valid; broken ones get one clear line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.settings import REPO_TEMPLATES, Settings
+from flows.templates import json_schema, list_templates, load_template
+from flows.validation import validate_template
+from store.errors import TemplateError
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> Path:
+    root = tmp_path / "templates"
+    shutil.copytree(REPO_TEMPLATES, root)
+    return root / "learning-cycle"
+
+
+def test_bundled_template_is_valid_in_both_languages() -> None:
+    report = validate_template(Settings(), "learning-cycle")
+    assert report.startswith("learning-cycle: valid: 6 stages, 12 emails (sv, en)")
+    assert list_templates(REPO_TEMPLATES) == ["learning-cycle"]
+
+
+def test_followup_asks_the_solution_focused_questions() -> None:
+    t = load_template(REPO_TEMPLATES / "learning-cycle")
+    followup = t.stage("followup")
+    assert followup.questions == ["scale-now", "what-is-better", "difference-made", "one-step-up"]
+    scale = t.questions["scale-now"]
+    assert (scale.kind, scale.min, scale.max) == ("scale", 0, 10)
+    assert scale.high and "as well as it possibly could" in scale.high["en"]
+
+
+def edit(folder: Path, old: str, new: str) -> None:
+    path = folder / "process.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("    after: followup\n", "    after: nothing\n", "anchored on unknown stage 'nothing'"),
+        (
+            "    at: start\n    approval: required\n",
+            "    after: reflection\n    approval: required\n",
+            "in a circle",
+        ),
+        (
+            "    at: start\n    approval: required\n",
+            "    at: tomorrow\n    approval: required\n",
+            "at must be 'start'",
+        ),
+        ("    offset: 2d\n", "    offset: two days\n", "invalid duration 'two days'"),
+        ("kind: followup", "kind: survey", "stages.3.kind"),
+        ("    unless: accepted\n", "    unless: maybe\n", "unless must be"),
+        (
+            "questions: [scale-now,",
+            "questions: [no-such-question,",
+            "unknown question 'no-such-question'",
+        ),
+    ],
+)
+def test_broken_process_yaml_is_one_clear_line(
+    copy: Path, old: str, new: str, message: str
+) -> None:
+    edit(copy, old, new)
+    with pytest.raises(TemplateError) as caught:
+        load_template(copy)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_translation_is_reported(copy: Path) -> None:
+    (copy / "emails" / "reflection.en.md.j2").unlink()
+    with pytest.raises(TemplateError, match=r"missing email .*reflection\.en\.md\.j2"):
+        load_template(copy)
+
+
+def test_an_email_with_an_unknown_variable_fails_validation(copy: Path) -> None:
+    path = copy / "emails" / "invitation.sv.md.j2"
+    path.write_text(path.read_text().replace("{{ cycle.name }}", "{{ cycle.title }}", 1))
+    with pytest.raises(TemplateError, match="has no attribute 'title'"):
+        validate_template(Settings(templates_dir=copy.parent), str(copy))
+
+
+def test_schema_is_published() -> None:
+    schema = json_schema()
+    assert schema["title"] == "ProcessSpec"
+    assert "stages" in schema["required"]
