@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from store.models import FINISHED_STAGE, CycleStatus, StageStatus, pk
+from store.models import FINISHED_STAGE, CycleStatus, pk
 
 # Quiet, offline defaults for Prefect; set before Prefect is imported, and only where the
 # user has not chosen otherwise (see DESIGN.md, "Prefect, as measured here").
@@ -43,6 +43,7 @@ if not os.environ.get("PREFECT_API_URL"):
 from prefect import flow  # noqa: E402
 
 from flows.coordinator import launch_cycle, template_of  # noqa: E402
+from flows.plan import first_runnable  # noqa: E402
 from flows.settings import Settings, load_settings  # noqa: E402
 from flows.stages import task_for  # noqa: E402
 from flows.stages.base import StageOutcome  # noqa: E402
@@ -98,13 +99,8 @@ def sender_info(settings: Settings) -> SenderInfo:
 
 
 def _next_runnable(stages: list[Stage], now: datetime) -> Stage | None:
-    """The first stage in plan order that is due and has nothing unfinished before it."""
-    for stage in stages:
-        if stage.status in FINISHED_STAGE:
-            continue
-        ready = stage.status in (StageStatus.pending, StageStatus.approved)
-        return stage if ready and stage.due_at <= now else None
-    return None
+    key = first_runnable(((s.key, str(s.status), s.due_at) for s in stages), now)
+    return next((s for s in stages if s.key == key), None)
 
 
 @flow(name="advance", validate_parameters=False, log_prints=False)

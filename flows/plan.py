@@ -132,3 +132,170 @@ def resolve(items: Iterable[PlanItem]) -> dict[str, datetime]:
 
 def anchor_time(item: PlanItem, due: Mapping[str, datetime]) -> datetime:
     return item.meeting_start if item.meeting_start is not None else due[item.key]
+
+
+# Re-sequencing -----------------------------------------------------------------------------
+
+# Stage states, as far as the plan is concerned.
+OPEN = frozenset({"pending", "approved"})  # not run yet: may be changed freely
+RAN = frozenset({"running", "awaiting_approval", "done", "failed"})  # ran: frozen
+CLOSED = frozenset({"skipped", "cancelled"})
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage as the plan sees it: where it stands, when it is due, whether it ran."""
+
+    key: str
+    kind: str
+    timing: Timing
+    status: str = "pending"
+    meeting_start: datetime | None = None
+    reminder: bool = False  # sent only to those who have not yet done something
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+    @property
+    def has_run(self) -> bool:
+        return self.status in RAN
+
+    @property
+    def announced_meeting(self) -> bool:
+        return self.kind == "meeting" and self.status == "done"
+
+    def item(self) -> PlanItem:
+        return PlanItem(self.key, self.timing, self.meeting_start)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered stages of a cycle. Every operation returns a new plan or raises PlanError,
+    so a refused operation leaves the plan as it was."""
+
+    steps: tuple[Step, ...]
+
+    def get(self, key: str) -> Step:
+        for step in self.steps:
+            if step.key == key:
+                return step
+        known = ", ".join(s.key for s in self.steps)
+        raise PlanError(f"no stage {key!r} (stages: {known})")
+
+    def index(self, key: str) -> int:
+        return [s.key for s in self.steps].index(self.get(key).key)
+
+    def due(self) -> dict[str, datetime]:
+        return resolve(s.item() for s in self.steps)
+
+    def dependents(self, key: str) -> list[str]:
+        """Stages whose time follows ``key``, directly or through others, in plan order."""
+        found: set[str] = set()
+        frontier = {key}
+        while frontier:
+            nxt = {s.key for s in self.steps if s.timing.anchor in frontier} - found
+            found |= nxt
+            frontier = nxt
+        return [s.key for s in self.steps if s.key in found]
+
+    def _replace(self, step: Step, **changes: object) -> Plan:
+        new = replace_step(step, **changes)
+        return Plan(tuple(new if s.key == step.key else s for s in self.steps))
+
+    def _checked(self) -> Plan:
+        self.due()  # raises PlanError on a circle or an unknown anchor
+        return self
+
+    def _open(self, key: str, verb: str) -> Step:
+        step = self.get(key)
+        if not step.is_open:
+            raise PlanError(f"cannot {verb} {key!r}: it is {step.status}")
+        return step
+
+    def add(self, step: Step) -> Plan:
+        """Insert a new stage after every stage due at or before it."""
+        if any(s.key == step.key for s in self.steps):
+            raise PlanError(f"there is already a stage {step.key!r}")
+        if step.timing.anchor is not None:
+            self.get(step.timing.anchor)
+        trial = Plan((*self.steps, step))._checked()
+        due = trial.due()
+        at = due[step.key]
+        position = len(self.steps)
+        while position > 0 and (
+            self.steps[position - 1].is_open and due[self.steps[position - 1].key] > at
+        ):
+            position -= 1
+        return Plan((*self.steps[:position], step, *self.steps[position:]))._checked()
+
+    def move(self, key: str, *, after: str | None = None, before: str | None = None) -> Plan:
+        """Put a stage right after or before another; a relative timing takes it as anchor."""
+        if (after is None) == (before is None):
+            raise PlanError("move takes exactly one of --after or --before")
+        target_key = after or before
+        assert target_key is not None
+        step = self._open(key, "move")
+        target = self.get(target_key)
+        if target.key == key:
+            raise PlanError(f"cannot move {key!r} relative to itself")
+        if before and target.has_run:
+            raise PlanError(f"cannot move {key!r} before {target_key!r}: that stage has run")
+        if step.timing.anchor is not None:
+            step = replace_step(step, timing=Timing(anchor=target.key, offset=step.timing.offset))
+        rest = [s for s in self.steps if s.key != key]
+        index = [s.key for s in rest].index(target.key) + (1 if after else 0)
+        return Plan((*rest[:index], step, *rest[index:]))._checked()
+
+    def skip(self, key: str) -> Plan:
+        step = self.get(key)
+        if not (step.is_open or step.status == "awaiting_approval"):
+            raise PlanError(f"cannot skip {key!r}: it is {step.status}")
+        return self._replace(step, status="skipped")
+
+    def reschedule(self, key: str, at: datetime) -> Plan:
+        """A new time: a meeting's start (even once announced), or a stage's due time."""
+        step = self.get(key)
+        if step.kind == "meeting":
+            if step.status in CLOSED:
+                raise PlanError(f"cannot reschedule {key!r}: it is {step.status}")
+            return self._replace(step, meeting_start=at)._checked()
+        step = self._open(key, "reschedule")
+        return self._replace(step, timing=Timing(at=at))._checked()
+
+    def cancel(self, key: str) -> Plan:
+        """Cancel a stage; cancelling an announced meeting also cancels its reminders."""
+        step = self.get(key)
+        if not (step.is_open or step.status == "awaiting_approval" or step.announced_meeting):
+            raise PlanError(f"cannot cancel {key!r}: it is {step.status}")
+        plan = self._replace(step, status="cancelled")
+        if step.kind == "meeting":
+            for dep in self.dependents(key):
+                d = plan.get(dep)
+                if d.reminder and d.is_open:
+                    plan = plan._replace(d, status="cancelled")
+        return plan
+
+    def edit(self, key: str) -> Plan:
+        """Template, audience and approval do not change the plan's shape: only check."""
+        step = self.get(key)
+        if not (step.is_open or step.status == "awaiting_approval"):
+            raise PlanError(f"cannot edit {key!r}: it is {step.status}")
+        return self._replace(step, status="pending")
+
+
+def first_runnable(stages: Iterable[tuple[str, str, datetime]], now: datetime) -> str | None:
+    """The stage tick runs next: the first, in plan order, of (key, status, due) that is open
+    and due, provided every stage before it has finished. A stage that waits (not due yet, or
+    awaiting approval) holds back the stages behind it."""
+    for key, status, due in stages:
+        if status in CLOSED or status in {"done", "failed"}:
+            continue
+        return key if status in OPEN and due <= now else None
+    return None
+
+
+def replace_step(step: Step, **changes: object) -> Step:
+    from dataclasses import replace
+
+    return replace(step, **changes)  # type: ignore[arg-type]
