@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from flows.settings import REPO_TEMPLATES, Settings
+from messaging.transports.maildir import delivered
 from store.db import open_store
 
 DATA = Path(__file__).parent / "data"
@@ -99,7 +100,7 @@ def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:
         return found
     for box in sorted(root.iterdir()):
         msgs = []
-        for f in sorted((box / "new").iterdir()):
+        for f in delivered(box):
             msgs.append(
                 cast(EmailMessage, message_from_bytes(f.read_bytes(), policy=policy.default))
             )

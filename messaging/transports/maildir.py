@@ -18,6 +18,26 @@ def folder_name(recipient: str) -> str:
     return name.lstrip(".") or "_"
 
 
+_NAME = re.compile(r"^(\d+)\.M(\d+)P\d+Q(\d+)\.")
+
+
+def delivered(folder: Path) -> list[Path]:
+    """The messages of one Maildir's new/ folder in the order they were delivered.
+
+    Maildir names start with seconds, then M<microseconds> unpadded, so a plain sort by name
+    misorders two messages delivered within the same second.
+    """
+
+    def order(path: Path) -> tuple[int, int, int, str]:
+        m = _NAME.match(path.name)
+        if not m:
+            return (2**62, 0, 0, path.name)
+        return (int(m.group(1)), int(m.group(2)), int(m.group(3)), path.name)
+
+    new = Path(folder) / "new"
+    return sorted(new.iterdir(), key=order) if new.is_dir() else []
+
+
 class MaildirTransport:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
