@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from flows.settings import REPO_TEMPLATES
 from flows.wording import plural
+from messaging.transports.maildir import delivered
 from store.errors import InvalidInput
 
 EXAMPLE = REPO_TEMPLATES / "learning-cycle" / "example" / "participants.csv"
@@ -160,9 +161,7 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         counts = ", ".join(f"{n} {k}" for k, n in sorted(s["messages"].items())) or "-"
         echo(f"  {s['key']:<18} {s['due'][:16].replace('T', ' ')}  {s['status']:<9} {counts}")
     mail = root / "mail"
-    boxes = Counter(
-        {p.name: len(list((p / "new").iterdir())) for p in mail.iterdir()} if mail.exists() else {}
-    )
+    boxes = Counter({p.name: len(delivered(p)) for p in mail.iterdir()} if mail.exists() else {})
     echo("")
     echo(
         f"Where the mail went: {sum(boxes.values())} messages in {len(boxes)} Maildir folders "
@@ -170,7 +169,7 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
     )
     for name, n in sorted(boxes.items()):
         echo(f"  {name:<46} {n}")
-    invites = sorted((mail / "sara.ahmadi@goteborg.example" / "new").iterdir())
+    invites = delivered(mail / "sara.ahmadi@goteborg.example")
     if len(invites) > 1:
         echo(f"Open a calendar invite in any mail program: {invites[1]}")
     echo("")

@@ -276,6 +276,17 @@ class Plan:
                     plan = plan._replace(d, status="cancelled")
         return plan
 
+    def cancel_remaining(self) -> Plan:
+        """Cancel every stage that has not run (or waits for approval): the cycle is called off."""
+        return Plan(
+            tuple(
+                replace_step(s, status="cancelled")
+                if s.is_open or s.status == "awaiting_approval"
+                else s
+                for s in self.steps
+            )
+        )
+
     def edit(self, key: str) -> Plan:
         """Template, audience and approval do not change the plan's shape: only check."""
         step = self.get(key)

@@ -25,7 +25,7 @@ LANGUAGES = ("sv", "en")
 KINDS = ("email", "meeting", "followup", "reflection")
 KEY = r"^[a-z][a-z0-9-]{0,39}$"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_UNLESS = re.compile(r"^(accepted|responded|answered:[a-z][a-z0-9-]*)$")
+UNLESS_RULE = re.compile(r"^(accepted|responded|answered:[a-z][a-z0-9-]*)$")
 
 
 def _check_duration(value: str) -> str:
@@ -88,7 +88,7 @@ class StageSpec(_Strict):
             raise ValueError("a meeting stage needs a meeting: block, and only a meeting has one")
         if self.kind == "followup" and not self.questions:
             raise ValueError("a followup stage needs questions")
-        if self.unless and not _UNLESS.match(self.unless):
+        if self.unless and not UNLESS_RULE.match(self.unless):
             raise ValueError("unless must be accepted, responded or answered:<stage key>")
         return self
 
@@ -253,10 +253,13 @@ def _check(t: ProcessTemplate, path: Path) -> None:
         for q in s.questions:
             if q not in t.questions:
                 raise TemplateError(f"{path}: stage {s.key!r}: unknown question {q!r}")
-        for lang in LANGUAGES:
-            if not t.emails.exists(s.template, lang):
+        needed = [s.template]
+        if s.kind == "meeting":
+            needed += [f"{s.template}-update", f"{s.template}-cancel"]
+        for name, lang in ((n, lang) for n in needed for lang in LANGUAGES):
+            if not t.emails.exists(name, lang):
                 raise TemplateError(
-                    f"{path}: stage {s.key!r}: missing email {t.emails.path(s.template, lang)}"
+                    f"{path}: stage {s.key!r}: missing email {t.emails.path(name, lang)}"
                 )
     # The anchors must not form a circle (times are irrelevant for this check).
     items = [

@@ -11,11 +11,12 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlmodel import col
 
 from flows.settings import Settings
 from flows.stages import email, followup, meeting, reflection
-from flows.stages.base import StageOutcome, StageRun, claim, write_drafts
+from flows.stages.base import StageOutcome, StageRun, category_of, claim, write_drafts
 from flows.templates import ProcessTemplate
 from store import queries
 from store.db import session_scope
@@ -63,7 +64,14 @@ def execute(
             run = StageRun(session, settings, cycle, stage, template, now)
             drafts = drafts_for(run)
             status = MessageStatus.draft if needs_approval else MessageStatus.queued
-            count = write_drafts(run, drafts, kind=KINDS[stage.kind], status=status)
+            category = category_of(KINDS[stage.kind], stage)
+            count = write_drafts(run, drafts, category=category, status=status)
+            # Running a stage changes the plan's state: a preview made before is stale.
+            session.exec(
+                update(Cycle)
+                .where(col(Cycle.id) == cycle.id)
+                .values(plan_version=Cycle.plan_version + 1)
+            )
             stage.status = StageStatus.awaiting_approval if needs_approval else StageStatus.done
             stage.ran_at = now
             if not drafts:

@@ -157,14 +157,35 @@ class StageRun:
             "vars": self.variables(),
             "meetings": self.meetings(),
             "sender": {"name": self.settings.sender_name, "email": self.settings.sender},
+            "progress": self.progress,
             **extra,
         }
 
-    def render(self, recipient: Recipient, **extra: Any) -> RenderedEmail:
-        assert self.stage.template is not None
+    def render(
+        self, recipient: Recipient, *, template: str | None = None, **extra: Any
+    ) -> RenderedEmail:
+        name = template or self.stage.template
+        assert name is not None
         return self.template.emails.render(
-            self.stage.template, recipient.language, self.context(recipient, **extra)
+            name, recipient.language, self.context(recipient, **extra)
         )
+
+    @cached_property
+    def progress(self) -> dict[str, Any]:
+        """What a progress note tells: the network's size and the next meeting."""
+        upcoming = [
+            (m["starts"], m)
+            for key, m in self.meetings().items()
+            if m["starts"] > self.now and not self._cancelled(key)
+        ]
+        return {
+            "organisations": len({o.id for _, o in self.active_members}),
+            "participants": len(self.active_members),
+            "next_meeting": min(upcoming, key=lambda pair: pair[0])[1] if upcoming else None,
+        }
+
+    def _cancelled(self, key: str) -> bool:
+        return any(s.key == key and s.status == StageStatus.cancelled for s in self.plan)
 
     def unless_filter(
         self, members: Sequence[tuple[Participant, Organisation]]
@@ -215,10 +236,18 @@ def claim(session: Session, stage: Stage, *, expected: Sequence[str], to: StageS
     return bool(result.rowcount == 1)
 
 
+def category_of(kind: ModuleType, stage: Stage) -> str:
+    return str(kind.CATEGORY(stage) if callable(kind.CATEGORY) else kind.CATEGORY)
+
+
 def write_drafts(
-    run: StageRun, drafts: Sequence[Draft], *, kind: ModuleType, status: MessageStatus
+    run: StageRun,
+    drafts: Sequence[Draft],
+    *,
+    category: str,
+    status: MessageStatus,
+    revision: int = 0,
 ) -> int:
-    category = kind.CATEGORY(run.stage) if callable(kind.CATEGORY) else kind.CATEGORY
     rows = [
         Message(
             cycle_id=run.cycle.id,  # type: ignore[arg-type]
@@ -228,6 +257,7 @@ def write_drafts(
             to_key=d.recipient.email.lower(),
             to_name=d.recipient.name,
             category=category,
+            revision=revision,
             subject=d.email.subject,
             text=d.email.text,
             html=d.email.html,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from flows.stages.base import Draft, Recipient, StageRun
 from flows.stages.email import recipients
 from messaging.calendar import MeetingInfo, Person, build_invite
 from messaging.render import render_extra
 from store import queries
-from store.models import Meeting, MeetingAttendee
+from store.models import Meeting, MeetingAttendee, pk
 
-__all__ = ["CATEGORY", "draft", "prepare", "recipients"]
+__all__ = ["CATEGORY", "attendees", "draft", "notice", "prepare", "recipients"]
 
 CATEGORY = "meeting"
 
@@ -46,13 +47,14 @@ def prepare(run: StageRun, people: list[Recipient]) -> Meeting:
     return meeting
 
 
-def _info(run: StageRun, recipient: Recipient, meeting: Meeting | None) -> MeetingInfo:
+def _info(
+    run: StageRun, recipient: Recipient, meeting: Meeting | None, *, template: str | None = None
+) -> MeetingInfo:
     starts, ends = _times(run)
     context = run.context(recipient, meeting=run.meetings()[run.stage.key])
+    name = template or run.stage.template or ""
     summary = (
-        render_extra(
-            run.template.emails, run.stage.template or "", recipient.language, "summary", context
-        )
+        render_extra(run.template.emails, name, recipient.language, "summary", context)
         or run.cycle.name
     )
     return MeetingInfo(
@@ -77,3 +79,30 @@ def draft(run: StageRun, recipient: Recipient) -> Draft:
         method="REQUEST",
     )
     return Draft(recipient=recipient, email=email, ics=ics, ics_method="REQUEST")
+
+
+def attendees(run: StageRun, meeting: Meeting) -> list[Recipient]:
+    """Everyone invited to the meeting who can still be written to."""
+    invited = queries.partstats(run.session, meeting_id=pk(meeting))
+    return [Recipient.of(p, o) for p, o in run.active_members if p.id in invited]
+
+
+def notice(
+    run: StageRun,
+    meeting: Meeting,
+    recipient: Recipient,
+    *,
+    method: str,
+    template: str,
+    change: dict[str, Any],
+) -> Draft:
+    """An update (REQUEST, same UID, higher SEQUENCE) or a cancellation (CANCEL)."""
+    local = run.meetings()[run.stage.key]
+    email = run.render(recipient, template=template, meeting=local, change=change)
+    ics = build_invite(
+        _info(run, recipient, meeting, template=template),
+        organizer=Person(run.settings.sender_name, run.settings.sender),
+        attendee=Person(recipient.name, recipient.email),
+        method=method,
+    )
+    return Draft(recipient=recipient, email=email, ics=ics, ics_method=method)
