@@ -35,10 +35,18 @@ participants_app = typer.Typer(
     help="Import and list the network's participants.", no_args_is_help=True
 )
 templates_app = typer.Typer(help="List and check process templates.", no_args_is_help=True)
-cycle_app = typer.Typer(help="Launch, list and show cycles.", no_args_is_help=True)
+cycle_app = typer.Typer(
+    help="Launch, list, show, pause, resume and cancel cycles.", no_args_is_help=True
+)
+stage_app = typer.Typer(
+    help="Change the stages of a running cycle (each with --dry-run).", no_args_is_help=True
+)
+inbox_app = typer.Typer(help="Read participants' calendar replies.", no_args_is_help=True)
 app.add_typer(participants_app, name="participants")
 app.add_typer(templates_app, name="templates")
 app.add_typer(cycle_app, name="cycle")
+app.add_typer(stage_app, name="stage")
+app.add_typer(inbox_app, name="inbox")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -434,6 +442,367 @@ def audit(
         stage = f" [{d['stage']}]" if d["stage"] else ""
         reason = f" (reason: {d['reason']})" if d["reason"] else ""
         typer.echo(f"{d['at'][:19]}  {d['actor']:<11} {d['action']}{stage}: {d['detail']}{reason}")
+
+
+# changing a running cycle ------------------------------------------------------------------
+
+CycleId = Annotated[int, typer.Argument(metavar="CYCLE", help="The cycle's id")]
+StageKey = Annotated[str, typer.Argument(metavar="KEY", help="The stage's key, e.g. workshop")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the effects; change nothing.")]
+Reason = Annotated[str | None, typer.Option("--reason", help="Kept in the audit log.")]
+Expect = Annotated[
+    int | None,
+    typer.Option(
+        "--expect-version",
+        help="Refuse if the plan's version is no longer this one (the version a --dry-run showed).",
+    ),
+]
+
+
+def _report(effects: Any, dry_run: bool) -> None:
+    for line in effects.lines():
+        typer.echo(line)
+    if dry_run:
+        typer.echo(
+            f"dry run: nothing was changed. To apply exactly this, add "
+            f"--expect-version {effects.version[0]}"
+        )
+
+
+def _change(func: Callable[..., Any], dry_run: bool, **kwargs: Any) -> None:
+    settings = _settings()
+    _report(func(_engine(settings), settings, dry_run=dry_run, **kwargs), dry_run)
+
+
+@stage_app.command("add")
+@handled
+def stage_add(
+    cycle_id: CycleId,
+    kind: Annotated[str, typer.Option("--kind", help="email, meeting, followup or reflection")],
+    key: Annotated[str, typer.Option("--key", help="A new key, e.g. second-workshop")],
+    at: Annotated[str | None, typer.Option("--at", help="When, ISO (cycle's zone)")] = None,
+    after: Annotated[str | None, typer.Option("--after", help="Anchor stage")] = None,
+    before: Annotated[str | None, typer.Option("--before", help="Anchor stage")] = None,
+    offset: Annotated[str | None, typer.Option("--offset", help="e.g. 3d, 2h")] = None,
+    template: Annotated[
+        str | None,
+        typer.Option("--template", help="An email of the cycle's template, e.g. progress-note"),
+    ] = None,
+    audience: Annotated[
+        str | None,
+        typer.Option("--audience", help='e.g. role=politician or org="Region Västra Götaland"'),
+    ] = None,
+    unless: Annotated[
+        str | None,
+        typer.Option("--unless", help="accepted, responded or answered:<stage>"),
+    ] = None,
+    approval: Annotated[bool, typer.Option("--approval", help="Drafts wait for approval")] = False,
+    starts: Annotated[
+        str | None,
+        typer.Option("--starts", help="A meeting's start, ISO"),
+    ] = None,
+    duration: Annotated[str, typer.Option("--duration", help="A meeting's length")] = "2h",
+    location: Annotated[str, typer.Option("--location", help="Where a meeting is")] = "",
+    questions: Annotated[
+        str | None,
+        typer.Option("--questions", help="Follow-up question ids, comma-separated"),
+    ] = None,
+    dry_run: DryRun = False,
+    reason: Reason = None,
+    expect_version: Expect = None,
+) -> None:
+    """Add a stage to a running cycle, at a time or relative to another stage.
+
+    Examples:
+      samverkan stage add 1 --kind meeting --key second-workshop --after followup
+        --offset 1d --starts 2027-03-10T13:00 --duration 3h --location "Stadshuset"
+      samverkan stage add 1 --kind email --key politicians --template progress-note
+        --audience role=politician --after workshop --offset 1d --dry-run
+    """
+    from flows.resequence import add_stage
+
+    _change(
+        add_stage,
+        dry_run,
+        cycle_id=cycle_id,
+        key=key,
+        kind=kind,
+        at=at,
+        after=after,
+        before=before,
+        offset=offset,
+        template=template,
+        audience=audience,
+        unless=unless,
+        approval=approval,
+        starts=starts,
+        duration=duration,
+        location=location,
+        questions=[q.strip() for q in questions.split(",")] if questions else None,
+        reason=reason,
+        expect_version=expect_version,
+    )
+
+
+@stage_app.command("move")
+@handled
+def stage_move(
+    cycle_id: CycleId,
+    key: StageKey,
+    after: Annotated[str | None, typer.Option("--after", help="Put it after this stage")] = None,
+    before: Annotated[str | None, typer.Option("--before", help="Put it before this stage")] = None,
+    dry_run: DryRun = False,
+    reason: Reason = None,
+    expect_version: Expect = None,
+) -> None:
+    """Move a stage that has not run after or before another. A stage with a relative time
+    takes the other stage as its new anchor.
+
+    Example:  samverkan stage move 1 followup-reminder --after reflection --dry-run
+    """
+    from flows.resequence import move_stage
+
+    _change(
+        move_stage,
+        dry_run,
+        cycle_id=cycle_id,
+        key=key,
+        after=after,
+        before=before,
+        reason=reason,
+        expect_version=expect_version,
+    )
+
+
+@stage_app.command("skip")
+@handled
+def stage_skip(
+    cycle_id: CycleId,
+    key: StageKey,
+    dry_run: DryRun = False,
+    reason: Reason = None,
+    expect_version: Expect = None,
+) -> None:
+    """Skip a stage that has not run (its drafts, if any, are dropped).
+
+    Example:  samverkan stage skip 1 workshop-reminder --reason "everyone has answered"
+    """
+    from flows.resequence import skip_stage
+
+    _change(
+        skip_stage,
+        dry_run,
+        cycle_id=cycle_id,
+        key=key,
+        reason=reason,
+        expect_version=expect_version,
+    )
+
+
+@stage_app.command("edit")
+@handled
+def stage_edit(
+    cycle_id: CycleId,
+    key: StageKey,
+    template: Annotated[str | None, typer.Option("--template", help="Another email")] = None,
+    audience: Annotated[str | None, typer.Option("--audience", help="A new audience")] = None,
+    unless: Annotated[
+        str | None,
+        typer.Option(
+            "--unless", help="accepted, responded, answered:<stage>, or '' for nobody left out"
+        ),
+    ] = None,
+    approval: Annotated[
+        bool | None,
+        typer.Option("--approval/--no-approval", help="Whether drafts wait for approval"),
+    ] = None,
+    dry_run: DryRun = False,
+    reason: Reason = None,
+    expect_version: Expect = None,
+) -> None:
+    """Change a stage that has not run: its email, audience, who is left out, or approval.
+    Drafts waiting for approval are dropped and made again on the next tick.
+
+    Example:  samverkan stage edit 1 followup --audience "role=professional,manager" --approval
+    """
+    from flows.resequence import edit_stage
+
+    _change(
+        edit_stage,
+        dry_run,
+        cycle_id=cycle_id,
+        key=key,
+        template=template,
+        audience=audience,
+        approval=approval,
+        unless=unless,
+        reason=reason,
+        expect_version=expect_version,
+    )
+
+
+@stage_app.command("reschedule")
+@handled
+def stage_reschedule(
+    cycle_id: CycleId,
+    key: StageKey,
+    at: Annotated[str, typer.Option("--at", help="New time, ISO (a meeting: its start)")],
+    dry_run: DryRun = False,
+    reason: Reason = None,
+    expect_version: Expect = None,
+) -> None:
+    """Give a stage a new time. For a meeting this moves the meeting itself; if it was
+    already announced, everyone invited gets a calendar update, and the stages that follow it
+    (reminders, follow-ups) move with it.
+
+    Example:  samverkan stage reschedule 1 workshop --at 2027-02-17T09:00 --dry-run
+    """
+    from flows.resequence import reschedule_stage
+
+    _change(
+        reschedule_stage,
+        dry_run,
+        cycle_id=cycle_id,
+        key=key,
+        at=at,
+        reason=reason,
+        expect_version=expect_version,
+    )
+
+
+@stage_app.command("cancel")
+@handled
+def stage_cancel(
+    cycle_id: CycleId,
+    key: StageKey,
+    dry_run: DryRun = False,
+    reason: Reason = None,
+    expect_version: Expect = None,
+) -> None:
+    """Cancel a stage. Cancelling an announced meeting sends everyone invited a calendar
+    cancellation and cancels the reminders that depend on it.
+
+    Example:  samverkan stage cancel 1 workshop --reason "the board meets that day"
+    """
+    from flows.resequence import cancel_stage
+
+    _change(
+        cancel_stage,
+        dry_run,
+        cycle_id=cycle_id,
+        key=key,
+        reason=reason,
+        expect_version=expect_version,
+    )
+
+
+def _cycle_status(
+    cycle_id: int, to: str, dry_run: bool, reason: str | None, expect_version: int | None
+) -> None:
+    from flows.resequence import set_cycle_status
+    from store.models import CycleStatus
+
+    _change(
+        set_cycle_status,
+        dry_run,
+        cycle_id=cycle_id,
+        to=CycleStatus(to),
+        reason=reason,
+        expect_version=expect_version,
+    )
+
+
+@cycle_app.command("pause")
+@handled
+def cycle_pause(
+    cycle_id: CycleId, dry_run: DryRun = False, reason: Reason = None, expect_version: Expect = None
+) -> None:
+    """Pause a cycle: no stage runs until it is resumed.
+
+    Example:  samverkan cycle pause 1 --reason "waiting for the board"
+    """
+    _cycle_status(cycle_id, "paused", dry_run, reason, expect_version)
+
+
+@cycle_app.command("resume")
+@handled
+def cycle_resume(
+    cycle_id: CycleId, dry_run: DryRun = False, reason: Reason = None, expect_version: Expect = None
+) -> None:
+    """Resume a paused cycle; stages that fell due meanwhile run on the next tick.
+
+    Example:  samverkan cycle resume 1
+    """
+    _cycle_status(cycle_id, "running", dry_run, reason, expect_version)
+
+
+@cycle_app.command("cancel")
+@handled
+def cycle_cancel(
+    cycle_id: CycleId, dry_run: DryRun = False, reason: Reason = None, expect_version: Expect = None
+) -> None:
+    """Cancel a cycle: stages still to run are cancelled, unsent messages dropped, and
+    announced meetings still ahead are cancelled in everyone's calendar.
+
+    Example:  samverkan cycle cancel 1 --dry-run
+    """
+    _cycle_status(cycle_id, "cancelled", dry_run, reason, expect_version)
+
+
+@cycle_app.command("add-participants")
+@handled
+def cycle_add_participants(
+    cycle_id: CycleId,
+    email: Annotated[
+        list[str] | None,
+        typer.Option("--email", help="A participant's email; repeat for each"),
+    ] = None,
+    audience: Annotated[
+        str | None,
+        typer.Option("--audience", help='Everyone matching, e.g. org="Göteborgs Stad"'),
+    ] = None,
+    no_catch_up: Annotated[
+        bool, typer.Option("--no-catch-up", help="Do not send them what others already got")
+    ] = False,
+    dry_run: DryRun = False,
+    reason: Reason = None,
+    expect_version: Expect = None,
+) -> None:
+    """Add late joiners to a cycle. They receive the invitation and the current invite of
+    meetings still ahead, unless --no-catch-up.
+
+    Example:  samverkan cycle add-participants 1 --email new.person@kommun.example
+    """
+    from flows.resequence import add_participants
+
+    _change(
+        add_participants,
+        dry_run,
+        cycle_id=cycle_id,
+        emails=email,
+        audience=audience,
+        catch_up=not no_catch_up,
+        reason=reason,
+        expect_version=expect_version,
+    )
+
+
+@inbox_app.command("import")
+@handled
+def inbox_import(
+    path: Annotated[Path, typer.Argument(help="An .eml or .ics file, a folder, or a Maildir")],
+) -> None:
+    """Record participants' answers from calendar replies (METHOD:REPLY). Replies to unknown
+    meetings, from people not invited, or to an out-of-date invitation are listed, not
+    recorded.
+
+    Example:  samverkan inbox import ~/Maildir/samverkan-replies
+    """
+    from flows.inbox import import_replies
+
+    report = import_replies(_engine(_settings()), path)
+    for line in report.lines():
+        typer.echo(line)
 
 
 @app.command("tick")

@@ -129,12 +129,15 @@ class Change:
         drafts_for(run, validating=True)  # a template error stops the operation here
         kind = KINDS[stage.kind]
         reach = len(kind.recipients(run))
-        whom = f"audience {stage.audience}" + (f"; unless {stage.unless}" if stage.unless else "")
-        total = len(run.active_members) if stage.kind != "reflection" else 1
         approval = ", needs approval" if stage.approval_required and not stage.approved_at else ""
+        head = f"{stage.key} ({stage.kind}) at {self.when(stage.due_at)}"
+        if stage.kind == "reflection":
+            self.effects.later.append(f"{head}: to the coordinator{approval}")
+            return
+        whom = f"audience {stage.audience}" + (f"; unless {stage.unless}" if stage.unless else "")
+        total = len(run.active_members)
         self.effects.later.append(
-            f"{stage.key} ({stage.kind}) at {self.when(stage.due_at)}: "
-            f"{reach} of {plural(total, 'recipient')} if it ran now ({whom}){approval}"
+            f"{head}: {reach} of {plural(total, 'recipient')} if it ran now ({whom}){approval}"
         )
 
     # -- applying a new plan ------------------------------------------------------------------

@@ -186,3 +186,81 @@ def test_the_demo_runs_clean(tmp_path: Path, user_env: dict[str, str]) -> None:
     mail = read_maildir(tmp_path / "demo" / "mail")
     assert len(mail) == 13
     assert sum(len(m) for m in mail.values()) == 51
+
+
+def test_changing_a_cycle_from_the_command_line(settings) -> None:
+    invoke("participants", "import", str(EXAMPLE_CSV))
+    invoke(*LAUNCH)
+    preview = invoke("stage", "skip", "1", "workshop-reminder", "--dry-run")
+    assert preview.exit_code == 0, preview.output
+    assert preview.output.splitlines()[:2] == [
+        "skip workshop-reminder in cycle 1 (plan version 1 -> 2)",
+        "  change: workshop-reminder: pending -> skipped",
+    ]
+    assert preview.output.splitlines()[-1] == (
+        "dry run: nothing was changed. To apply exactly this, add --expect-version 1"
+    )
+    assert invoke("stage", "skip", "1", "workshop-reminder", "--expect-version", "1").exit_code == 0
+    stale = invoke("stage", "cancel", "1", "followup", "--expect-version", "1")
+    assert stale.exit_code == 2
+    assert stale.output.startswith("error: the plan of cycle 1 changed since you looked at it")
+    again = invoke("stage", "skip", "1", "workshop-reminder")
+    assert (again.exit_code, again.output.strip()) == (
+        2,
+        "error: cannot skip 'workshop-reminder': it is skipped",
+    )
+    added = invoke(
+        "stage",
+        "add",
+        "1",
+        "--kind",
+        "email",
+        "--key",
+        "politicians",
+        "--template",
+        "progress-note",
+        "--audience",
+        "role=politician",
+        "--after",
+        "workshop",
+        "--offset",
+        "1d",
+        "--reason",
+        "the board asked",
+    )
+    assert added.exit_code == 0, added.output
+    assert "2 of 13 recipients if it ran now (audience role=politician)" in added.output
+    assert "(reason: the board asked)" in invoke("audit", "1").output
+    for args, message in [
+        (
+            ["stage", "add", "1", "--kind", "fax", "--key", "x", "--at", "2027-02-01T09:00"],
+            "error: unknown kind 'fax'",
+        ),
+        (
+            [
+                "stage",
+                "add",
+                "1",
+                "--kind",
+                "email",
+                "--key",
+                "x",
+                "--template",
+                "nope",
+                "--at",
+                "2027-02-01T09:00",
+            ],
+            "error: no email template 'nope'",
+        ),
+        (["stage", "move", "1", "followup", "--after", "nowhere"], "error: no stage 'nowhere'"),
+        (["stage", "reschedule", "1", "workshop", "--at", "soon"], "error: invalid --at 'soon'"),
+        (["inbox", "import", "/no/such/path"], "error: no such file or folder: /no/such/path"),
+        (
+            ["cycle", "add-participants", "1", "--email", "ghost@x.example"],
+            "error: no participant with email ghost@x.example",
+        ),
+    ]:
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith(message), (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1
