@@ -232,7 +232,8 @@ def approve_stage(engine: Engine, *, cycle_id: int, key: str, reason: str | None
         elif stage.status == StageStatus.pending:
             stage.status, stage.approved_at = StageStatus.approved, now
             session.add(stage)
-            due = f"{stage.due_at:%Y-%m-%d %H:%M} UTC"
+            cycle = queries.get_cycle(session, cycle_id=cycle_id)
+            due = f"{stage.due_at.astimezone(plan.zone(cycle.timezone)):%Y-%m-%d %H:%M}"
             text = f"approved {key} in advance; it is sent when due ({due})"
         else:
             raise StateError(

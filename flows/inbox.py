@@ -18,6 +18,7 @@ from icalendar import Calendar, Component
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from flows.wording import plural
 from store import queries
 from store.db import session_scope
 from store.errors import InvalidInput
@@ -35,7 +36,8 @@ class InboxReport:
 
     def lines(self) -> list[str]:
         out = [
-            f"read {self.files} file(s): {len(self.recorded)} replies recorded, "
+            f"read {plural(self.files, 'file')}: "
+            f"{plural(len(self.recorded), 'reply', 'replies')} recorded, "
             f"{len(self.problems)} not recorded"
         ]
         out += [f"  recorded: {r}" for r in self.recorded]
@@ -123,7 +125,7 @@ def report_one(session: Session, name: str, event: Component, report: InboxRepor
         return
     meeting = session.exec(select(Meeting).where(Meeting.uid == uid)).first()
     if meeting is None:
-        report.problems.append(f"{name}: unknown meeting UID {uid} (from {address})")
+        report.problems.append(f"{name}: unknown meeting UID {uid or '(none)'} (from {address})")
         return
     sequence = int(event.get("SEQUENCE", 0))
     if sequence < meeting.sequence:

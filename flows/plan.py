@@ -223,8 +223,9 @@ class Plan:
         due = trial.due()
         at = due[step.key]
         position = len(self.steps)
+        # Walk back over every stage due later that has not run (skipped ones included).
         while position > 0 and (
-            self.steps[position - 1].is_open and due[self.steps[position - 1].key] > at
+            not self.steps[position - 1].has_run and due[self.steps[position - 1].key] > at
         ):
             position -= 1
         return Plan((*self.steps[:position], step, *self.steps[position:]))._checked()

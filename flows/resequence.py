@@ -281,7 +281,7 @@ def change_cycle(
                 cycle_id=cycle_id,
                 action=action,
                 stage_key=stage_key,
-                detail="; ".join(line.strip() for line in effects.lines()),
+                detail="; ".join(" ".join(line.split()) for line in effects.lines()),
                 reason=reason,
             )
             if dry_run:

@@ -187,3 +187,10 @@ def test_a_new_stage_goes_after_everything_due_before_it() -> None:
         "reflection",
     ]
     assert resolve(s.item() for s in plan.steps)["politicians"] == T0 + timedelta(days=22)
+
+
+def test_a_new_stage_is_placed_past_skipped_stages_due_later() -> None:
+    plan = learning_cycle().skip("nudge")
+    plan = plan.add(Step("second", "meeting", Timing(anchor="followup", offset=timedelta(days=1)),
+                         meeting_start=T0 + timedelta(days=50)))
+    assert [s.key for s in plan.steps].index("second") < [s.key for s in plan.steps].index("nudge")
