@@ -805,6 +805,29 @@ def inbox_import(
         typer.echo(line)
 
 
+@app.command("serve")
+@handled
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
+) -> None:
+    """Serve the participants' pages (follow-up answers, meeting RSVP). Set
+    SAMVERKAN_BASE_URL to the address participants reach it by, so links in emails point here.
+
+    Example:  samverkan serve --host 0.0.0.0 --port 8000
+    """
+    import uvicorn
+
+    from messaging.web.app import create_app
+
+    settings = _settings()
+    _engine(settings)  # a bad database fails here, before the server starts
+    typer.echo(
+        f"serving participants' pages on http://{host}:{port} (links in emails use {settings.base})"
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 @app.command("tick")
 @handled
 def tick(

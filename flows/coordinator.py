@@ -16,6 +16,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from flows import plan
+from flows.answers import save_answers, save_rsvp
 from flows.audience import parse_audience
 from flows.settings import Settings
 from flows.stages import drafts_for
@@ -30,8 +31,6 @@ from store.models import (
     CycleStatus,
     Message,
     MessageStatus,
-    PartStat,
-    Response,
     Stage,
     StageStatus,
     pk,
@@ -369,29 +368,22 @@ def _member(session: Session, cycle_id: int, email: str) -> int:
 
 def record_rsvp(engine: Engine, *, cycle_id: int, key: str, email: str, partstat: str) -> None:
     """Record a participant's answer to a meeting invite (ACCEPTED, DECLINED, TENTATIVE)."""
-    value = partstat.strip().upper()
-    if value not in {p.value for p in PartStat}:
-        raise InvalidInput(f"unknown answer {partstat!r} (use ACCEPTED, DECLINED or TENTATIVE)")
     with session_scope(engine) as session:
         stage = queries.get_stage(session, cycle_id=cycle_id, key=key)
-        meeting = queries.meeting_of(session, stage_id=stage.id)  # type: ignore[arg-type]
+        meeting = queries.meeting_of(session, stage_id=pk(stage))
         if meeting is None:
             raise StateError(f"the meeting {key!r} has not been announced yet")
         pid = _member(session, cycle_id, email)
-        from store.models import MeetingAttendee
-
-        row = session.get(MeetingAttendee, (meeting.id, pid))
-        if row is None:
+        if pid not in queries.partstats(session, meeting_id=pk(meeting)):
             raise NotFound(f"{email} was not invited to {key!r}")
-        row.partstat, row.updated_at = PartStat(value), utcnow()
-        session.add(row)
-        queries.audit(
+        save_rsvp(
             session,
+            meeting_id=pk(meeting),
+            participant_id=pid,
+            partstat=partstat,
             cycle_id=cycle_id,
-            action="meeting.rsvp",
             stage_key=key,
-            detail=f"{email}: {value}",
-            actor="participant",
+            how="recorded by the coordinator",
         )
 
 
@@ -410,36 +402,12 @@ def record_answers(
         stage = queries.get_stage(session, cycle_id=cycle_id, key=key)
         if stage.kind != "followup":
             raise StateError(f"stage {key!r} asks no questions")
-        questions = template_of(settings, cycle).questions
-        asked = stage.config.get("questions", [])
         pid = _member(session, cycle_id, email)
-        now = utcnow()
-        for qid, value in answers.items():
-            if qid not in asked:
-                raise InvalidInput(f"stage {key!r} does not ask {qid!r}")
-            q = questions[qid]
-            row = session.exec(
-                select(Response).where(
-                    Response.stage_id == stage.id,
-                    Response.participant_id == pid,
-                    Response.question_id == qid,
-                )
-            ).first() or Response(
-                cycle_id=cycle_id, stage_id=pk(stage), participant_id=pid, question_id=qid
-            )
-            if q.kind == "scale":
-                if not isinstance(value, int) or not q.min <= value <= q.max:
-                    raise InvalidInput(f"{qid} takes a whole number from {q.min} to {q.max}")
-                row.scale_value = value
-            else:
-                row.text = str(value)
-            row.updated_at = now
-            session.add(row)
-        queries.audit(
+        save_answers(
             session,
-            cycle_id=cycle_id,
-            action="followup.answer",
-            stage_key=key,
-            detail=f"{email}: {len(answers)} answers",
-            actor="participant",
+            stage=stage,
+            participant_id=pid,
+            questions=template_of(settings, cycle).questions,
+            answers=dict(answers),
+            actor="coordinator",
         )

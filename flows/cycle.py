@@ -95,7 +95,17 @@ def sender_info(settings: Settings) -> SenderInfo:
         max_attempts=settings.max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
         lease_seconds=settings.sending_lease_seconds,
+        link_key=_link_key(settings),
     )
+
+
+def _link_key(settings: Settings) -> bytes | None:
+    from store.errors import ConfigError
+
+    try:
+        return settings.link_key()
+    except ConfigError:
+        return None  # messages with links could not have been drafted without it
 
 
 def _next_runnable(stages: list[Stage], now: datetime) -> Stage | None:

@@ -18,12 +18,12 @@ from icalendar import Calendar, Component
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from flows.answers import save_rsvp
 from flows.wording import plural
 from store import queries
 from store.db import session_scope
 from store.errors import InvalidInput
-from store.models import Meeting, MeetingAttendee, PartStat
-from store.types import utcnow
+from store.models import Meeting, PartStat, pk
 
 ANSWERS = {PartStat.accepted.value, PartStat.declined.value, PartStat.tentative.value}
 
@@ -138,20 +138,19 @@ def report_one(session: Session, name: str, event: Component, report: InboxRepor
         report.problems.append(f"{name}: {address} answered a cancelled meeting")
         return
     person = queries.find_participant(session, email=address)
-    row = session.get(MeetingAttendee, (meeting.id, person.id)) if person else None
-    if row is None:
+    invited = queries.partstats(session, meeting_id=pk(meeting))
+    if person is None or person.id not in invited:
         report.problems.append(f"{name}: {address} was not invited to this meeting")
         return
-    row.partstat, row.updated_at = PartStat(partstat), utcnow()
-    session.add(row)
-    stage = queries.stages_of(session, cycle_id=meeting.cycle_id)
-    key = next((s.key for s in stage if s.id == meeting.stage_id), None)
-    queries.audit(
+    stages = queries.stages_of(session, cycle_id=meeting.cycle_id)
+    key = next((s.key for s in stages if s.id == meeting.stage_id), "")
+    save_rsvp(
         session,
+        meeting_id=pk(meeting),
+        participant_id=pk(person),
+        partstat=partstat,
         cycle_id=meeting.cycle_id,
-        action="meeting.rsvp",
         stage_key=key,
-        detail=f"{address}: {partstat} (calendar reply)",
-        actor="participant",
+        how="calendar reply",
     )
     report.recorded.append(f"{address}: {partstat} for {key} of cycle {meeting.cycle_id}")

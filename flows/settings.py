@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from store.errors import ConfigError
@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(
         default=60.0, gt=0, description="First retry delay; doubles on each further attempt."
     )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Address of `samverkan serve` as participants reach it, used in links.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs personal links; the same on every worker. Unset with SQLite: a "
+        "key file beside the database is made on first use.",
+    )
+    min_group: int = Field(
+        default=3, ge=1, description="Indicator groups smaller than this are not shown."
+    )
     sending_lease_seconds: float = Field(
         default=600.0,
         gt=0,
@@ -71,6 +83,29 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    def link_key(self) -> bytes:
+        """The key that signs personal links (see messaging/links.py)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        if not self.database_url.startswith("sqlite:///"):
+            raise ConfigError(
+                "set SAMVERKAN_SECRET_KEY (the same on every worker) to send personal links "
+                "with a shared database"
+            )
+        path = Path(self.database_url.removeprefix("sqlite:///")).with_suffix(".key")
+        if not path.exists():
+            import os
+            import secrets
+
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return path.read_text().strip().encode()
+
+    @property
+    def base(self) -> str:
+        return self.base_url.rstrip("/")
 
     @property
     def reflection_to(self) -> str:

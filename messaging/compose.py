@@ -35,6 +35,8 @@ class Outgoing:
     category: str
     ics: str | None = None
     ics_method: str | None = None
+    attachment_name: str | None = None  # an HTML document sent along, e.g. a report
+    attachment: str | None = None
 
 
 def build_message(out: Outgoing) -> EmailMessage:
@@ -64,6 +66,13 @@ def build_message(out: Outgoing) -> EmailMessage:
             maintype="application",
             subtype="ics",
             filename="invite.ics",
+        )
+    if out.attachment is not None:
+        msg.add_attachment(
+            out.attachment.encode("utf-8"),
+            maintype="text",
+            subtype="html",
+            filename=out.attachment_name or "attachment.html",
         )
     return msg
 

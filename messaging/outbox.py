@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
 
+from messaging import links
 from messaging.compose import Outgoing, to_bytes
 from messaging.transports.base import (
     Envelope,
@@ -39,6 +40,7 @@ class SenderInfo:
     max_attempts: int = 5
     retry_base_seconds: float = 60.0
     lease_seconds: float = 600.0
+    link_key: bytes | None = None  # fills personal links in at send time
 
 
 @dataclass
@@ -114,6 +116,34 @@ def claim_batch(
     )
 
 
+def message_bytes(msg: Message, sender: SenderInfo, mid: str) -> bytes:
+    """The message as the recipient gets it, with their personal links filled in."""
+    text, html = msg.text, msg.html
+    if msg.participant_id is not None and links.wanted(text + html):
+        if sender.link_key is None:
+            raise PermanentFailure("this message has personal links but no key to sign them")
+        text = links.fill(text, sender.link_key, msg.participant_id)
+        html = links.fill(html, sender.link_key, msg.participant_id)
+    return to_bytes(
+        Outgoing(
+            sender_name=sender.name,
+            sender_email=sender.email,
+            to_name=msg.to_name,
+            to_email=msg.to_email,
+            subject=msg.subject,
+            text=text,
+            html=html,
+            message_id=mid,
+            date=utcnow(),
+            category=msg.category,
+            ics=msg.ics,
+            ics_method=msg.ics_method,
+            attachment_name=msg.attachment_name,
+            attachment=msg.attachment,
+        )
+    )
+
+
 def backoff(attempt: int, base: float) -> timedelta:
     """Exponential backoff with full jitter between half and the whole step."""
     step = base * (2 ** max(attempt - 1, 0))
@@ -140,24 +170,9 @@ async def _drain(
                     break
                 for msg in claimed:
                     mid = message_id(msg, sender.domain)
-                    data = to_bytes(
-                        Outgoing(
-                            sender_name=sender.name,
-                            sender_email=sender.email,
-                            to_name=msg.to_name,
-                            to_email=msg.to_email,
-                            subject=msg.subject,
-                            text=msg.text,
-                            html=msg.html,
-                            message_id=mid,
-                            date=utcnow(),
-                            category=msg.category,
-                            ics=msg.ics,
-                            ics_method=msg.ics_method,
-                        )
-                    )
                     msg.attempts += 1
                     try:
+                        data = message_bytes(msg, sender, mid)
                         receipt = await transport.send(
                             Envelope(sender.email, msg.to_email, data, mid)
                         )

@@ -124,6 +124,8 @@ class Cycle(SQLModel, table=True):
     status: CycleStatus = _enum(CycleStatus.running, index=True)
     start_at: datetime = _ts()
     variables: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # Who receives the reflection report besides the coordinator.
+    steering: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     # Raised on every change of the plan, so that concurrent edits can be detected.
     plan_version: int = 1
     created_at: datetime = _ts(default_factory=utcnow)
@@ -199,6 +201,8 @@ class Message(SQLModel, table=True):
     html: str = Field(sa_column=Column(Text, nullable=False))
     ics: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     ics_method: str | None = None
+    attachment_name: str | None = None
+    attachment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     status: MessageStatus = _enum(MessageStatus.queued)
     attempts: int = 0
     next_attempt_at: datetime | None = _ts(default=None, nullable=True)
@@ -208,6 +212,20 @@ class Message(SQLModel, table=True):
     server_reply: str | None = None
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None, nullable=True)
+
+
+class AccessToken(SQLModel, table=True):
+    """A participant's personal link to a page: only the token's SHA-256 is kept."""
+
+    __tablename__ = "access_token"
+    __table_args__ = (UniqueConstraint("stage_id", "participant_id", "purpose"),)
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True)
+    purpose: str = Field(sa_type=String(16))  # answers | rsvp
+    cycle_id: int = Field(foreign_key="cycle.id", index=True)
+    stage_id: int = Field(foreign_key="stage.id")
+    participant_id: int = Field(foreign_key="participant.id", index=True)
+    created_at: datetime = _ts(default_factory=utcnow)
 
 
 class Response(SQLModel, table=True):

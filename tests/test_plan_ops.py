@@ -191,6 +191,12 @@ def test_a_new_stage_goes_after_everything_due_before_it() -> None:
 
 def test_a_new_stage_is_placed_past_skipped_stages_due_later() -> None:
     plan = learning_cycle().skip("nudge")
-    plan = plan.add(Step("second", "meeting", Timing(anchor="followup", offset=timedelta(days=1)),
-                         meeting_start=T0 + timedelta(days=50)))
+    plan = plan.add(
+        Step(
+            "second",
+            "meeting",
+            Timing(anchor="followup", offset=timedelta(days=1)),
+            meeting_start=T0 + timedelta(days=50),
+        )
+    )
     assert [s.key for s in plan.steps].index("second") < [s.key for s in plan.steps].index("nudge")

@@ -17,14 +17,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from flows.audience import parse_audience
 from flows.settings import Settings
 from flows.templates import ProcessTemplate
+from messaging import links
 from messaging.render import RenderedEmail
 from store import queries
 from store.models import (
+    AccessToken,
     Cycle,
     Message,
     MessageStatus,
@@ -33,6 +35,7 @@ from store.models import (
     PartStat,
     Stage,
     StageStatus,
+    pk,
 )
 
 ROLE_LABELS = {
@@ -99,6 +102,8 @@ class StageRun:
     template: ProcessTemplate
     now: datetime
     note: list[str] = field(default_factory=list)
+    # (purpose, stage id, participant id) of every personal link put in a draft
+    tokens: set[tuple[str, int, int]] = field(default_factory=set)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -150,8 +155,33 @@ class StageRun:
                 values[name] = raw
         return values
 
+    def link(self, purpose: str, stage: Stage, recipient: Recipient) -> str:
+        """A personal link (with a placeholder for the token, filled in at send time)."""
+        assert recipient.participant_id is not None
+        self.tokens.add((purpose, pk(stage), recipient.participant_id))
+        path = "a" if purpose == "answers" else "r"
+        return f"{self.settings.base}/{path}/{links.placeholder(purpose, pk(stage))}"
+
+    def links_for(self, recipient: Recipient) -> dict[str, str]:
+        """``links.answers`` (a follow-up, or the one a reminder is about) and
+        ``links.rsvp`` (the meeting this stage is about), for participants."""
+        if recipient.participant_id is None:
+            return {}
+        found = {}
+        if self.stage.kind == "followup":
+            found["answers"] = self.link("answers", self.stage, recipient)
+        elif self.stage.unless and self.stage.unless.startswith("answered:"):
+            target = next((s for s in self.plan if s.key == self.stage.unless[9:]), None)
+            if target is not None:
+                found["answers"] = self.link("answers", target, recipient)
+        meeting_stage = self.meeting_stage()
+        if meeting_stage is not None:
+            found["rsvp"] = self.link("rsvp", meeting_stage, recipient)
+        return found
+
     def context(self, recipient: Recipient, **extra: Any) -> dict[str, Any]:
         return {
+            "links": self.links_for(recipient),
             "participant": recipient.context(),
             "cycle": {"id": self.cycle.id, "name": self.cycle.name},
             "vars": self.variables(),
@@ -268,4 +298,32 @@ def write_drafts(
         for d in drafts
     ]
     run.session.add_all(rows)
+    _register_tokens(run, {d.recipient.participant_id for d in drafts})
     return len(rows)
+
+
+def _register_tokens(run: StageRun, people: set[int | None]) -> None:
+    """Store the hash of every personal link these drafts carry (never the token)."""
+    wanted = [t for t in run.tokens if t[2] in people]
+    if not wanted:
+        return
+    key = run.settings.link_key()
+    for purpose, stage_id, participant_id in sorted(wanted):
+        exists = run.session.exec(
+            select(AccessToken.id).where(
+                AccessToken.stage_id == stage_id,
+                AccessToken.participant_id == participant_id,
+                AccessToken.purpose == purpose,
+            )
+        ).first()
+        if exists is None:
+            token = links.token_for(key, purpose, stage_id, participant_id)
+            run.session.add(
+                AccessToken(
+                    token_hash=links.token_hash(token),
+                    purpose=purpose,
+                    cycle_id=pk(run.cycle),
+                    stage_id=stage_id,
+                    participant_id=participant_id,
+                )
+            )

@@ -1,0 +1,334 @@
+"""The participants' pages (FastAPI + Jinja2), served by ``samverkan serve``.
+
+A page is reached only through a personal link: ``/a/<token>`` for a follow-up's questions,
+``/r/<token>`` for a meeting's RSVP. Only the token's SHA-256 is stored. An unknown token, a
+closed follow-up, a meeting that is over or cancelled, and an erased participant all get the
+same friendly "not found" page, which reveals nothing. Pages work without JavaScript: the
+0-10 scale is a group of radio buttons, usable by keyboard and by screen readers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flows.answers import TEXT_LIMIT, save_answers, save_rsvp
+from flows.coordinator import template_of
+from flows.settings import Settings
+from messaging import links
+from messaging.render import format_datetime
+from store import queries
+from store.db import open_store
+from store.errors import InvalidInput
+from store.models import (
+    AccessToken,
+    Cycle,
+    CycleStatus,
+    Participant,
+    Response,
+    Stage,
+    StageStatus,
+    pk,
+)
+from store.types import utcnow
+
+HERE = Path(__file__).parent
+
+TEXT = {
+    "sv": {
+        "send": "Skicka mina svar",
+        "thanks": "Tack för dina svar!",
+        "next": "Dina svar läggs ihop med allas, utan ditt namn, när vi sammanfattar "
+        "omgången. Det vi lär oss tar vi med till nästa steg i samarbetet.",
+        "change": "Du kan ändra dina svar här tills omgången sammanfattas.",
+        "edit": "Ändra mina svar",
+        "optional": "Frivilligt – svara på det du vill.",
+        "intro": "Det finns inga rätta svar. Det du märker i din vardag är precis det vi "
+        "behöver veta.",
+        "saved": "Sparat",
+        "skip": "Inget svar",
+        "scale": "Välj en siffra från {lo} till {hi}",
+        "rsvp": "Kommer du?",
+        "yes": "Ja, jag kommer",
+        "no": "Nej, jag kan inte",
+        "maybe": "Kanske",
+        "when": "När",
+        "where": "Var",
+        "rsvp_thanks": "Tack! Vi har noterat ditt svar: {answer}.",
+        "answer": {
+            "ACCEPTED": "du kommer",
+            "DECLINED": "du kan inte komma",
+            "TENTATIVE": "du kanske kommer",
+            "NEEDS-ACTION": "inget svar ännu",
+        },
+        "now": "Ditt svar just nu: {answer}.",
+        "error": "Något i formuläret stämde inte: {error}",
+    },
+    "en": {
+        "send": "Send my answers",
+        "thanks": "Thank you for your answers!",
+        "next": "Your answers are put together with everyone's, without your name, when we sum "
+        "up this round. What we learn goes into the next step of the collaboration.",
+        "change": "You can change your answers here until the round is summed up.",
+        "edit": "Change my answers",
+        "optional": "Optional – answer what you like.",
+        "intro": "There are no right answers. What you notice in your everyday work is "
+        "exactly what we need to know.",
+        "saved": "Saved",
+        "skip": "No answer",
+        "scale": "Choose a number from {lo} to {hi}",
+        "rsvp": "Are you coming?",
+        "yes": "Yes, I am coming",
+        "no": "No, I cannot come",
+        "maybe": "Maybe",
+        "when": "When",
+        "where": "Where",
+        "rsvp_thanks": "Thank you! We have noted your answer: {answer}.",
+        "answer": {
+            "ACCEPTED": "you are coming",
+            "DECLINED": "you cannot come",
+            "TENTATIVE": "you might come",
+            "NEEDS-ACTION": "no answer yet",
+        },
+        "now": "Your answer now: {answer}.",
+        "error": "Something in the form was not right: {error}",
+    },
+}
+
+
+@dataclass
+class Access:
+    """What a valid link opens: one participant's view of one stage."""
+
+    session: Session
+    token: AccessToken
+    participant: Participant
+    stage: Stage
+    cycle: Cycle
+
+    @property
+    def language(self) -> str:
+        return str(self.participant.language)
+
+    @property
+    def text(self) -> dict[str, Any]:
+        return TEXT[self.language]
+
+
+class Gone(Exception):
+    """Unknown, closed, erased: all look the same from outside."""
+
+
+def followup_closed(session: Session, cycle: Cycle, stage: Stage) -> bool:
+    """A follow-up closes when the cycle's reflection has run, or the cycle has ended."""
+    if cycle.status in (CycleStatus.cancelled, CycleStatus.completed):
+        return True
+    stages = queries.stages_of(session, cycle_id=stage.cycle_id)
+    return any(
+        s.kind == "reflection" and s.status == StageStatus.done and s.position > stage.position
+        for s in stages
+    )
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The participants' web app; the engine is opened lazily unless one is given."""
+    app = FastAPI(title="samverkan", docs_url=None, redoc_url=None, openapi_url=None)
+    pages = Jinja2Templates(directory=HERE / "templates")
+    state: dict[str, Engine] = {}
+
+    def db() -> Engine:
+        if "engine" not in state:
+            state["engine"] = engine or open_store(settings.database_url)
+        return state["engine"]
+
+    def access(session: Session, token: str, purpose: str) -> Access:
+        if not 20 <= len(token) <= 100:
+            raise Gone
+        row = session.exec(
+            select(AccessToken).where(
+                AccessToken.token_hash == links.token_hash(token), AccessToken.purpose == purpose
+            )
+        ).first()
+        if row is None:
+            raise Gone
+        person = session.get(Participant, row.participant_id)
+        stage = session.get(Stage, row.stage_id)
+        cycle = session.get(Cycle, row.cycle_id)
+        if person is None or person.erased or stage is None or cycle is None:
+            raise Gone
+        return Access(session, row, person, stage, cycle)
+
+    def render(
+        request: Request, name: str, a: Access | None, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        lang = a.language if a else "sv"
+        return pages.TemplateResponse(
+            request,
+            name,
+            {"lang": lang, "t": TEXT[lang], "a": a, **context},
+            status_code=status,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_found(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        return pages.TemplateResponse(
+            request, "gone.html", {"lang": "sv"}, status_code=exc.status_code
+        )
+
+    def gone(request: Request) -> HTMLResponse:
+        return pages.TemplateResponse(request, "gone.html", {"lang": "sv"}, status_code=404)
+
+    # -- follow-up answers ----------------------------------------------------------------
+
+    def questions_of(a: Access) -> list[dict[str, Any]]:
+        library = template_of(settings, a.cycle).questions
+        answers = {
+            r.question_id: r
+            for r in a.session.exec(
+                select(Response).where(
+                    Response.stage_id == a.stage.id, Response.participant_id == a.participant.id
+                )
+            )
+        }
+        found = []
+        for qid in a.stage.config.get("questions", []):
+            q = library[qid].localised(a.language)
+            r = answers.get(qid)
+            q["value"] = (r.scale_value if q["kind"] == "scale" else r.text) if r else None
+            found.append(q)
+        return found
+
+    def open_followup(session: Session, token: str) -> Access:
+        a = access(session, token, "answers")
+        if a.stage.status != StageStatus.done or followup_closed(session, a.cycle, a.stage):
+            raise Gone
+        return a
+
+    @app.get("/a/{token}", response_class=HTMLResponse)
+    def answers_page(request: Request, token: str) -> HTMLResponse:
+        with Session(db()) as session:
+            try:
+                a = open_followup(session, token)
+            except Gone:
+                return gone(request)
+            return render(request, "answers.html", a, questions=questions_of(a), error=None)
+
+    @app.post("/a/{token}", response_model=None)
+    async def answers_post(request: Request, token: str) -> HTMLResponse | RedirectResponse:
+        form = await request.form()
+        with Session(db()) as session:
+            try:
+                a = open_followup(session, token)
+            except Gone:
+                return gone(request)
+            library = template_of(settings, a.cycle).questions
+            answers: dict[str, int | str | None] = {}
+            for qid in a.stage.config.get("questions", []):
+                raw = form.get(f"q_{qid}")
+                answers[qid] = str(raw)[:TEXT_LIMIT] if raw is not None else None
+            try:
+                save_answers(
+                    session,
+                    stage=a.stage,
+                    participant_id=a.participant.id,  # type: ignore[arg-type]
+                    questions=library,
+                    answers=answers,
+                )
+                session.commit()
+            except InvalidInput as exc:
+                session.rollback()
+                return render(
+                    request,
+                    "answers.html",
+                    a,
+                    status=422,
+                    questions=questions_of(a),
+                    error=a.text["error"].format(error=exc),
+                )
+            return RedirectResponse(f"/a/{token}/thanks", status_code=303)
+
+    @app.get("/a/{token}/thanks", response_class=HTMLResponse)
+    def answers_thanks(request: Request, token: str) -> HTMLResponse:
+        with Session(db()) as session:
+            try:
+                a = open_followup(session, token)
+            except Gone:
+                return gone(request)
+            return render(request, "thanks.html", a, back=f"/a/{token}")
+
+    # -- meeting RSVP ---------------------------------------------------------------------
+
+    def open_meeting(session: Session, token: str) -> tuple[Access, Any]:
+        a = access(session, token, "rsvp")
+        meeting = queries.meeting_of(session, stage_id=a.stage.id)  # type: ignore[arg-type]
+        if meeting is None or meeting.cancelled or meeting.ends_at < utcnow():
+            raise Gone
+        if a.cycle.status == CycleStatus.cancelled:
+            raise Gone
+        return a, meeting
+
+    def meeting_view(a: Access, meeting: Any) -> dict[str, Any]:
+        tz = ZoneInfo(a.cycle.timezone)
+        starts: datetime = meeting.starts_at.astimezone(tz)
+        stats = queries.partstats(a.session, meeting_id=meeting.id)
+        stat = stats.get(pk(a.participant), "NEEDS-ACTION")
+        return {
+            "when": format_datetime(starts, a.language),
+            "where": meeting.location,
+            "answer": a.text["answer"][stat],
+            "partstat": stat,
+        }
+
+    @app.get("/r/{token}", response_class=HTMLResponse)
+    def rsvp_page(request: Request, token: str) -> HTMLResponse:
+        with Session(db()) as session:
+            try:
+                a, meeting = open_meeting(session, token)
+            except Gone:
+                return gone(request)
+            return render(request, "rsvp.html", a, m=meeting_view(a, meeting), done=False)
+
+    @app.post("/r/{token}", response_model=None)
+    async def rsvp_post(request: Request, token: str) -> HTMLResponse | RedirectResponse:
+        form = await request.form()
+        with Session(db()) as session:
+            try:
+                a, meeting = open_meeting(session, token)
+                save_rsvp(
+                    session,
+                    meeting_id=meeting.id,
+                    participant_id=a.participant.id,  # type: ignore[arg-type]
+                    partstat=str(form.get("answer", "")),
+                    cycle_id=a.cycle.id,  # type: ignore[arg-type]
+                    stage_key=a.stage.key,
+                    how="personal page",
+                )
+                session.commit()
+            except (Gone, InvalidInput):
+                return gone(request)
+            return RedirectResponse(f"/r/{token}/thanks", status_code=303)
+
+    @app.get("/r/{token}/thanks", response_class=HTMLResponse)
+    def rsvp_thanks(request: Request, token: str) -> HTMLResponse:
+        with Session(db()) as session:
+            try:
+                a, meeting = open_meeting(session, token)
+            except Gone:
+                return gone(request)
+            return render(request, "rsvp.html", a, m=meeting_view(a, meeting), done=True)
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def health() -> str:
+        return "ok"
+
+    return app

@@ -1,0 +1,169 @@
+"""The participants' pages, reached by the personal links in the emails they received."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import httpx
+from sqlmodel import Session, select
+
+from flows.coordinator import approve_stage, launch_cycle
+from messaging import links
+from messaging.web.app import create_app
+from store.models import AccessToken, Message, MeetingAttendee, Response
+from tests.conftest import read_maildir
+
+pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
+
+TZ = ZoneInfo("Europe/Stockholm")
+START = datetime.now(TZ).replace(microsecond=0) + timedelta(days=2)
+WORKSHOP = START + timedelta(days=21)
+SARA = "sara.ahmadi@goteborg.example"
+ANNA = "anna.lindqvist@forsakringskassan.example"
+
+
+def tick(now: datetime):  # type: ignore[no-untyped-def]
+    from flows.cycle import tick as tick_flow
+
+    return tick_flow(now)
+
+
+def link(mail_dir: Path, who: str, kind: str, nth: int = -1) -> str:
+    """The path of a personal link (/a/… or /r/…) in the nth message that has one."""
+    found = []
+    for msg in read_maildir(mail_dir)[who]:
+        text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+        found += re.findall(rf"http://127\.0\.0\.1:8000(/{kind}/[A-Za-z0-9_-]+)", text)
+    return found[nth]
+
+
+@pytest.fixture
+def cycle(network, settings):  # type: ignore[no-untyped-def]
+    cycle_id = launch_cycle(
+        network,
+        settings,
+        template="learning-cycle",
+        name="Vår 2027",
+        start=START.isoformat(),
+        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset"},
+    )
+    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    tick(START)
+    return cycle_id
+
+
+class Pages:
+    """The app in-process through httpx's ASGI transport, no server (as datasette tests do)."""
+
+    def __init__(self, app: object) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kw: object) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://pages") as c:
+                return await c.request(method, path, **kw)  # type: ignore[arg-type]
+
+        return asyncio.run(go())
+
+    def get(self, path: str, **kw: object) -> httpx.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: object) -> httpx.Response:
+        return self.request("POST", path, **kw)
+
+
+@pytest.fixture
+def client(settings, network) -> Pages:  # type: ignore[no-untyped-def]
+    return Pages(create_app(settings, network))
+
+
+def test_rsvp_link_accepts_and_the_reminder_leaves_them_out(client, settings, network, cycle):
+    path = link(Path(settings.mail_dir), SARA, "r")
+    page = client.get(path)
+    assert page.status_code == 200
+    assert '<html lang="en">' in page.text
+    assert "Your answer now: no answer yet." in page.text
+    done = client.post(path, data={"answer": "ACCEPTED"}, follow_redirects=False)
+    assert (done.status_code, done.headers["location"]) == (303, f"{path}/thanks")
+    thanks = client.get(f"{path}/thanks")
+    assert "Thank you! We have noted your answer: you are coming." in thanks.text
+    with Session(network) as s:
+        stats = [a.partstat for a in s.exec(select(MeetingAttendee))]
+    assert stats.count("ACCEPTED") == 1
+    before = {k: len(v) for k, v in read_maildir(Path(settings.mail_dir)).items()}
+    tick(WORKSHOP - timedelta(days=2))
+    after = {k: len(v) for k, v in read_maildir(Path(settings.mail_dir)).items()}
+    assert after[SARA] == before[SARA]  # no reminder for a yes
+    assert after[ANNA] == before[ANNA] + 1
+
+
+def test_answering_the_follow_up_on_the_personal_page(client, settings, network, cycle):
+    tick(WORKSHOP + timedelta(days=7))
+    path = link(Path(settings.mail_dir), ANNA, "a")
+    page = client.get(path)
+    assert page.status_code == 200 and '<html lang="sv">' in page.text
+    assert "På en skala från 0 till 10, var befinner sig vårt samarbete just nu?" in page.text
+    assert page.text.count('type="radio" name="q_scale-now"') == 11
+    assert '<label class="q" for="q_what-is-better">Vad är bättre sedan sist?</label>' in page.text
+    sent = client.post(
+        path,
+        data={"q_scale-now": "6", "q_what-is-better": "Vi ringer varandra."},
+        follow_redirects=True,
+    )
+    assert "Tack för dina svar!" in sent.text
+    again = client.get(path)  # answers can be changed: the page shows what was given
+    assert 'value="6" checked' in again.text and "Vi ringer varandra." in again.text
+    client.post(path, data={"q_scale-now": "7", "q_what-is-better": ""})
+    with Session(network) as s:
+        rows = s.exec(select(Response)).all()
+    assert [(r.question_id, r.scale_value, r.text) for r in rows] == [("scale-now", 7, None)]
+    bad = client.post(path, data={"q_scale-now": "11"})
+    assert bad.status_code == 422 and "scale-now takes a whole number from 0 to 10" in bad.text
+
+    # The reminder goes only to those who have not answered, with the same link.
+    tick(WORKSHOP + timedelta(days=12))
+    mail = read_maildir(Path(settings.mail_dir))
+    assert len(mail[ANNA]) == 4  # invitation, invite, reminder, follow-up: no nudge
+    assert link(Path(settings.mail_dir), SARA, "a", -1) == link(
+        Path(settings.mail_dir), SARA, "a", 0
+    )
+
+    # After the reflection the follow-up has closed: the link no longer opens it.
+    tick(WORKSHOP + timedelta(days=14))
+    closed = client.get(path)
+    assert closed.status_code == 404 and "Sidan finns inte längre" in closed.text
+
+
+def test_tokens_are_long_random_and_stored_only_as_hashes(client, settings, network, cycle):
+    tick(WORKSHOP + timedelta(days=7))
+    token = link(Path(settings.mail_dir), ANNA, "a").rsplit("/", 1)[1]
+    assert len(token) >= 43  # 256 bits in URL-safe base64
+    with Session(network) as s:
+        hashes = {t.token_hash for t in s.exec(select(AccessToken))}
+        stored = " ".join(m.text + m.html for m in s.exec(select(Message)))
+    assert links.token_hash(token) in hashes
+    assert token not in hashes and token not in stored  # the outbox keeps placeholders only
+    tokens = {link(Path(settings.mail_dir), p, "a").rsplit("/", 1)[1] for p in (ANNA, SARA)}
+    assert len(tokens) == 2
+
+
+@pytest.mark.parametrize("path", ["/a/" + "x" * 43, "/r/" + "A" * 43, "/a/short", "/nothing"])
+def test_unknown_links_get_the_same_friendly_page(client, cycle, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert (
+        "Sidan finns inte längre" in response.text
+        and "This page is no longer here" in response.text
+    )
+    assert "Vår 2027" not in response.text  # reveals nothing
+
+
+def test_an_rsvp_token_does_not_open_the_questions(client, settings, cycle):
+    path = link(Path(settings.mail_dir), SARA, "r")
+    assert client.get(path.replace("/r/", "/a/")).status_code == 404
