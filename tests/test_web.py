@@ -8,14 +8,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 import httpx
+import pytest
 from sqlmodel import Session, select
 
 from flows.coordinator import approve_stage, launch_cycle
 from messaging import links
 from messaging.web.app import create_app
-from store.models import AccessToken, Message, MeetingAttendee, Response
+from store.models import AccessToken, MeetingAttendee, Message, Response
 from tests.conftest import read_maildir
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
