@@ -1,0 +1,210 @@
+"""Indicators from SQL, compared with values worked out by hand for a small network.
+
+Cycle 1 (asked 8):                         Cycle 2 (asked 5):
+  Org A  p1 professional  6                  p1 7
+         p2 professional  8                  p2 8
+         p3 professional  (no answer)        p3 9
+         p4 manager       5                  (not asked)
+  Org B  p5 service_user  3                  p5 5
+         p6 service_user  9                  p6 7
+         p7 service_user  4                  (not asked)
+         p8 politician    (no answer)        (not asked)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlmodel import Session
+
+from flows.indicators import compute, median, to_csv, to_json
+from store.models import (
+    Cycle,
+    Message,
+    Organisation,
+    Participant,
+    Response,
+    Stage,
+)
+
+SCALES = {
+    1: {"p1": 6, "p2": 8, "p3": None, "p4": 5, "p5": 3, "p6": 9, "p7": 4, "p8": None},
+    2: {"p1": 7, "p2": 8, "p3": 9, "p5": 5, "p6": 7},
+}
+PEOPLE = {
+    "p1": ("A", "professional"),
+    "p2": ("A", "professional"),
+    "p3": ("A", "professional"),
+    "p4": ("A", "manager"),
+    "p5": ("B", "service_user"),
+    "p6": ("B", "service_user"),
+    "p7": ("B", "service_user"),
+    "p8": ("B", "politician"),
+}
+
+
+@pytest.fixture
+def two_cycles(engine):  # type: ignore[no-untyped-def]
+    with Session(engine) as s:
+        orgs = {n: Organisation(name=n) for n in "AB"}
+        s.add_all(orgs.values())
+        s.flush()
+        people = {}
+        for key, (org, role) in PEOPLE.items():
+            people[key] = Participant(
+                name=key,
+                email=f"{key}@x.example",
+                email_key=f"{key}@x.example",
+                organisation_id=orgs[org].id,
+                role=role,
+                language="sv",
+            )
+        s.add_all(people.values())
+        s.flush()
+        ids = []
+        for n, month in ((1, 1), (2, 6)):
+            start = datetime(2027, month, 1, tzinfo=UTC)
+            cycle = Cycle(
+                name=f"Cycle {n}",
+                template="learning-cycle",
+                timezone="Europe/Stockholm",
+                start_at=start,
+            )
+            s.add(cycle)
+            s.flush()
+            stage = Stage(
+                cycle_id=cycle.id,
+                key="followup",
+                kind="followup",
+                position=0,
+                due_at=start,
+                template="followup",
+                status="done",
+            )
+            s.add(stage)
+            s.flush()
+            for key, value in SCALES[n].items():
+                p = people[key]
+                s.add(
+                    Message(
+                        cycle_id=cycle.id,
+                        stage_id=stage.id,
+                        participant_id=p.id,
+                        to_email=p.email,
+                        to_key=p.email_key,
+                        to_name=p.name,
+                        category="followup",
+                        subject="q",
+                        text="q",
+                        html="q",
+                        status="sent",
+                    )
+                )
+                if value is not None:
+                    s.add(
+                        Response(
+                            cycle_id=cycle.id,
+                            stage_id=stage.id,
+                            participant_id=p.id,
+                            question_id="scale-now",
+                            scale_value=value,
+                        )
+                    )
+                    s.add(
+                        Response(
+                            cycle_id=cycle.id,
+                            stage_id=stage.id,
+                            participant_id=p.id,
+                            question_id="what-is-better",
+                            text="better",
+                        )
+                    )
+            ids.append(cycle.id)
+        s.commit()
+    return ids
+
+
+def table(engine, **kw):  # type: ignore[no-untyped-def]
+    return {
+        (r.cycle_id, r.organisation, r.role, r.indicator): (r.value, r.n, r.suppressed)
+        for r in compute(engine, **kw).rows()
+    }
+
+
+def test_whole_cycle_and_organisation_indicators(engine, two_cycles) -> None:
+    c1, c2 = two_cycles
+    t = table(engine)
+    assert t[(c1, "*", "*", "asked")] == (8, 8, False)
+    assert t[(c1, "*", "*", "answered")] == (6, 8, False)
+    assert t[(c1, "*", "*", "response_rate")] == (0.75, 8, False)
+    assert t[(c1, "*", "*", "scale_mean")] == (round(35 / 6, 3), 6, False)
+    assert t[(c1, "*", "*", "scale_median")] == (5.5, 6, False)
+    assert t[(c1, "A", "*", "scale_mean")] == (round(19 / 3, 3), 3, False)
+    assert t[(c1, "A", "*", "scale_median")] == (6, 3, False)
+    assert t[(c1, "B", "*", "scale_median")] == (4, 3, False)
+    assert t[(c1, "B", "service_user", "response_rate")] == (1.0, 3, False)
+    assert t[(c1, "A", "professional", "response_rate")] == (round(2 / 3, 3), 3, False)
+    assert t[(c2, "*", "*", "scale_mean")] == (7.2, 5, False)
+    assert t[(c2, "*", "*", "scale_median")] == (7, 5, False)
+    assert t[(c2, "*", "*", "scale_change")] == (round(7.2 - 35 / 6, 3), 5, False)
+    assert t[(c2, "A", "professional", "scale_mean")] == (8, 3, False)
+
+
+def test_small_groups_are_shown_only_as_fewer_than_the_minimum(engine, two_cycles) -> None:
+    c1, c2 = two_cycles
+    t = table(engine)
+    assert t[(c1, "A", "professional", "scale_mean")] == (None, 2, True)  # two answers
+    assert t[(c1, "A", "manager", "asked")] == (None, 1, True)
+    assert t[(c1, "A", "manager", "scale_mean")] == (None, 1, True)
+    assert t[(c1, "B", "politician", "response_rate")] == (None, 1, True)
+    assert t[(c2, "A", "professional", "scale_change")] == (None, 2, True)  # 2 the cycle before
+    assert t[(c2, "B", "service_user", "scale_mean")] == (None, 2, True)
+    looser = table(engine, min_group=2)
+    assert looser[(c1, "A", "professional", "scale_mean")] == (7, 2, False)
+    assert looser[(c2, "A", "professional", "scale_change")] == (1, 2, False)
+
+
+def test_one_cycle_still_knows_the_one_before(engine, two_cycles) -> None:
+    c1, c2 = two_cycles
+    t = table(engine, cycle_ids=[c2])
+    assert {k[0] for k in t} == {c2}
+    assert t[(c2, "*", "*", "scale_change")][0] == round(7.2 - 35 / 6, 3)
+
+
+def test_the_export_has_a_stable_documented_schema(engine, two_cycles) -> None:
+    rows = compute(engine).rows()
+    parsed = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert list(parsed[0]) == [
+        "schema",
+        "cycle_id",
+        "cycle_name",
+        "cycle_start",
+        "organisation",
+        "role",
+        "indicator",
+        "value",
+        "n",
+        "suppressed",
+    ]
+    assert {r["schema"] for r in parsed} == {"samverkan.indicators/1"}
+    hidden = [r for r in parsed if r["suppressed"] == "True"]
+    assert hidden and all(r["value"] == "" for r in hidden)
+    assert json.loads(to_json(rows))[0]["schema"] == "samverkan.indicators/1"
+
+
+@pytest.mark.parametrize(
+    ("histogram", "expected"),
+    [
+        ({5: 1}, 5),
+        ({3: 1, 4: 1}, 3.5),
+        ({0: 2, 10: 1}, 0),
+        ({1: 1, 2: 2, 9: 1}, 2),
+        ({}, None),
+    ],
+)
+def test_median_from_a_histogram(histogram: dict[int, int], expected: float | None) -> None:
+    assert median(histogram) == expected
