@@ -154,6 +154,43 @@ def participants_list(
     )
 
 
+@participants_app.command("export")
+@handled
+def participants_export(
+    email: Annotated[str, typer.Argument(help="The person's email")],
+) -> None:
+    """Print everything stored about one person, as JSON (right of access).
+
+    Example:  samverkan participants export anna@example.org > anna.json
+    """
+    from flows.privacy import export_person
+
+    _print_json(export_person(_engine(_settings()), email=email))
+
+
+@participants_app.command("erase")
+@handled
+def participants_erase(
+    email: Annotated[str, typer.Argument(help="The person's email")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Kept in the audit log")] = None,
+) -> None:
+    """Erase one person's personal data (name, email, written answers, messages to them).
+    Their scale answers stay as anonymous numbers; they get no further mail.
+
+    Example:  samverkan participants erase anna@example.org --yes --reason "asked by phone"
+    """
+    from flows.privacy import erase_person
+
+    if not yes and not typer.confirm(f"Erase everything personal about {email}?"):
+        fail("nothing was erased")
+    done = erase_person(_engine(_settings()), email=email, reason=reason)
+    typer.echo(
+        f"erased {email}: {done['written_answers']} written answers and "
+        f"{done['messages']} messages cleared, {done['dropped']} unsent messages dropped"
+    )
+
+
 # templates ---------------------------------------------------------------------------------
 
 
@@ -243,6 +280,10 @@ def cycle_launch(
             "--audience", help="Who takes part, e.g. 'role=professional,manager' [default: all]"
         ),
     ] = None,
+    steering: Annotated[
+        list[str] | None,
+        typer.Option("--steering", help="A steering group member who gets the reflection; repeat"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"id": …}.')] = False,
 ) -> None:
     """Launch a cycle. Every email is rendered for every participant first; any error stops
@@ -264,6 +305,7 @@ def cycle_launch(
         variables=_parse_vars(var or []),
         timezone=timezone,
         audience=audience,
+        steering=steering or [],
     )
     if as_json:
         _print_json({"id": cycle_id})
@@ -803,6 +845,63 @@ def inbox_import(
     report = import_replies(_engine(_settings()), path)
     for line in report.lines():
         typer.echo(line)
+
+
+@app.command("report")
+@handled
+def report(
+    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    fmt: Annotated[str, typer.Option("--format", help="html or md")] = "html",
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file")] = None,
+) -> None:
+    """The reflection report of a cycle: what was done, who took part, the indicators with
+    their trend, and the participants' own words. Printed, or written with --out.
+
+    Example:  samverkan report 1 --out reflection.html
+    """
+    from flows.report import build_report
+
+    settings = _settings()
+    text = build_report(_engine(settings), settings, cycle_id, fmt)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror}")
+    typer.echo(f"wrote {out}")
+
+
+@app.command("indicators")
+@handled
+def indicators(
+    cycle: Annotated[
+        list[int] | None,
+        typer.Option("--cycle", help="Only this cycle; repeat for more [default: all]"),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+) -> None:
+    """Export the indicators, one row per cycle × organisation × role × indicator
+    (schema samverkan.indicators/1, described in the README), for combining collaborations.
+
+    Example:  samverkan indicators --format csv > indicators.csv
+    """
+    from flows import indicators as ind
+
+    if fmt not in ("csv", "json"):
+        fail(f"unknown format {fmt!r} (use csv or json)")
+    settings = _settings()
+    engine = _engine(settings)
+    if cycle:
+        from store import queries
+        from store.db import session_scope
+
+        with session_scope(engine) as session:
+            for cycle_id in cycle:
+                queries.get_cycle(session, cycle_id=cycle_id)
+    rows = ind.compute(engine, cycle_ids=cycle, min_group=settings.min_group).rows()
+    typer.echo(ind.to_csv(rows) if fmt == "csv" else ind.to_json(rows), nl=False)
 
 
 @app.command("serve")

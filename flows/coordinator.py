@@ -7,7 +7,7 @@ SamverkanError with a one-line message when the input or the state does not fit.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +49,15 @@ def _one_line(text: str, what: str) -> str:
     if any(unicodedata.category(ch) in {"Cc", "Zl", "Zp"} for ch in value):
         raise InvalidInput(f"{what} must be one line of text")
     return value
+
+
+def _email(value: str, what: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"{what}: {value!r} is not an email address ({exc})") from None
 
 
 def _variables(t: ProcessTemplate, given: Mapping[str, str], tz: Any) -> dict[str, str]:
@@ -147,6 +156,7 @@ def launch_cycle(
     variables: Mapping[str, str] | None = None,
     timezone: str | None = None,
     audience: str | None = None,
+    steering: Sequence[str] = (),
 ) -> int:
     """Create a running cycle from a template; validate every email for every recipient first.
 
@@ -162,6 +172,7 @@ def launch_cycle(
     start_at = plan.parse_when(start, tz, what="--start")
     values = _variables(t, variables or {}, tz)
     chosen = parse_audience(audience)
+    steering_group = [_email(e, "--steering") for e in steering]
     # Everything below happens in one transaction: any error leaves nothing behind.
     with session_scope(engine) as session:
         people = [(p, o) for p, o in queries.list_participants(session) if not p.erased]
@@ -178,6 +189,7 @@ def launch_cycle(
             timezone=tz.key,
             start_at=start_at,
             variables=values,
+            steering=steering_group,
             status=CycleStatus.running,
         )
         session.add(cycle)

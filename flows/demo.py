@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flows.settings import REPO_TEMPLATES
@@ -58,6 +59,45 @@ def _fresh_folder(folder: Path | None) -> Path:
     return folder.resolve()
 
 
+def _plain_text(path: Path) -> str:
+    from email import message_from_bytes, policy
+
+    message = message_from_bytes(path.read_bytes(), policy=policy.default)
+    body = message.get_body(preferencelist=("plain",))
+    return str(body.get_content()) if body is not None else ""
+
+
+def answer_on_their_pages(settings: Any, engine: Any, mail: Path) -> int:
+    """Open each example participant's follow-up link and submit their answers, through the
+    real web app (in-process, over httpx's ASGI transport)."""
+    import asyncio
+    import re
+
+    import httpx
+
+    from messaging.web.app import create_app
+
+    app = create_app(settings, engine)
+    pattern = re.compile(re.escape(settings.base) + r"(/a/[A-Za-z0-9_-]+)")
+
+    async def answer_all() -> int:
+        done = 0
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=settings.base) as client:
+            for email, (scale, better) in ANSWERS.items():
+                texts = [_plain_text(m) for m in delivered(mail / email)]
+                paths = [p for t in texts for p in pattern.findall(t)]
+                if not paths:
+                    continue
+                response = await client.post(
+                    paths[-1], data={"q_scale-now": str(scale), "q_what-is-better": better}
+                )
+                done += response.status_code == 303
+        return done
+
+    return asyncio.run(answer_all())
+
+
 def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Path:
     began = time.monotonic()
     root = _fresh_folder(folder)
@@ -73,7 +113,6 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         approve_stage,
         cycle_overview,
         launch_cycle,
-        record_answers,
         record_rsvp,
         stage_drafts,
     )
@@ -141,16 +180,11 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
             record_rsvp(engine, cycle_id=cycle_id, key="workshop", email=email, partstat="DECLINED")
         step("8. two days before the workshop", workshop - timedelta(days=2))
         step("9. a week after the workshop", workshop + timedelta(days=7))
-        echo(f"10. simulated follow-up answers from {len(ANSWERS)} participants")
-        for email, (scale, better) in ANSWERS.items():
-            record_answers(
-                engine,
-                settings,
-                cycle_id=cycle_id,
-                key="followup",
-                email=email,
-                answers={"scale-now": scale, "what-is-better": better},
-            )
+        answered = answer_on_their_pages(settings, engine, root / "mail")
+        echo(
+            f"10. {answered} participants answer on their personal pages (the links in their "
+            "emails, opened in-process)"
+        )
         step("11. five days later", workshop + timedelta(days=12))
         step("12. two weeks after the workshop", workshop + timedelta(days=14))
 
@@ -172,6 +206,12 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
     invites = delivered(mail / "sara.ahmadi@goteborg.example")
     if len(invites) > 1:
         echo(f"Open a calendar invite in any mail program: {invites[1]}")
+    from flows.report import build_report
+
+    report_path = root / f"reflection-{cycle_id}.html"
+    report_path.write_text(build_report(engine, settings, cycle_id, "html"), encoding="utf-8")
+    echo("")
+    echo(f"The reflection report: {report_path}")
     echo("")
     echo(f"Done in {time.monotonic() - began:.0f} s. Look around with:")
     command = sys.argv[0] if sys.argv[0].endswith("samverkan") else "samverkan"

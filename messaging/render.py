@@ -36,6 +36,7 @@ from store.errors import TemplateError
 # Every ASCII punctuation character may be backslash-escaped in CommonMark.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~&\"'=:;$%^,/?@])")
 _STRONG = re.compile(r"\*\*(?=\S)|(?<=\S)\*\*")
+_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\n]+)\)")
 _FRONT = re.compile(r"\A---\r?\n(.*?)\r?\n---\r?\n(.*)\Z", re.S)
 
 MONTHS = {
@@ -189,8 +190,9 @@ def _compile_cached(path: str, mtime: float) -> _Compiled:
         return _Compiled(
             subject=_TEXT_ENV.from_string(str(front.pop("subject"))),
             # The text part reads as plain text: the template's **strong** markers are dropped
-            # (from the template source only; values are never touched).
-            text_body=_TEXT_ENV.from_string(_STRONG.sub("", body)),
+            # and [links](url) become "links (url)" (in the template source only; values are
+            # never touched).
+            text_body=_TEXT_ENV.from_string(_LINK.sub(r"\1 (\2)", _STRONG.sub("", body))),
             md_body=_MD_ENV.from_string(body),
             extra={k: _TEXT_ENV.from_string(str(v)) for k, v in front.items()},
         )

@@ -104,6 +104,12 @@ def open_store(url: str) -> Engine:
     return _ready(url)
 
 
+def engine_of(session: Session) -> Engine:
+    """The engine a session works on (for work that opens sessions of its own)."""
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: committed when the block ends, rolled back if it raises."""

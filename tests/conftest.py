@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -13,10 +14,12 @@ from typing import cast
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlmodel import Session
 
 from flows.settings import REPO_TEMPLATES, Settings
 from messaging.transports.maildir import delivered
 from store.db import open_store
+from store.models import Cycle, Message, Organisation, Participant, Response, Stage
 
 DATA = Path(__file__).parent / "data"
 EXAMPLE_CSV = REPO_TEMPLATES / "learning-cycle" / "example" / "participants.csv"
@@ -91,6 +94,104 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120), quiet_prefect():
         yield
+
+
+# A small network over two cycles, for indicators and reports (values in test_indicators.py).
+SCALES = {
+    1: {"p1": 6, "p2": 8, "p3": None, "p4": 5, "p5": 3, "p6": 9, "p7": 4, "p8": None},
+    2: {"p1": 7, "p2": 8, "p3": 9, "p5": 5, "p6": 7},
+}
+PEOPLE = {
+    "p1": ("A", "professional"),
+    "p2": ("A", "professional"),
+    "p3": ("A", "professional"),
+    "p4": ("A", "manager"),
+    "p5": ("B", "service_user"),
+    "p6": ("B", "service_user"),
+    "p7": ("B", "service_user"),
+    "p8": ("B", "politician"),
+}
+
+
+@pytest.fixture
+def two_cycles(engine):  # type: ignore[no-untyped-def]
+    with Session(engine) as s:
+        orgs = {n: Organisation(name=n) for n in "AB"}
+        s.add_all(orgs.values())
+        s.flush()
+        people = {}
+        for key, (org, role) in PEOPLE.items():
+            people[key] = Participant(
+                name=key,
+                email=f"{key}@x.example",
+                email_key=f"{key}@x.example",
+                organisation_id=orgs[org].id,
+                role=role,
+                language="sv",
+            )
+        s.add_all(people.values())
+        s.flush()
+        ids = []
+        for n, month in ((1, 1), (2, 6)):
+            start = datetime(2027, month, 1, tzinfo=UTC)
+            cycle = Cycle(
+                name=f"Cycle {n}",
+                template="learning-cycle",
+                timezone="Europe/Stockholm",
+                start_at=start,
+            )
+            s.add(cycle)
+            s.flush()
+            stage = Stage(
+                cycle_id=cycle.id,
+                key="followup",
+                kind="followup",
+                position=0,
+                due_at=start,
+                template="followup",
+                status="done",
+            )
+            s.add(stage)
+            s.flush()
+            for key, value in SCALES[n].items():
+                p = people[key]
+                s.add(
+                    Message(
+                        cycle_id=cycle.id,
+                        stage_id=stage.id,
+                        participant_id=p.id,
+                        to_email=p.email,
+                        to_key=p.email_key,
+                        to_name=p.name,
+                        category="followup",
+                        subject="q",
+                        text="q",
+                        html="q",
+                        status="sent",
+                    )
+                )
+                if value is not None:
+                    s.add(
+                        Response(
+                            cycle_id=cycle.id,
+                            stage_id=stage.id,
+                            participant_id=p.id,
+                            question_id="scale-now",
+                            scale_value=value,
+                        )
+                    )
+                    s.add(
+                        Response(
+                            cycle_id=cycle.id,
+                            stage_id=stage.id,
+                            participant_id=p.id,
+                            question_id="what-is-better",
+                            text="better",
+                        )
+                    )
+            ids.append(cycle.id)
+        s.commit()
+    return ids
 
 
 def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:

@@ -264,3 +264,40 @@ def test_changing_a_cycle_from_the_command_line(settings) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert result.output.startswith(message), (args, result.output)
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_report_indicators_export_and_erase_from_the_command_line(settings, tmp_path: Path) -> None:
+    invoke("participants", "import", str(EXAMPLE_CSV))
+    assert invoke(*LAUNCH, "--steering", "board@region.example").exit_code == 0
+    out = tmp_path / "r.html"
+    result = invoke("report", "1", "--out", str(out))
+    assert (result.exit_code, result.output.strip()) == (0, f"wrote {out}")
+    assert "<h1>Reflektion: Vår 2027</h1>" in out.read_text()
+    assert invoke("report", "1", "--format", "md").output.startswith("# Reflektion: Vår 2027")
+    csv_out = invoke("indicators", "--format", "csv")
+    assert csv_out.exit_code == 0
+    assert csv_out.output.splitlines()[0] == (
+        "schema,cycle_id,cycle_name,cycle_start,organisation,role,indicator,value,n,suppressed"
+    )
+    exported = json.loads(invoke("participants", "export", "sara.ahmadi@goteborg.example").output)
+    assert exported["participant"]["name"] == "Sara Ahmadi"
+    erased = invoke("participants", "erase", "sara.ahmadi@goteborg.example", "--yes")
+    assert erased.exit_code == 0 and erased.output.startswith("erased sara.ahmadi@goteborg.example")
+    for args, message in [
+        (
+            ["participants", "export", "sara.ahmadi@goteborg.example"],
+            "error: no participant with email sara.ahmadi@goteborg.example",
+        ),
+        (["report", "9"], "error: no cycle with id 9"),
+        (["report", "1", "--format", "pdf"], "error: unknown format 'pdf' (use html or md)"),
+        (["indicators", "--cycle", "9"], "error: no cycle with id 9"),
+        (["indicators", "--format", "xml"], "error: unknown format 'xml' (use csv or json)"),
+        ([*LAUNCH, "--steering", "not-an-email"], "error: --steering: 'not-an-email' is not"),
+        (
+            ["participants", "erase", "nobody@x.example", "--yes"],
+            "error: no participant with email nobody@x.example",
+        ),
+    ]:
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.startswith(message), (args, result.output)

@@ -41,7 +41,11 @@ ACCEPT = [
     "sara.ahmadi@goteborg.example",
 ]
 DECLINE = ["johan.berg@forsakringskassan.example"]
-ANSWER = ["anna.lindqvist@forsakringskassan.example", "per.holm@vgregion.example"]
+ANSWER = [
+    "anna.lindqvist@forsakringskassan.example",
+    "per.holm@vgregion.example",
+    "lars.ek@goteborg.example",
+]
 
 
 def launch(engine, settings) -> int:  # type: ignore[no-untyped-def]
@@ -128,7 +132,7 @@ def test_a_learning_cycle_from_launch_to_reflection(network, settings) -> None:
     assert "On a scale from 0 to 10, where is our collaboration right now?" in body
     assert "What is better since last time?" in body
     assert "What would one step up the scale look like?" in body
-    assert "as well as it possibly could for the people we serve" in body
+    assert "Answer the questions here (http://127.0.0.1:8000/a/" in body
 
     # Answers arrive; the reminder five days later goes only to those who did not answer.
     for i, email in enumerate(ANSWER):
@@ -152,8 +156,14 @@ def test_a_learning_cycle_from_launch_to_reflection(network, settings) -> None:
     [reflection] = read_maildir(mail_dir)["coordinator@coordination.example"]
     text = reflection.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "Tackade ja till workshopen: 3, tackade nej: 1" in text
-    assert f"Svarade på uppföljningsfrågorna: 2 av {EVERYONE}" in text
-    assert "medelvärde 6.0, median 6" in text
+    assert f"Svarade på uppföljningsfrågorna: 3 av {EVERYONE}" in text
+    assert "medelvärde 7.0, median 7 (3 svar)" in text
+    [report] = [
+        p
+        for p in reflection.iter_attachments()
+        if p.get_filename() == f"reflection-{cycle_id}.html"
+    ]
+    assert "Vi pratar oftare." in report.get_content()  # the participants' own words
 
     data = cycle_overview(network, cycle_id=cycle_id)
     assert data["status"] == "completed"

@@ -16,116 +16,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime
 
 import pytest
-from sqlmodel import Session
 
 from flows.indicators import compute, median, to_csv, to_json
-from store.models import (
-    Cycle,
-    Message,
-    Organisation,
-    Participant,
-    Response,
-    Stage,
-)
-
-SCALES = {
-    1: {"p1": 6, "p2": 8, "p3": None, "p4": 5, "p5": 3, "p6": 9, "p7": 4, "p8": None},
-    2: {"p1": 7, "p2": 8, "p3": 9, "p5": 5, "p6": 7},
-}
-PEOPLE = {
-    "p1": ("A", "professional"),
-    "p2": ("A", "professional"),
-    "p3": ("A", "professional"),
-    "p4": ("A", "manager"),
-    "p5": ("B", "service_user"),
-    "p6": ("B", "service_user"),
-    "p7": ("B", "service_user"),
-    "p8": ("B", "politician"),
-}
-
-
-@pytest.fixture
-def two_cycles(engine):  # type: ignore[no-untyped-def]
-    with Session(engine) as s:
-        orgs = {n: Organisation(name=n) for n in "AB"}
-        s.add_all(orgs.values())
-        s.flush()
-        people = {}
-        for key, (org, role) in PEOPLE.items():
-            people[key] = Participant(
-                name=key,
-                email=f"{key}@x.example",
-                email_key=f"{key}@x.example",
-                organisation_id=orgs[org].id,
-                role=role,
-                language="sv",
-            )
-        s.add_all(people.values())
-        s.flush()
-        ids = []
-        for n, month in ((1, 1), (2, 6)):
-            start = datetime(2027, month, 1, tzinfo=UTC)
-            cycle = Cycle(
-                name=f"Cycle {n}",
-                template="learning-cycle",
-                timezone="Europe/Stockholm",
-                start_at=start,
-            )
-            s.add(cycle)
-            s.flush()
-            stage = Stage(
-                cycle_id=cycle.id,
-                key="followup",
-                kind="followup",
-                position=0,
-                due_at=start,
-                template="followup",
-                status="done",
-            )
-            s.add(stage)
-            s.flush()
-            for key, value in SCALES[n].items():
-                p = people[key]
-                s.add(
-                    Message(
-                        cycle_id=cycle.id,
-                        stage_id=stage.id,
-                        participant_id=p.id,
-                        to_email=p.email,
-                        to_key=p.email_key,
-                        to_name=p.name,
-                        category="followup",
-                        subject="q",
-                        text="q",
-                        html="q",
-                        status="sent",
-                    )
-                )
-                if value is not None:
-                    s.add(
-                        Response(
-                            cycle_id=cycle.id,
-                            stage_id=stage.id,
-                            participant_id=p.id,
-                            question_id="scale-now",
-                            scale_value=value,
-                        )
-                    )
-                    s.add(
-                        Response(
-                            cycle_id=cycle.id,
-                            stage_id=stage.id,
-                            participant_id=p.id,
-                            question_id="what-is-better",
-                            text="better",
-                        )
-                    )
-            ids.append(cycle.id)
-        s.commit()
-    return ids
 
 
 def table(engine, **kw):  # type: ignore[no-untyped-def]
@@ -169,7 +63,7 @@ def test_small_groups_are_shown_only_as_fewer_than_the_minimum(engine, two_cycle
 
 
 def test_one_cycle_still_knows_the_one_before(engine, two_cycles) -> None:
-    c1, c2 = two_cycles
+    _, c2 = two_cycles
     t = table(engine, cycle_ids=[c2])
     assert {k[0] for k in t} == {c2}
     assert t[(c2, "*", "*", "scale_change")][0] == round(7.2 - 35 / 6, 3)

@@ -76,3 +76,10 @@ def test_dates_are_written_in_the_participants_language() -> None:
     when = datetime(2027, 2, 10, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
     assert format_datetime(when, "sv") == "onsdag 10 februari 2027 kl. 09:00"
     assert format_datetime(when, "en") == "Wednesday 10 February 2027 at 09:00"
+
+
+def test_links_read_well_in_the_text_part_and_work_in_html(tmp_path: Path) -> None:
+    t = templates(tmp_path, "Svara [här]({{ url }}), tack.\n")
+    out = t.render("note", "sv", {"participant": {"name": "A"}, "url": "https://x.example/a/T_k-1"})
+    assert out.text == "Svara här (https://x.example/a/T_k-1), tack.\n"
+    assert '<a href="https://x.example/a/T_k-1">här</a>' in out.html

@@ -77,3 +77,31 @@ def test_a_database_in_a_missing_folder_is_a_clear_error(tmp_path) -> None:  # t
 def test_an_unusable_url_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="SAMVERKAN_DATABASE_URL"):
         open_store("nosuchdb://x")
+
+
+def test_a_database_from_the_first_release_is_upgraded_with_its_data(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from sqlalchemy import text
+
+    from store import db
+    from store.models import Cycle
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = db.get_engine(url)
+    command.upgrade(db._alembic_config(old), "0001")
+    with old.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO cycle (name, template, timezone, status, start_at, variables, "
+                "plan_version, created_at) VALUES ('Höst 2026', 'learning-cycle', "
+                "'Europe/Stockholm', 'completed', '2026-09-01 07:00:00', '{}', 3, "
+                "'2026-08-01 07:00:00')"
+            )
+        )
+    assert db.current_revision(old) == "0001"
+    engine = open_store(url)
+    assert db.current_revision(engine) == db.head_revision() != "0001"
+    with Session(engine) as s:
+        [cycle] = s.exec(select(Cycle)).all()
+    assert (cycle.name, cycle.plan_version, cycle.steering) == ("Höst 2026", 3, None)
+    assert cycle.start_at == datetime(2026, 9, 1, 7, 0, tzinfo=UTC)

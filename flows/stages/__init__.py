@@ -32,6 +32,7 @@ KINDS: dict[str, ModuleType] = {
 
 
 def drafts_for(run: StageRun, *, validating: bool = False) -> list[Any]:
+    run.validating = validating
     kind = KINDS[run.stage.kind]
     people = kind.recipients(run, validating=validating)
     if not validating and hasattr(kind, "prepare"):

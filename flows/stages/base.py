@@ -89,6 +89,8 @@ class Draft:
     email: RenderedEmail
     ics: str | None = None
     ics_method: str | None = None
+    attachment_name: str | None = None
+    attachment: str | None = None
 
 
 @dataclass
@@ -104,6 +106,8 @@ class StageRun:
     note: list[str] = field(default_factory=list)
     # (purpose, stage id, participant id) of every personal link put in a draft
     tokens: set[tuple[str, int, int]] = field(default_factory=set)
+    validating: bool = False  # drafting only to check that everything renders (at launch)
+    memo: dict[str, Any] = field(default_factory=dict)  # work shared by all recipients
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -293,6 +297,8 @@ def write_drafts(
             html=d.email.html,
             ics=d.ics,
             ics_method=d.ics_method,
+            attachment_name=d.attachment_name,
+            attachment=d.attachment,
             status=status,
         )
         for d in drafts

@@ -1,58 +1,77 @@
-"""The reflection: a summary of the cycle for the coordinator to reflect on."""
+"""The reflection: the cycle's report, emailed to the coordinator and the steering group."""
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
-from sqlmodel import col, select
-
+from flows import indicators as ind
 from flows.stages.base import Draft, Recipient, StageRun
 from store import queries
-from store.models import Message, PartStat, Response
+from store.db import engine_of
+from store.models import PartStat, pk
 
 CATEGORY = "reflection"
 
 
 def recipients(run: StageRun, *, validating: bool = False) -> list[Recipient]:
     s = run.settings
-    return [Recipient(None, s.sender_name, s.reflection_to, s.coordinator_language)]
+    found = [Recipient(None, s.sender_name, s.reflection_to, s.coordinator_language)]
+    for email in run.cycle.steering or []:
+        if email.lower() != s.reflection_to.lower():
+            found.append(Recipient(None, email, email, s.coordinator_language))
+    return found
 
 
 def summary(run: StageRun) -> dict[str, Any]:
-    session, cycle_id = run.session, run.cycle.id
+    """The headline numbers, from the same SQL indicators as the report (once per run)."""
+    if "summary" not in run.memo:
+        run.memo["summary"] = _summary(run)
+    return dict(run.memo["summary"])
+
+
+def _summary(run: StageRun) -> dict[str, Any]:
     meeting_stage = run.meeting_stage()
-    meeting = meeting_stage and queries.meeting_of(session, stage_id=meeting_stage.id)  # type: ignore[arg-type]
-    stats = list(queries.partstats(session, meeting_id=meeting.id).values()) if meeting else []  # type: ignore[arg-type]
-    followups = [s.id for s in run.plan if s.kind == "followup"]
-    asked = session.exec(
-        select(Message.participant_id)
-        .distinct()
-        .where(col(Message.stage_id).in_(followups), Message.status == "sent")
-    ).all()
-    scale_ids = [q.id for q in run.template.questions.values() if q.kind == "scale"]
-    values = [
-        v
-        for v in session.exec(
-            select(Response.scale_value).where(
-                Response.cycle_id == cycle_id,
-                col(Response.question_id).in_(scale_ids),
-                col(Response.scale_value).is_not(None),
-            )
-        ).all()
-        if v is not None
-    ]
+    meeting = meeting_stage and queries.meeting_of(run.session, stage_id=pk(meeting_stage))
+    stats = list(queries.partstats(run.session, meeting_id=pk(meeting)).values()) if meeting else []
+    figures = ind.compute(
+        engine_of(run.session),
+        cycle_ids=[pk(run.cycle)],
+        min_group=run.settings.min_group,
+    )
+    everyone = (pk(run.cycle), ind.ALL, ind.ALL)
+    mean, n_mean, hidden = figures.value(everyone, "scale_mean")
+    middle, _, _ = figures.value(everyone, "scale_median")
     return {
         "members": len(run.active_members),
         "accepted": stats.count(PartStat.accepted.value),
         "declined": stats.count(PartStat.declined.value),
-        "asked": len(asked),
-        "answered": len(queries.respondents(session, cycle_id=cycle_id)),
-        "scale_count": len(values),
-        "scale_mean": f"{statistics.fmean(values):.1f}" if values else "",
-        "scale_median": f"{statistics.median(values):g}" if values else "",
+        "asked": figures.asked.get(everyone, 0),
+        "answered": figures.answered.get(everyone, 0),
+        "scale_count": n_mean,
+        "scale_hidden": hidden,
+        "min_group": run.settings.min_group,
+        "scale_mean": f"{mean:.1f}" if mean is not None else "",
+        "scale_median": f"{middle:g}" if middle is not None else "",
     }
 
 
 def draft(run: StageRun, recipient: Recipient) -> Draft:
-    return Draft(recipient=recipient, email=run.render(recipient, summary=summary(run)))
+    email = run.render(recipient, summary=summary(run))
+    if run.validating:
+        return Draft(recipient=recipient, email=email)
+    return Draft(
+        recipient=recipient,
+        email=email,
+        attachment_name=f"reflection-{pk(run.cycle)}.html",
+        attachment=_report(run),
+    )
+
+
+def _report(run: StageRun) -> str:
+    """The HTML report, built once per stage run whatever the number of recipients."""
+    if "report" not in run.memo:
+        from flows.report import build_report
+
+        engine = engine_of(run.session)
+        run.memo["report"] = build_report(engine, run.settings, pk(run.cycle), "html")
+    return str(run.memo["report"])

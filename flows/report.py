@@ -1,0 +1,422 @@
+"""The reflection report of a cycle, as HTML (with inline SVG charts) or Markdown.
+
+What was done (the plan as it really ran, with every re-sequencing and its reason), who took
+part (whose voices were heard, and whose were missing), the indicators with their trend over
+earlier cycles, and the participants' own words on what works. Every number about a group
+follows the small-group rule of flows/indicators.py; the words are shown without names.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from flows import indicators as ind
+from flows.coordinator import template_of
+from flows.settings import Settings
+from flows.stages.base import ROLE_LABELS
+from store import queries
+from store.models import Cycle, Response, pk
+
+RESEQUENCING = (
+    "stage.add",
+    "stage.move",
+    "stage.skip",
+    "stage.edit",
+    "stage.reschedule",
+    "stage.cancel",
+    "cycle.pause",
+    "cycle.resume",
+    "cycle.cancel",
+    "cycle.add-participants",
+)
+WORDS = (
+    "what-is-better",
+    "what-works",
+    "difference-made",
+    "one-step-up",
+    "why-not-zero",
+    "best-hopes",
+)
+
+LABELS = {
+    "en": {
+        "title": "Reflection",
+        "done": "What we did",
+        "took_part": "Who took part",
+        "indicators": "Where we are",
+        "trend": "Over the cycles",
+        "words": "In their own words",
+        "changes": "How the plan changed on the way",
+        "no_changes": "The plan ran as launched.",
+        "stage": "Stage",
+        "kind": "Kind",
+        "when": "When",
+        "status": "Status",
+        "sent": "Sent",
+        "group": "Group",
+        "asked": "Asked",
+        "answered": "Answered",
+        "rate": "Response rate",
+        "mean": "Mean (0–10)",
+        "median": "Median",
+        "change": "Change since the cycle before",
+        "n": "Answers",
+        "fewer": "fewer than {n}",
+        "everyone": "Everyone",
+        "missing": "Voices we did not hear this time: {groups}.",
+        "all_heard": "Every organisation and role was heard.",
+        "scale": "Answers on the scale",
+        "by_role": "By role",
+        "by_org": "By organisation",
+        "no_words": "No written answers yet.",
+        "cycle": "Cycle",
+        "small": "Groups smaller than {n} are not shown, so that no one can be identified.",
+        "reason": "reason",
+    },
+    "sv": {
+        "title": "Reflektion",
+        "done": "Vad vi gjorde",
+        "took_part": "Vilka var med",
+        "indicators": "Var vi står",
+        "trend": "Över cyklerna",
+        "words": "Med deras egna ord",
+        "changes": "Så ändrades planen på vägen",
+        "no_changes": "Planen gick som den startades.",
+        "stage": "Steg",
+        "kind": "Typ",
+        "when": "När",
+        "status": "Status",
+        "sent": "Skickat",
+        "group": "Grupp",
+        "asked": "Tillfrågade",
+        "answered": "Svarade",
+        "rate": "Svarsfrekvens",
+        "mean": "Medel (0–10)",
+        "median": "Median",
+        "change": "Förändring sedan förra cykeln",
+        "n": "Svar",
+        "fewer": "färre än {n}",
+        "everyone": "Alla",
+        "missing": "Röster vi inte hörde den här gången: {groups}.",
+        "all_heard": "Alla organisationer och roller hördes.",
+        "scale": "Svar på skalan",
+        "by_role": "Per roll",
+        "by_org": "Per organisation",
+        "no_words": "Inga skrivna svar ännu.",
+        "cycle": "Cykel",
+        "small": "Grupper mindre än {n} visas inte, så att ingen kan identifieras.",
+        "reason": "skäl",
+    },
+}
+
+
+@dataclass
+class ReportData:
+    cycle: Cycle
+    labels: dict[str, str]
+    stages: list[dict[str, Any]]
+    changes: list[str]
+    figures: ind.Indicators
+    trend: ind.Indicators
+    words: dict[str, list[str]]
+    question_text: dict[str, str]
+    min_group: int
+
+
+def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
+    language = settings.coordinator_language
+    labels = LABELS[language]
+    with Session(engine) as session:
+        cycle = queries.get_cycle(session, cycle_id=cycle_id)
+        tz = ZoneInfo(cycle.timezone)
+        counts = queries.message_counts(session, cycle_id=cycle_id)
+        stages = [
+            {
+                "key": s.key,
+                "kind": s.kind,
+                "status": str(s.status),
+                "when": f"{(s.ran_at or s.due_at).astimezone(tz):%Y-%m-%d %H:%M}",
+                "sent": counts.get(pk(s), {}).get("sent", 0),
+            }
+            for s in queries.stages_of(session, cycle_id=cycle_id)
+        ]
+        changes = []
+        for entry in queries.audit_log(session, cycle_id=cycle_id):
+            if entry.action in RESEQUENCING:
+                title = entry.detail.split(" (plan version")[0]
+                why = f" ({labels['reason']}: {entry.reason})" if entry.reason else ""
+                changes.append(f"{entry.at.astimezone(tz):%Y-%m-%d}: {title}{why}")
+        library = template_of(settings, cycle).questions
+        words: dict[str, list[str]] = {}
+        rows = session.exec(
+            select(Response.question_id, Response.text)
+            .where(Response.cycle_id == cycle_id, col(Response.text).is_not(None))
+            .order_by(col(Response.question_id), col(Response.id))
+        ).all()
+        for qid, text in rows:
+            if text and text.strip():
+                words.setdefault(qid, []).append(text.strip())
+    ordered = {q: words[q] for q in WORDS if q in words}
+    ordered.update({q: w for q, w in words.items() if q not in ordered})
+    figures = ind.compute(engine, cycle_ids=[cycle_id], min_group=settings.min_group)
+    trend = ind.compute(engine, min_group=settings.min_group)
+    texts = {q: library[q].text[language] for q in ordered if q in library}  # type: ignore[index]
+    return ReportData(
+        cycle, labels, stages, changes, figures, trend, ordered, texts, settings.min_group
+    )
+
+
+def _value(data: ReportData, group: ind.Group, indicator: str, percent: bool = False) -> str:
+    value, _, hidden = data.figures.value(group, indicator)
+    if hidden:
+        return data.labels["fewer"].format(n=data.min_group)
+    if value is None:
+        return "–"
+    if percent:
+        return f"{value:.0%}"
+    if indicator == "scale_change":
+        return f"{value:+.1f}"
+    return f"{value:.1f}" if indicator == "scale_mean" else f"{value:g}"
+
+
+def _group_table(data: ReportData, level: str) -> tuple[list[str], list[list[str]]]:
+    cid = pk(data.cycle)
+    groups = [
+        g
+        for g in data.figures.groups(cid)
+        if (level == "role" and g[1] == ind.ALL and g[2] != ind.ALL)
+        or (level == "org" and g[1] != ind.ALL and g[2] == ind.ALL)
+        or (level == "all" and g[1] == ind.ALL and g[2] == ind.ALL)
+    ]
+    lab = data.labels
+    head = [
+        lab["group"],
+        lab["asked"],
+        lab["answered"],
+        lab["rate"],
+        lab["mean"],
+        lab["median"],
+        lab["change"],
+    ]
+    rows = []
+    for g in groups:
+        name = (
+            lab["everyone"] if level == "all" else (_role(data, g[2]) if level == "role" else g[1])
+        )
+        rows.append(
+            [
+                name,
+                _value(data, g, "asked"),
+                _value(data, g, "answered"),
+                _value(data, g, "response_rate", percent=True),
+                _value(data, g, "scale_mean"),
+                _value(data, g, "scale_median"),
+                _value(data, g, "scale_change"),
+            ]
+        )
+    return head, rows
+
+
+def _role(data: ReportData, role: str) -> str:
+    language = "sv" if data.labels is LABELS["sv"] else "en"
+    return ROLE_LABELS[language].get(role, role)
+
+
+def _missing(data: ReportData) -> str:
+    cid = pk(data.cycle)
+    silent = [
+        g
+        for g in data.figures.groups(cid)
+        if (g[1] == ind.ALL) != (g[2] == ind.ALL)
+        and data.figures.asked.get(g, 0)
+        and not data.figures.answered.get(g, 0)
+    ]
+    names = [_role(data, g[2]) if g[1] == ind.ALL else g[1] for g in silent]
+    if not names:
+        return data.labels["all_heard"]
+    return data.labels["missing"].format(groups=", ".join(names))
+
+
+# Charts ------------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    # Matplotlib announces font-cache building through logging; keep the CLI's output clean.
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "none",
+            "font.size": 11,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
+    return plt
+
+
+def _svg(fig: Any, label: str) -> str:
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    _pyplot().close(fig)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]
+    return f'<figure role="img" aria-label="{html.escape(label)}">{svg}</figure>'
+
+
+def distribution_chart(data: ReportData) -> str | None:
+    group = (pk(data.cycle), ind.ALL, ind.ALL)
+    n, _ = data.figures.scale.get(group, (0, 0.0))
+    if n < data.min_group:
+        return None
+    plt = _pyplot()
+    hist = data.figures.distribution.get(group, {})
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    ax.bar(range(11), [hist.get(v, 0) for v in range(11)], color="#0b4f8a")
+    ax.set_xticks(range(11))
+    ax.set_xlabel("0–10")
+    ax.set_ylabel(data.labels["n"])
+    counts = ", ".join(f"{v}: {hist[v]}" for v in sorted(hist))
+    return _svg(fig, f"{data.labels['scale']} ({counts})")
+
+
+def trend_chart(data: ReportData) -> str | None:
+    points = []
+    for cycle in data.trend.cycles:
+        value, _, hidden = data.trend.value((pk(cycle), ind.ALL, ind.ALL), "scale_mean")
+        if value is not None and not hidden:
+            points.append((cycle.name, value))
+    if len(points) < 2:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#0b4f8a")
+    ax.set_ylim(0, 10)
+    ax.set_ylabel(data.labels["mean"])
+    fig.autofmt_xdate()
+    label = ", ".join(f"{name}: {value:g}" for name, value in points)
+    return _svg(fig, f"{data.labels['trend']} ({label})")
+
+
+# Output ------------------------------------------------------------------------------------
+
+
+def to_markdown(data: ReportData) -> str:
+    lab = data.labels
+    out = [f"# {lab['title']}: {data.cycle.name}", "", f"## {lab['done']}", ""]
+    out += _md_table(
+        [lab["stage"], lab["kind"], lab["when"], lab["status"], lab["sent"]],
+        [[s["key"], s["kind"], s["when"], s["status"], str(s["sent"])] for s in data.stages],
+    )
+    out += ["", f"### {lab['changes']}", ""]
+    out += [f"- {c}" for c in data.changes] or [lab["no_changes"]]
+    out += ["", f"## {lab['took_part']}", "", _missing(data), ""]
+    for level, title in (
+        ("all", lab["indicators"]),
+        ("role", lab["by_role"]),
+        ("org", lab["by_org"]),
+    ):
+        head, rows = _group_table(data, level)
+        out += [f"### {title}", "", *_md_table(head, rows), ""]
+    out += [f"_{lab['small'].format(n=data.min_group)}_", "", f"## {lab['words']}", ""]
+    if not data.words:
+        out.append(lab["no_words"])
+    for qid, texts in data.words.items():
+        out += [f"### {data.question_text.get(qid, qid)}", ""]
+        out += [f"> {' '.join(t.split())}" + "\n" for t in texts]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    e = html.escape
+    th = "".join(f'<th scope="col">{e(h)}</th>' for h in head)
+    body = "".join(
+        "<tr>"
+        + f'<th scope="row">{e(r[0])}</th>'
+        + "".join(f"<td>{e(c)}</td>" for c in r[1:])
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html(data: ReportData) -> str:
+    lab, e = data.labels, html.escape
+    lang = "sv" if lab is LABELS["sv"] else "en"
+    parts = [
+        f"<h1>{e(lab['title'])}: {e(data.cycle.name)}</h1>",
+        f"<h2>{e(lab['done'])}</h2>",
+        _html_table(
+            [lab["stage"], lab["kind"], lab["when"], lab["status"], lab["sent"]],
+            [[s["key"], s["kind"], s["when"], s["status"], str(s["sent"])] for s in data.stages],
+        ),
+        f"<h3>{e(lab['changes'])}</h3>",
+    ]
+    parts.append(
+        "<ul>" + "".join(f"<li>{e(c)}</li>" for c in data.changes) + "</ul>"
+        if data.changes
+        else f"<p>{e(lab['no_changes'])}</p>"
+    )
+    parts += [f"<h2>{e(lab['took_part'])}</h2>", f"<p>{e(_missing(data))}</p>"]
+    for level, title in (
+        ("all", lab["indicators"]),
+        ("role", lab["by_role"]),
+        ("org", lab["by_org"]),
+    ):
+        head, rows = _group_table(data, level)
+        parts += [f"<h3>{e(title)}</h3>", _html_table(head, rows)]
+        if level == "all":
+            parts.append(distribution_chart(data) or "")
+    parts.append(f"<p><small>{e(lab['small'].format(n=data.min_group))}</small></p>")
+    trend = trend_chart(data)
+    if trend:
+        parts += [f"<h2>{e(lab['trend'])}</h2>", trend]
+    parts.append(f"<h2>{e(lab['words'])}</h2>")
+    if not data.words:
+        parts.append(f"<p>{e(lab['no_words'])}</p>")
+    for qid, texts in data.words.items():
+        parts.append(f"<h3>{e(data.question_text.get(qid, qid))}</h3>")
+        parts += [f"<blockquote>{e(t)}</blockquote>" for t in texts]
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:48rem;margin:0 auto;padding:1rem;"
+        "color:#1b1b1b;line-height:1.5}table{border-collapse:collapse;margin:.5rem 0 1rem}"
+        "th,td{border-bottom:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
+        "blockquote{border-left:4px solid #0b4f8a;margin:.5rem 0;padding:.2rem .8rem}"
+        "figure{margin:0}svg{max-width:100%;height:auto}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(lab['title'])}: {e(data.cycle.name)}</title><style>{style}</style>"
+        f"</head><body>{''.join(parts)}</body></html>\n"
+    )
+
+
+def build_report(engine: Engine, settings: Settings, cycle_id: int, fmt: str = "html") -> str:
+    if fmt not in ("html", "md"):
+        from store.errors import InvalidInput
+
+        raise InvalidInput(f"unknown format {fmt!r} (use html or md)")
+    data = gather(engine, settings, cycle_id)
+    return to_html(data) if fmt == "html" else to_markdown(data)

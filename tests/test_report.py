@@ -1,0 +1,66 @@
+"""The reflection report, on the two-cycle network of test_indicators."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from flows.report import build_report
+from store.models import AuditEntry, Response
+
+
+def test_html_report_has_the_plan_the_people_the_numbers_and_the_words(
+    engine, settings, two_cycles
+):
+    _, c2 = two_cycles
+    with Session(engine) as s:
+        s.add(
+            AuditEntry(
+                cycle_id=c2,
+                action="stage.skip",
+                stage_key="reminder",
+                detail="skip reminder in cycle 2 (plan version 3 -> 4); change: ...",
+                reason="everyone had answered",
+            )
+        )
+        s.add(
+            Response(
+                cycle_id=c2,
+                stage_id=1,
+                participant_id=1,
+                question_id="what-works",
+                text="<script>alert(1)</script> Att vi ses.",
+            )
+        )
+        s.commit()
+    page = build_report(engine, settings, c2, "html")
+    assert page.startswith("<!DOCTYPE html>") and '<html lang="sv">' in page
+    assert "<h2>Vad vi gjorde</h2>" in page and '<th scope="row">followup</th>' in page
+    assert "skip reminder in cycle 2 (skäl: everyone had answered)" in page
+    assert (
+        '<th scope="row">Alla</th><td>5</td><td>5</td><td>100%</td>'
+        "<td>7.2</td><td>7</td><td>+1.4</td>" in page
+    )
+    assert "färre än 3" in page  # small groups hidden
+    assert page.count("<svg") == 2  # the distribution and the trend over the two cycles
+    assert 'aria-label="Svar på skalan (5: 1, 7: 2, 8: 1, 9: 1)"' in page
+    assert "<h2>Med deras egna ord</h2>" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Att vi ses." in page and "<script>" not in page
+
+
+def test_voices_we_did_not_hear_are_named(engine, settings, two_cycles):
+    c1, _ = two_cycles
+    english = settings.model_copy(update={"coordinator_language": "en"})
+    page = build_report(engine, english, c1, "md")
+    assert "Voices we did not hear this time: elected member." in page
+    assert "| Everyone | 8 | 6 | 75% | 5.8 | 5.5 | – |" in page
+    assert "<svg" not in page
+    assert "| professional | 3 | 2 | 67% | fewer than 3 | fewer than 3 | – |" in page
+
+
+def test_the_words_are_anonymous(engine, settings, two_cycles):
+    _, c2 = two_cycles
+    page = build_report(engine, settings, c2, "md")
+    with Session(engine) as s:
+        assert s.exec(select(Response)).first() is not None
+    for name in ("p1@x.example", "p5@x.example"):
+        assert name not in page
