@@ -1,10 +1,11 @@
 """Indicators of a collaboration, per cycle and across cycles, computed in SQL.
 
 For each cycle and each group — organisation × role, organisation, role, and everyone — the
-store answers with GROUP BY queries: how many were asked the follow-up questions, how many
-answered (whose voices were heard, and whose were missing), and the scaling answers (count,
-mean, and their distribution, from which the median is read). No Python loop walks the
-responses; Python only reads the medians off histograms of at most eleven buckets.
+store answers three GROUP BY queries at the finest grain (cycle × organisation × role): how
+many were asked the follow-up questions, how many answered (whose voices were heard, and
+whose were missing), and how often each scale value was given. No Python loop walks the
+responses: the coarser groups add those aggregates up (exact, since each person has one
+organisation and one role), and count, mean and median are read off the histograms.
 
 Small groups: a group with fewer than ``min_group`` people behind a number (default 3) is
 shown only as "fewer than 3", so that no single service user can be identified.
@@ -45,7 +46,6 @@ from store.models import (
 
 SCHEMA = "samverkan.indicators/1"
 ALL = "*"
-LEVELS: tuple[tuple[str, ...], ...] = (("org", "role"), ("org",), ("role",), ())
 INDICATORS = ("asked", "answered", "response_rate", "scale_mean", "scale_median", "scale_change")
 
 Group = tuple[int, str, str]  # cycle id, organisation (or *), role (or *)
@@ -65,80 +65,92 @@ class Row:
     suppressed: bool
 
 
-def _columns() -> dict[str, Any]:
-    return {"org": Organisation.name, "role": Participant.role}
-
-
-def _grouped(query: Any, level: tuple[str, ...]) -> Any:
-    cols = [_columns()[c] for c in level]
-    return query.add_columns(*cols).group_by(*cols) if cols else query
-
-
-def _key(cycle_id: int, level: tuple[str, ...], values: Sequence[Any]) -> Group:
-    named = dict(zip(level, values, strict=True))
-    return (cycle_id, str(named.get("org", ALL)), str(named.get("role", ALL)))
+def _rollup(key: Group) -> tuple[Group, ...]:
+    """A finest-grain group and every coarser group it belongs to."""
+    cycle_id, org, role = key
+    return (key, (cycle_id, org, ALL), (cycle_id, ALL, role), (cycle_id, ALL, ALL))
 
 
 def _people(session: Session, cycles: list[int], answered: bool) -> dict[Group, int]:
-    """People asked a follow-up (a sent follow-up message), or who answered one."""
+    """People asked a follow-up (a sent follow-up message), or who answered one.
+
+    Counted in SQL per cycle × organisation × role; each person has one organisation and one
+    role, so those counts add up exactly to every coarser group.
+    """
     if answered:
-        base = (
-            sql_select(col(Response.cycle_id), func.count(func.distinct(Response.participant_id)))
-            .join(Participant, col(Participant.id) == Response.participant_id)
+        who: Any = Response.participant_id
+        query = (
+            sql_select(
+                col(Response.cycle_id),
+                col(Organisation.name),
+                col(Participant.role),
+                func.count(func.distinct(who)),
+            )
+            .join(Participant, col(Participant.id) == who)
             .where(col(Response.cycle_id).in_(cycles))
+            .group_by(col(Response.cycle_id), col(Organisation.name), col(Participant.role))
         )
-        cycle_col: Any = Response.cycle_id
     else:
-        base = (
-            sql_select(col(Message.cycle_id), func.count(func.distinct(Message.participant_id)))
+        who = Message.participant_id
+        query = (
+            sql_select(
+                col(Message.cycle_id),
+                col(Organisation.name),
+                col(Participant.role),
+                func.count(func.distinct(who)),
+            )
             .join(Stage, col(Stage.id) == Message.stage_id)
-            .join(Participant, col(Participant.id) == Message.participant_id)
+            .join(Participant, col(Participant.id) == who)
             .where(
                 col(Message.cycle_id).in_(cycles),
                 col(Stage.kind) == "followup",
                 col(Message.status) == MessageStatus.sent.value,
             )
+            .group_by(col(Message.cycle_id), col(Organisation.name), col(Participant.role))
         )
-        cycle_col = Message.cycle_id
-    base = base.join(Organisation, col(Organisation.id) == Participant.organisation_id)
-    found: dict[Group, int] = {}
-    for level in LEVELS:
-        query = _grouped(base.group_by(cycle_col), level)
-        for cycle_id, n, *values in session.execute(query).all():
-            found[_key(cycle_id, level, values)] = int(n)
-    return found
+    query = query.join(Organisation, col(Organisation.id) == Participant.organisation_id)
+    found: dict[Group, int] = defaultdict(int)
+    for cycle_id, org, role, n in session.execute(query).all():
+        for group in _rollup((cycle_id, str(org), str(role))):
+            found[group] += int(n)
+    return dict(found)
 
 
 def _scale(
     session: Session, cycles: list[int]
 ) -> tuple[dict[Group, tuple[int, float]], dict[Group, dict[int, int]]]:
-    """Per group: (answers, mean) and the distribution of the scaling answers."""
-    base = (
-        sql_select(col(Response.cycle_id))
+    """Per group: (answers, mean) and the distribution of the scaling answers.
+
+    SQL counts each value per cycle × organisation × role; coarser groups add those
+    histograms up, and count, mean and median are read off them exactly.
+    """
+    query = (
+        sql_select(
+            col(Response.cycle_id),
+            col(Organisation.name),
+            col(Participant.role),
+            col(Response.scale_value),
+            func.count(),
+        )
         .join(Participant, col(Participant.id) == Response.participant_id)
         .join(Organisation, col(Organisation.id) == Participant.organisation_id)
         .where(col(Response.cycle_id).in_(cycles), col(Response.scale_value).is_not(None))
+        .group_by(
+            col(Response.cycle_id),
+            col(Organisation.name),
+            col(Participant.role),
+            col(Response.scale_value),
+        )
     )
-    stats: dict[Group, tuple[int, float]] = {}
-    dist: dict[Group, dict[int, int]] = defaultdict(dict)
-    for level in LEVELS:
-        query = _grouped(
-            base.add_columns(func.count(), func.avg(Response.scale_value)).group_by(
-                col(Response.cycle_id)
-            ),
-            level,
-        )
-        for cycle_id, n, mean, *values in session.execute(query).all():
-            stats[_key(cycle_id, level, values)] = (int(n), float(mean))
-        query = _grouped(
-            base.add_columns(col(Response.scale_value), func.count()).group_by(
-                col(Response.cycle_id), col(Response.scale_value)
-            ),
-            level,
-        )
-        for cycle_id, value, n, *values in session.execute(query).all():
-            dist[_key(cycle_id, level, values)][int(value)] = int(n)
-    return stats, dict(dist)
+    dist: dict[Group, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for cycle_id, org, role, value, n in session.execute(query).all():
+        for group in _rollup((cycle_id, str(org), str(role))):
+            dist[group][int(value)] += int(n)
+    stats = {
+        group: (sum(h.values()), sum(v * n for v, n in h.items()) / sum(h.values()))
+        for group, h in dist.items()
+    }
+    return stats, {group: dict(h) for group, h in dist.items()}
 
 
 def median(histogram: dict[int, int]) -> float | None:

@@ -186,6 +186,7 @@ class Message(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("stage_id", "to_key", "revision"),
         Index("ix_message_status_next", "status", "next_attempt_at"),
+        Index("ix_message_cycle_status", "cycle_id", "status", "stage_id", "participant_id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     cycle_id: int = Field(foreign_key="cycle.id", index=True)
@@ -229,7 +230,11 @@ class AccessToken(SQLModel, table=True):
 
 
 class Response(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("stage_id", "participant_id", "question_id"),)
+    __table_args__ = (
+        UniqueConstraint("stage_id", "participant_id", "question_id"),
+        # Covers the indicator queries, which read a cycle's answers by participant.
+        Index("ix_response_cycle_people", "cycle_id", "participant_id", "scale_value"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     cycle_id: int = Field(foreign_key="cycle.id", index=True)
     stage_id: int = Field(foreign_key="stage.id", index=True)

@@ -1,0 +1,16 @@
+"""Run every benchmark: ``python -m benchmarks [name]``."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import indicators
+
+BENCHMARKS = {"indicators": indicators.main}
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    for name in chosen:
+        if name not in BENCHMARKS:
+            sys.exit(f"unknown benchmark {name!r} (have: {', '.join(BENCHMARKS)})")
+        BENCHMARKS[name]()
