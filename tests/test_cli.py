@@ -186,6 +186,14 @@ def test_the_demo_runs_clean(tmp_path: Path, user_env: dict[str, str]) -> None:
     mail = read_maildir(tmp_path / "demo" / "mail")
     assert len(mail) == 13
     assert sum(len(m) for m in mail.values()) == 51
+    # Eight answered on their pages, so the reminder went to the other five; then the report.
+    assert (
+        "followup-reminder: done, 5 messages; 8 left out: already answered followup"
+        in result.stdout
+    )
+    report = tmp_path / "demo" / "reflection-1.html"
+    assert f"The reflection report: {report}" in result.stdout
+    assert "Med deras egna ord" in report.read_text() and "<svg" in report.read_text()
 
 
 def test_changing_a_cycle_from_the_command_line(settings) -> None:

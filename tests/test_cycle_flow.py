@@ -79,7 +79,15 @@ def new_since(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict
 
 def test_a_learning_cycle_from_launch_to_reflection(network, settings) -> None:
     mail_dir = Path(settings.mail_dir)
-    cycle_id = launch(network, settings)
+    cycle_id = launch_cycle(
+        network,
+        settings,
+        template="learning-cycle",
+        name="Vår 2027",
+        start=START.isoformat(),
+        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset, Göteborg"},
+        steering=["Styrgruppen@Region.example"],
+    )
 
     # The invitation waits for approval, and the calendar invite waits behind it.
     report = tick(START)
@@ -164,6 +172,11 @@ def test_a_learning_cycle_from_launch_to_reflection(network, settings) -> None:
         if p.get_filename() == f"reflection-{cycle_id}.html"
     ]
     assert "Vi pratar oftare." in report.get_content()  # the participants' own words
+    [to_board] = read_maildir(mail_dir)["styrgruppen@region.example"]  # the steering group
+    assert to_board["Subject"] == reflection["Subject"]
+    assert any(
+        p.get_filename() == f"reflection-{cycle_id}.html" for p in to_board.iter_attachments()
+    )
 
     data = cycle_overview(network, cycle_id=cycle_id)
     assert data["status"] == "completed"
@@ -173,7 +186,7 @@ def test_a_learning_cycle_from_launch_to_reflection(network, settings) -> None:
         ("workshop-reminder", "done", {"sent": EVERYONE - len(ACCEPT)}),
         ("followup", "done", {"sent": EVERYONE}),
         ("followup-reminder", "done", {"sent": EVERYONE - len(ANSWER)}),
-        ("reflection", "done", {"sent": 1}),
+        ("reflection", "done", {"sent": 2}),
     ]
     # Ticking again sends nothing twice.
     total = sum(len(v) for v in read_maildir(mail_dir).values())
