@@ -194,6 +194,40 @@ def two_cycles(engine):  # type: ignore[no-untyped-def]
     return ids
 
 
+def tick(now: datetime):  # type: ignore[no-untyped-def]
+    """Run the tick flow at a simulated time (inside the session's Prefect harness)."""
+    from flows.cycle import tick as tick_flow
+
+    return tick_flow(now)
+
+
+def launch_learning_cycle(
+    engine,
+    settings,
+    start: datetime,
+    workshop: datetime,  # type: ignore[no-untyped-def]
+    *,
+    location: str = "Stadshuset",
+    approve: bool = True,
+    **extra: object,
+) -> int:
+    """Launch the bundled learning cycle named "Vår 2027" (and approve its invitation)."""
+    from flows.coordinator import approve_stage, launch_cycle
+
+    cycle_id = launch_cycle(
+        engine,
+        settings,
+        template="learning-cycle",
+        name="Vår 2027",
+        start=start.isoformat(),
+        variables={"workshop_at": workshop.isoformat(), "location": location},
+        **extra,
+    )  # type: ignore[arg-type]
+    if approve:
+        approve_stage(engine, cycle_id=cycle_id, key="invitation")
+    return cycle_id
+
+
 def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:
     """Every message delivered to a Maildir tree, by recipient folder."""
     found: dict[str, list[EmailMessage]] = {}

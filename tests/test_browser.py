@@ -14,10 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, select
 
-from flows.coordinator import approve_stage, launch_cycle
 from flows.settings import Settings
 from store.models import MeetingAttendee, Response
-from tests.conftest import read_maildir
+from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.smtpd import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -81,18 +80,8 @@ def link(mail_dir: Path, who: str, base: str, kind: str) -> str:
 def test_rsvp_and_answers_in_a_real_browser(network, server, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from flows.cycle import tick
-
     base, settings = server
-    cycle_id = launch_cycle(
-        network,
-        settings,
-        template="learning-cycle",
-        name="Vår 2027",
-        start=START.isoformat(),
-        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset"},
-    )
-    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    launch_learning_cycle(network, settings, START, WORKSHOP, location="Stadshuset")
     tick(START)
     tick(WORKSHOP + timedelta(days=7))
     mail = Path(settings.mail_dir)

@@ -26,7 +26,7 @@ from flows.coordinator import (
     template_of,
 )
 from store.models import Message, Stage
-from tests.conftest import read_maildir
+from tests.conftest import read_maildir, tick
 from tests.smtpd import RecordingSMTP
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -57,12 +57,6 @@ def launch(engine, settings) -> int:  # type: ignore[no-untyped-def]
         start=START.isoformat(),
         variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset, Göteborg"},
     )
-
-
-def tick(now: datetime):  # type: ignore[no-untyped-def]
-    from flows.cycle import tick as tick_flow
-
-    return tick_flow(now)
 
 
 def subjects(mail: dict[str, list[EmailMessage]]) -> dict[str, list[str]]:

@@ -10,11 +10,11 @@ import pytest
 from sqlmodel import Session, select
 
 from flows import indicators as ind
-from flows.coordinator import approve_stage, launch_cycle, record_answers
+from flows.coordinator import record_answers
 from flows.privacy import erase_person, export_person
 from store.errors import NotFound
 from store.models import AccessToken, Message, Participant, Response
-from tests.conftest import read_maildir
+from tests.conftest import launch_learning_cycle, read_maildir, tick
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 TZ = ZoneInfo("Europe/Stockholm")
@@ -24,22 +24,8 @@ SARA = "sara.ahmadi@goteborg.example"
 ANSWERED = [SARA, "anna.lindqvist@forsakringskassan.example", "per.holm@vgregion.example"]
 
 
-def tick(now: datetime):  # type: ignore[no-untyped-def]
-    from flows.cycle import tick as tick_flow
-
-    return tick_flow(now)
-
-
 def test_export_then_erase_keeps_the_numbers_and_stops_the_mail(network, settings) -> None:
-    cycle_id = launch_cycle(
-        network,
-        settings,
-        template="learning-cycle",
-        name="Vår 2027",
-        start=START.isoformat(),
-        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Here"},
-    )
-    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP, location="Here")
     tick(START)
     tick(WORKSHOP + timedelta(days=7))
     for i, email in enumerate(ANSWERED):

@@ -17,7 +17,7 @@ import pytest
 import vobject
 from icalendar import Calendar
 
-from flows.coordinator import approve_stage, cycle_overview, launch_cycle
+from flows.coordinator import cycle_overview
 from flows.inbox import import_replies
 from flows.participants import import_participants
 from flows.plan import PlanError
@@ -33,7 +33,7 @@ from flows.resequence import (
 )
 from store.errors import InvalidInput, StateError
 from store.models import CycleStatus
-from tests.conftest import read_maildir
+from tests.conftest import launch_learning_cycle, read_maildir, tick
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
@@ -42,12 +42,6 @@ START = datetime(2027, 1, 20, 9, 0, tzinfo=TZ)
 WORKSHOP = datetime(2027, 2, 10, 9, 0, tzinfo=TZ)
 EVERYONE = 13
 POLITICIANS = {"eva.nilsson@goteborg.example", "karin.strom@vgregion.example"}
-
-
-def tick(now: datetime) -> Any:
-    from flows.cycle import tick as tick_flow
-
-    return tick_flow(now)
 
 
 class Mail:
@@ -84,15 +78,7 @@ def both_ways(op: Callable[..., Any], engine: Any, settings: Any, **kw: Any) -> 
 @pytest.fixture
 def announced(network, settings):  # type: ignore[no-untyped-def]
     """A cycle whose invitation and workshop invite have gone to everyone."""
-    cycle_id = launch_cycle(
-        network,
-        settings,
-        template="learning-cycle",
-        name="Vår 2027",
-        start=START.isoformat(),
-        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset"},
-    )
-    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP, location="Stadshuset")
     mail = Mail(Path(settings.mail_dir))
     assert tick(START).delivery.sent == 2 * EVERYONE
     mail.new()

@@ -12,11 +12,10 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from flows.coordinator import approve_stage, launch_cycle
 from messaging import links
 from messaging.web.app import create_app
 from store.models import AccessToken, MeetingAttendee, Message, Response
-from tests.conftest import read_maildir
+from tests.conftest import launch_learning_cycle, read_maildir, tick
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
@@ -25,12 +24,6 @@ START = datetime.now(TZ).replace(microsecond=0) + timedelta(days=2)
 WORKSHOP = START + timedelta(days=21)
 SARA = "sara.ahmadi@goteborg.example"
 ANNA = "anna.lindqvist@forsakringskassan.example"
-
-
-def tick(now: datetime):  # type: ignore[no-untyped-def]
-    from flows.cycle import tick as tick_flow
-
-    return tick_flow(now)
 
 
 def link(mail_dir: Path, who: str, kind: str, nth: int = -1) -> str:
@@ -44,15 +37,7 @@ def link(mail_dir: Path, who: str, kind: str, nth: int = -1) -> str:
 
 @pytest.fixture
 def cycle(network, settings):  # type: ignore[no-untyped-def]
-    cycle_id = launch_cycle(
-        network,
-        settings,
-        template="learning-cycle",
-        name="Vår 2027",
-        start=START.isoformat(),
-        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset"},
-    )
-    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP, location="Stadshuset")
     tick(START)
     return cycle_id
 
