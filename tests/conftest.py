@@ -63,6 +63,9 @@ def settings(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         "SAMVERKAN_SENDER_NAME": "Samordningsförbundet",
         "SAMVERKAN_COORDINATOR_EMAIL": "coordinator@coordination.example",
     }
+    if not database_url.startswith("sqlite"):
+        # A shared database needs the link key set, the same on every worker.
+        values["SAMVERKAN_SECRET_KEY"] = "test-key-" + "x" * 32
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return Settings()

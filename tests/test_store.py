@@ -105,3 +105,23 @@ def test_a_database_from_the_first_release_is_upgraded_with_its_data(tmp_path) -
         [cycle] = s.exec(select(Cycle)).all()
     assert (cycle.name, cycle.plan_version, cycle.steering) == ("Höst 2026", 3, None)
     assert cycle.start_at == datetime(2026, 9, 1, 7, 0, tzinfo=UTC)
+
+
+def test_the_link_key_lives_outside_the_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import stat
+
+    from flows.settings import Settings
+
+    local = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}")
+    key = local.link_key()
+    path = tmp_path / "x.key"
+    assert path.read_text().encode() == key and len(key) >= 43
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert local.link_key() == key  # made once, then reused
+    shared = Settings(database_url="postgresql+psycopg://db.example/samverkan")
+    with pytest.raises(ConfigError, match="set SAMVERKAN_SECRET_KEY"):
+        shared.link_key()
+    assert (
+        Settings(database_url="postgresql+psycopg://db.example/s", secret_key="k" * 40).link_key()
+        == b"k" * 40
+    )

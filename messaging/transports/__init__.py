@@ -14,6 +14,7 @@ from messaging.transports.base import (
     Receipt,
     TemporaryFailure,
     Transport,
+    UncertainDelivery,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Receipt",
     "TemporaryFailure",
     "Transport",
+    "UncertainDelivery",
     "make_transport",
 ]
 

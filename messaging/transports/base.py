@@ -34,6 +34,11 @@ class PermanentFailure(DeliveryError):
     """Trying again will not help: 5xx replies, a refused address."""
 
 
+class UncertainDelivery(DeliveryError):
+    """The message went out but its receipt never came back (a time-out or a dropped
+    connection after DATA): it may have arrived. Never retried on its own."""
+
+
 class Transport(Protocol):
     """Hands messages over, one at a time, reusing whatever connection it holds."""
 

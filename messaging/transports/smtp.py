@@ -15,7 +15,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from messaging.transports.base import Envelope, PermanentFailure, Receipt, TemporaryFailure
+from messaging.transports.base import (
+    Envelope,
+    PermanentFailure,
+    Receipt,
+    TemporaryFailure,
+    UncertainDelivery,
+)
 from store.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -134,24 +140,33 @@ class SMTPTransport:
 
     async def send(self, envelope: Envelope) -> Receipt:
         client = await self._connected()
+        # Up to RCPT nothing has been delivered: any failure can be retried safely.
         try:
-            errors, reply = await client.sendmail(
-                envelope.sender, [envelope.recipient], envelope.data
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
-            raise _classify(refused.code, refused.message) from None
-        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
-            await self._drop(polite=False)
-            raise TemporaryFailure(f"connection lost: {exc}") from None
+            await client.mail(envelope.sender)
+            await client.rcpt(envelope.recipient)
         except aiosmtplib.SMTPResponseException as exc:
-            # After a refused MAIL or DATA the session is in an unknown state: start afresh.
-            await self._drop(polite=False)
+            await self._reset(client)
             raise _classify(exc.code, exc.message) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._drop(polite=False)
-            raise TemporaryFailure(f"SMTP error: {exc}") from None
-        if errors:
-            code_reply = next(iter(errors.values()))
-            raise _classify(code_reply.code, code_reply.message)
-        return Receipt(reply=reply)
+            raise TemporaryFailure(f"connection lost before sending: {exc}") from None
+        # Once the content is out, only the server's reply says what happened.
+        try:
+            reply = await client.data(envelope.data)
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._reset(client)
+            raise _classify(exc.code, exc.message) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await self._drop(polite=False)
+            raise UncertainDelivery(
+                f"no reply after the message was sent ({type(exc).__name__}: {exc}); "
+                "it may or may not have arrived"
+            ) from None
+        return Receipt(reply=reply.message)
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """After a refusal the session must be reset before the next message."""
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            await self._drop(polite=False)
