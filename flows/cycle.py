@@ -43,13 +43,13 @@ if not os.environ.get("PREFECT_API_URL"):
 from prefect import flow  # noqa: E402
 
 from flows.coordinator import launch_cycle, template_of  # noqa: E402
+from flows.delivery import deliver  # noqa: E402
 from flows.plan import first_runnable  # noqa: E402
-from flows.settings import Settings, load_settings  # noqa: E402
+from flows.settings import load_settings  # noqa: E402
 from flows.stages import task_for  # noqa: E402
 from flows.stages.base import StageOutcome  # noqa: E402
 from flows.wording import plural  # noqa: E402
-from messaging.outbox import DrainReport, SenderInfo, drain  # noqa: E402
-from messaging.transports import make_transport  # noqa: E402
+from messaging.outbox import DrainReport  # noqa: E402
 from store import queries  # noqa: E402
 from store.db import open_store, session_scope  # noqa: E402
 from store.models import Stage  # noqa: E402
@@ -85,27 +85,6 @@ class TickReport:
         out.append(f"  delivery: {self.delivery}")
         out.extend(f"  cycle {c} completed" for c in self.completed)
         return out
-
-
-def sender_info(settings: Settings) -> SenderInfo:
-    return SenderInfo(
-        name=settings.sender_name,
-        email=settings.sender,
-        domain=settings.mail_domain,
-        max_attempts=settings.max_attempts,
-        retry_base_seconds=settings.retry_base_seconds,
-        lease_seconds=settings.sending_lease_seconds,
-        link_key=_link_key(settings),
-    )
-
-
-def _link_key(settings: Settings) -> bytes | None:
-    from store.errors import ConfigError
-
-    try:
-        return settings.link_key()
-    except ConfigError:
-        return None  # messages with links could not have been drafted without it
 
 
 def _next_runnable(stages: list[Stage], now: datetime) -> Stage | None:
@@ -168,10 +147,7 @@ def tick(now: datetime) -> TickReport:
         due = queries.due_cycle_ids(session, now=now)
     for cycle_id in due:
         report.stages.extend((cycle_id, o) for o in advance(cycle_id, now))
-    transport = make_transport(
-        smtp_url=settings.smtp_url, mail_dir=settings.mail_dir, timeout=settings.smtp_timeout
-    )
-    report.delivery = drain(engine, sender_info(settings), transport, now=now)
+    report.delivery = deliver(settings, engine, now)
     if due:
         report.completed = _complete_finished(engine)
     return report

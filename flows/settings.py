@@ -34,6 +34,15 @@ class Settings(BaseSettings):
         description="smtp://user:pass@host:587?starttls=true or smtps://host:465; unset = Maildir.",
     )
     smtp_timeout: float = Field(default=30.0, gt=0, description="Seconds per SMTP command.")
+    smtp_concurrency: int = Field(
+        default=8, ge=1, le=100, description="SMTP connections used side by side."
+    )
+    smtp_rate: float | None = Field(
+        default=None, gt=0, description="At most this many messages a second (unset: no cap)."
+    )
+    smtp_rate_per_minute: int | None = Field(
+        default=None, ge=1, description="At most this many messages a minute (unset: no cap)."
+    )
     sender: str = Field(
         default="samverkan@localhost",
         description="From address of every message; also the calendar ORGANIZER.",

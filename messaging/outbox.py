@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
+from collections import deque
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,11 +23,13 @@ from sqlmodel import Session, col, select
 
 from messaging import links
 from messaging.compose import Outgoing, to_bytes
+from messaging.ratelimit import RateLimit
 from messaging.transports.base import (
     Envelope,
     PermanentFailure,
     TemporaryFailure,
     Transport,
+    UncertainDelivery,
 )
 from store.models import Message, MessageStatus
 from store.types import utcnow
@@ -91,6 +96,9 @@ def claim_batch(
         )
         .order_by(col(Message.id))
         .limit(limit)
+        # PostgreSQL: several workers claim disjoint rows without waiting for each other.
+        # SQLite has one writer at a time, and the conditional UPDATE below decides.
+        .with_for_update(skip_locked=True)
     )
     if cycle_id is not None:
         query = query.where(Message.cycle_id == cycle_id)
@@ -105,13 +113,16 @@ def claim_batch(
         .values(status=MessageStatus.sending.value, claimed_at=claimed_at)
     )
     session.commit()
+    # In queue order: a person gets the invitation before the calendar invite behind it.
     return list(
         session.exec(
-            select(Message).where(
+            select(Message)
+            .where(
                 col(Message.id).in_(ids),
                 Message.claimed_at == claimed_at,
                 Message.status == MessageStatus.sending.value,
             )
+            .order_by(col(Message.id))
         ).all()
     )
 
@@ -150,54 +161,92 @@ def backoff(attempt: int, base: float) -> timedelta:
     return timedelta(seconds=step * random.uniform(0.5, 1.0))
 
 
+async def _send_one(
+    transport: Transport, msg: Message, sender: SenderInfo, now: datetime, report: DrainReport
+) -> None:
+    """Hand one claimed message over and set its outcome (not yet committed)."""
+    mid = message_id(msg, sender.domain)
+    msg.attempts += 1
+    try:
+        data = message_bytes(msg, sender, mid)
+        receipt = await transport.send(Envelope(sender.email, msg.to_email, data, mid))
+    except TemporaryFailure as exc:
+        msg.last_error = str(exc)
+        if msg.attempts >= sender.max_attempts:
+            msg.status = MessageStatus.failed
+            msg.last_error = f"gave up after {msg.attempts} attempts: {exc}"
+            report.failed += 1
+        else:
+            msg.status = MessageStatus.retry
+            msg.next_attempt_at = now + backoff(msg.attempts, sender.retry_base_seconds)
+            report.retry += 1
+    except PermanentFailure as exc:
+        msg.status, msg.last_error = MessageStatus.failed, str(exc)
+        report.failed += 1
+    except UncertainDelivery as exc:
+        msg.status, msg.last_error, msg.message_id = MessageStatus.uncertain, str(exc), mid
+        report.uncertain += 1
+    else:
+        msg.status, msg.sent_at = MessageStatus.sent, utcnow()
+        msg.message_id, msg.server_reply = mid, receipt.reply
+        msg.last_error = None
+        report.sent += 1
+
+
+async def _worker(
+    transport: Transport,
+    waiting: deque[Message],
+    sender: SenderInfo,
+    now: datetime,
+    limit: RateLimit,
+    report: DrainReport,
+) -> None:
+    """One connection: take the next waiting message until none is left."""
+    while waiting:
+        msg = waiting.popleft()
+        await limit.wait()
+        await _send_one(transport, msg, sender, now, report)
+
+
 async def _drain(
     engine: Engine,
     sender: SenderInfo,
-    transport: Transport,
+    transports: list[Transport],
     now: datetime,
     cycle_id: int | None,
     batch: int,
+    limit: RateLimit,
     progress: Callable[[DrainReport], None] | None,
 ) -> DrainReport:
+    """Claim a batch, send it over every connection at once, record the batch; repeat.
+
+    At most one batch is ever in flight: after a crash only its messages can be in doubt.
+    """
     report = DrainReport()
     with Session(engine, expire_on_commit=False) as session:
         report.uncertain = mark_stale_uncertain(session, lease_seconds=sender.lease_seconds)
         session.commit()
-        async with transport:
+        async with AsyncExitStack() as stack:
+            for transport in transports:
+                await stack.enter_async_context(transport)
             while True:
                 claimed = claim_batch(session, now=now, limit=batch, cycle_id=cycle_id)
                 if not claimed:
                     break
+                # One lane per connection; a recipient always rides the same lane, so their
+                # messages arrive in queue order (the invitation before the invite).
+                lanes: list[deque[Message]] = [deque() for _ in transports]
                 for msg in claimed:
-                    mid = message_id(msg, sender.domain)
-                    msg.attempts += 1
-                    try:
-                        data = message_bytes(msg, sender, mid)
-                        receipt = await transport.send(
-                            Envelope(sender.email, msg.to_email, data, mid)
-                        )
-                    except TemporaryFailure as exc:
-                        msg.last_error = str(exc)
-                        if msg.attempts >= sender.max_attempts:
-                            msg.status = MessageStatus.failed
-                            msg.last_error = f"gave up after {msg.attempts} attempts: {exc}"
-                            report.failed += 1
-                        else:
-                            msg.status = MessageStatus.retry
-                            msg.next_attempt_at = now + backoff(
-                                msg.attempts, sender.retry_base_seconds
-                            )
-                            report.retry += 1
-                    except PermanentFailure as exc:
-                        msg.status, msg.last_error = MessageStatus.failed, str(exc)
-                        report.failed += 1
-                    else:
-                        msg.status, msg.sent_at = MessageStatus.sent, utcnow()
-                        msg.message_id, msg.server_reply = mid, receipt.reply
-                        msg.last_error = None
-                        report.sent += 1
-                    session.add(msg)
-                    session.commit()  # the outcome is durable before the next message goes
+                    lanes[zlib.crc32(msg.to_key.encode()) % len(lanes)].append(msg)
+                await asyncio.gather(
+                    *(
+                        _worker(t, lane, sender, now, limit, report)
+                        for t, lane in zip(transports, lanes, strict=True)
+                        if lane
+                    )
+                )
+                session.add_all(claimed)
+                session.commit()  # the batch's outcomes, in one write
                 if progress:
                     progress(report)
     return report
@@ -206,12 +255,85 @@ async def _drain(
 def drain(
     engine: Engine,
     sender: SenderInfo,
-    transport: Transport,
+    connect: Callable[[], Transport],
     *,
     now: datetime,
     cycle_id: int | None = None,
-    batch: int = 200,
+    concurrency: int = 1,
+    batch: int | None = None,
+    limit: RateLimit | None = None,
     progress: Callable[[DrainReport], None] | None = None,
 ) -> DrainReport:
-    """Send every message that is ready at ``now``; return what happened."""
-    return asyncio.run(_drain(engine, sender, transport, now, cycle_id, batch, progress))
+    """Send every message that is ready at ``now``; return what happened.
+
+    ``connect`` makes one transport; ``concurrency`` of them are used side by side, each
+    reused for many messages. A batch (default 8 per connection) is claimed, sent and
+    recorded at a time.
+    """
+    transports = [connect() for _ in range(max(1, concurrency))]
+    size = batch or max(32, 8 * len(transports))
+    return asyncio.run(
+        _drain(engine, sender, transports, now, cycle_id, size, limit or RateLimit(), progress)
+    )
+
+
+def listing(
+    engine: Engine, *, cycle_id: int, statuses: list[str] | None = None
+) -> list[dict[str, object]]:
+    """The messages of a cycle (optionally of some statuses), for the coordinator."""
+    from store.models import Stage
+
+    known = {s.value for s in MessageStatus}
+    bad = [s for s in statuses or [] if s not in known]
+    if bad:
+        from store.errors import InvalidInput
+
+        raise InvalidInput(f"unknown status {bad[0]!r} (use: {', '.join(sorted(known))})")
+    with Session(engine) as session:
+        query = (
+            select(Message, Stage.key)
+            .join(Stage, col(Stage.id) == Message.stage_id)
+            .where(Message.cycle_id == cycle_id)
+            .order_by(col(Message.id))
+        )
+        if statuses:
+            query = query.where(col(Message.status).in_(statuses))
+        return [
+            {
+                "id": m.id,
+                "stage": key,
+                "to": m.to_email,
+                "status": str(m.status),
+                "attempts": m.attempts,
+                "category": m.category,
+                "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+                "error": m.last_error,
+                "reply": m.server_reply,
+            }
+            for m, key in session.exec(query).all()
+        ]
+
+
+def resend_uncertain(engine: Engine, *, cycle_id: int, reason: str | None = None) -> int:
+    """Queue the cycle's uncertain messages again, on purpose: they may arrive twice."""
+    from store.queries import audit
+
+    with Session(engine) as session:
+        result = session.exec(
+            update(Message)
+            .where(
+                col(Message.cycle_id) == cycle_id,
+                col(Message.status) == MessageStatus.uncertain.value,
+            )
+            .values(status=MessageStatus.queued.value, next_attempt_at=None)
+        )
+        count = int(result.rowcount or 0)
+        audit(
+            session,
+            cycle_id=cycle_id,
+            action="outbox.resend",
+            detail=f"{count} uncertain messages queued again",
+            reason=reason,
+        )
+        session.commit()
+        return count

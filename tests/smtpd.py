@@ -1,10 +1,13 @@
 """A real SMTP server (aiosmtpd) that records what it receives, for tests.
 
-Its handler can be told to refuse some recipients with 4xx or 5xx replies.
+Its handler can be told to misbehave for some recipients: refuse them with 4xx or 5xx
+replies, drop the connection in the middle of DATA (nothing is stored), or answer DATA only
+after a delay (the message is stored, the reply comes late).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -18,6 +21,9 @@ from aiosmtpd.controller import Controller
 class Recorder:
     messages: list[tuple[str, list[str], bytes]] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> "451 …" or "550 …"
+    drop: set[str] = field(default_factory=set)  # close the connection during DATA
+    slow: dict[str, float] = field(default_factory=dict)  # store, then reply after seconds
+    delay: float = 0.0  # every DATA reply waits this long (a slow sink)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -29,6 +35,12 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        who = {r.lower() for r in envelope.rcpt_tos}
+        if who & self.drop:
+            server.transport.close()  # mid-DATA: the message is lost
+            return "421 closing"
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.messages.append(
             (
                 envelope.mail_from,
@@ -36,6 +48,9 @@ class Recorder:
                 bytes(envelope.original_content or envelope.content),
             )
         )
+        late = max((self.slow.get(r, 0.0) for r in who), default=0.0)
+        if late:
+            await asyncio.sleep(late)  # stored already; the reply comes too late
         return "250 Message accepted for delivery"
 
     def parsed(self) -> list[EmailMessage]:

@@ -204,6 +204,13 @@ def test_invites_over_smtp_carry_a_calendar_request_clients_accept(
     )
     invites = [m for m in received if m.get_content_type() == "multipart/mixed"]
     assert len(invites) == EVERYONE
+    # Over 8 connections at once, each person still gets the invitation first.
+    for person in {m["To"].addresses[0].addr_spec for m in received}:
+        theirs = [m for m in received if m["To"].addresses[0].addr_spec == person]
+        assert [m.get_content_type() for m in theirs] == [
+            "multipart/alternative",
+            "multipart/mixed",
+        ]
     uids = set()
     for msg in invites:
         to = msg["To"].addresses[0].addr_spec

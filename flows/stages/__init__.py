@@ -52,6 +52,7 @@ def execute(
 
     Returns None when another tick claimed the stage first.
     """
+    previous = ""
     try:
         with session_scope(engine) as session:
             stage = session.get(Stage, stage_id)
@@ -92,10 +93,15 @@ def execute(
     except SamverkanError as exc:
         # Nothing was written; record the failure so the coordinator sees it and the plan
         # moves on instead of retrying a broken template on every tick.
+        # Only if the stage is still as this attempt found it: another tick may have run it
+        # meanwhile, and its outcome must not be overwritten.
         with session_scope(engine) as session:
             stage = session.get(Stage, stage_id)
             assert stage is not None
-            stage.status, stage.ran_at, stage.note = StageStatus.failed, now, str(exc)
+            if not claim(session, stage, expected=[previous], to=StageStatus.failed):
+                return None
+            session.refresh(stage)
+            stage.ran_at, stage.note = now, str(exc)
             session.add(stage)
             queries.audit(
                 session,
