@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import indicators
+from benchmarks import delivery, indicators
 
-BENCHMARKS = {"indicators": indicators.main}
+BENCHMARKS = {"indicators": indicators.main, "delivery": delivery.main}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHMARKS)

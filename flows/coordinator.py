@@ -22,6 +22,7 @@ from flows.settings import Settings
 from flows.stages import drafts_for
 from flows.stages.base import StageRun
 from flows.templates import ProcessTemplate, find_template, load_template
+from messaging import links
 from store import queries
 from store.db import session_scope
 from store.errors import InvalidInput, NotFound, StateError
@@ -293,7 +294,13 @@ def stage_drafts(
         if rows:
             views = [
                 DraftView(
-                    m.to_name, m.to_email, "", m.subject, m.text, m.ics is not None, str(m.status)
+                    m.to_name,
+                    m.to_email,
+                    "",
+                    m.subject,
+                    links.hide(m.text),
+                    m.ics is not None,
+                    str(m.status),
                 )
                 for m in rows
                 if wanted is None or m.to_key == wanted
@@ -307,7 +314,7 @@ def stage_drafts(
                     d.recipient.email,
                     d.recipient.language,
                     d.email.subject,
-                    d.email.text,
+                    links.hide(d.email.text),
                     d.ics is not None,
                     "preview",
                 )

@@ -126,6 +126,15 @@ def test_drafts_preview_before_the_stage_runs(network, settings) -> None:
     [draft] = preview.drafts
     assert draft.subject == "Welcome to Vår 2027"
     assert "Wednesday 10 February 2027 at 09:00" in draft.text
+    follow = stage_drafts(
+        network,
+        settings,
+        cycle_id=cycle_id,
+        key="followup",
+        participant="sara.ahmadi@goteborg.example",
+    ).drafts[0]
+    assert "Answer the questions here (http://127.0.0.1:8000/a/<personal-link>)" in follow.text
+    assert "SVLINK" not in follow.text
     assert counts(network) == (1, 6, 0)  # a preview writes nothing
 
 
