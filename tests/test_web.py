@@ -152,3 +152,11 @@ def test_unknown_links_get_the_same_friendly_page(client, cycle, path: str) -> N
 def test_an_rsvp_token_does_not_open_the_questions(client, settings, cycle):
     path = link(Path(settings.mail_dir), SARA, "r")
     assert client.get(path.replace("/r/", "/a/")).status_code == 404
+
+
+def test_personal_pages_do_not_leak_their_link(client, settings, cycle) -> None:
+    page = client.get(link(Path(settings.mail_dir), SARA, "r"))
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert client.get("/a/" + "x" * 43).headers["referrer-policy"] == "no-referrer"

@@ -146,6 +146,20 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     pages = Jinja2Templates(directory=HERE / "templates")
     state: dict[str, Engine] = {}
 
+    @app.middleware("http")
+    async def private_pages(request: Request, call_next: Any) -> Any:
+        # The URL is the participant's key: never leak it in a Referer, never cache the page,
+        # allow nothing from elsewhere and no framing.
+        response = await call_next(request)
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        )
+        return response
+
     def db() -> Engine:
         if "engine" not in state:
             state["engine"] = engine or open_store(settings.database_url)
