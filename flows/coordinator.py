@@ -224,7 +224,7 @@ def launch_cycle(
 def approve_stage(engine: Engine, *, cycle_id: int, key: str, reason: str | None = None) -> str:
     """Approve a stage's drafts (they go out on the next tick), or approve it in advance."""
     with session_scope(engine) as session:
-        queries.get_cycle(session, cycle_id=cycle_id)
+        cycle = queries.get_cycle(session, cycle_id=cycle_id)
         stage = queries.get_stage(session, cycle_id=cycle_id, key=key)
         now = utcnow()
         if not stage.approval_required:
@@ -244,7 +244,6 @@ def approve_stage(engine: Engine, *, cycle_id: int, key: str, reason: str | None
         elif stage.status == StageStatus.pending:
             stage.status, stage.approved_at = StageStatus.approved, now
             session.add(stage)
-            cycle = queries.get_cycle(session, cycle_id=cycle_id)
             due = f"{stage.due_at.astimezone(plan.zone(cycle.timezone)):%Y-%m-%d %H:%M}"
             text = f"approved {key} in advance; it is sent when due ({due})"
         else:

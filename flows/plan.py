@@ -183,9 +183,6 @@ class Plan:
         known = ", ".join(s.key for s in self.steps)
         raise PlanError(f"no stage {key!r} (stages: {known})")
 
-    def index(self, key: str) -> int:
-        return [s.key for s in self.steps].index(self.get(key).key)
-
     def due(self) -> dict[str, datetime]:
         return resolve(s.item() for s in self.steps)
 

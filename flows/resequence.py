@@ -776,11 +776,6 @@ def add_participants(
     )
 
 
-def plan_version(engine: Engine, *, cycle_id: int) -> int:
-    with Session(engine) as session:
-        return queries.get_cycle(session, cycle_id=cycle_id).plan_version
-
-
 __all__ = [
     "Effects",
     "add_participants",
@@ -789,7 +784,6 @@ __all__ = [
     "change_cycle",
     "edit_stage",
     "move_stage",
-    "plan_version",
     "reschedule_stage",
     "set_cycle_status",
     "skip_stage",

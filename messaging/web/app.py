@@ -303,14 +303,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             "partstat": stat,
         }
 
-    @app.get("/r/{token}", response_class=HTMLResponse)
-    def rsvp_page(request: Request, token: str) -> HTMLResponse:
+    def rsvp_view(request: Request, token: str, *, done: bool) -> HTMLResponse:
         with Session(db()) as session:
             try:
                 a, meeting = open_meeting(session, token)
             except Gone:
                 return gone(request)
-            return render(request, "rsvp.html", a, m=meeting_view(a, meeting), done=False)
+            return render(request, "rsvp.html", a, m=meeting_view(a, meeting), done=done)
+
+    @app.get("/r/{token}", response_class=HTMLResponse)
+    def rsvp_page(request: Request, token: str) -> HTMLResponse:
+        return rsvp_view(request, token, done=False)
 
     @app.post("/r/{token}", response_model=None)
     async def rsvp_post(request: Request, token: str) -> HTMLResponse | RedirectResponse:
@@ -334,12 +337,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/r/{token}/thanks", response_class=HTMLResponse)
     def rsvp_thanks(request: Request, token: str) -> HTMLResponse:
-        with Session(db()) as session:
-            try:
-                a, meeting = open_meeting(session, token)
-            except Gone:
-                return gone(request)
-            return render(request, "rsvp.html", a, m=meeting_view(a, meeting), done=True)
+        return rsvp_view(request, token, done=True)
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def health() -> str:
