@@ -52,6 +52,7 @@ from flows.wording import plural  # noqa: E402
 from messaging.outbox import DrainReport  # noqa: E402
 from store import queries  # noqa: E402
 from store.db import open_store, session_scope  # noqa: E402
+from store.errors import SamverkanError  # noqa: E402
 from store.models import Stage  # noqa: E402
 
 
@@ -100,7 +101,12 @@ def advance(cycle_id: int, now: datetime) -> list[StageOutcome]:
     outcomes: list[StageOutcome] = []
     with session_scope(engine) as session:
         cycle = queries.get_cycle(session, cycle_id=cycle_id)
-    template = template_of(settings, cycle)
+    try:
+        template = template_of(settings, cycle)
+    except SamverkanError as exc:
+        # This cycle cannot run (its template is gone or broken): say so, and let the tick go
+        # on with the other cycles instead of failing the flow.
+        return [StageOutcome("(cycle)", "", "not run", 0, str(exc))]
     while True:
         with session_scope(engine) as session:  # the plan is re-read before each stage
             cycle = queries.get_cycle(session, cycle_id=cycle_id)

@@ -84,6 +84,19 @@ class Settings(BaseSettings):
         description="A message claimed longer ago than this, and never marked sent, is uncertain.",
     )
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _usable_smtp_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from messaging.transports.smtp import SMTPTransport
+
+        try:
+            SMTPTransport.from_url(value)  # parses only; connects on first send
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("SAMVERKAN_SMTP_URL").lstrip(": ")) from None
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -134,4 +147,5 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"SAMVERKAN_{field.upper()}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"SAMVERKAN_{field.upper()}: {message}") from None

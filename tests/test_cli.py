@@ -96,11 +96,16 @@ def test_import_list_launch_show_in_process(settings) -> None:
         ([*LAUNCH, "--var", "oops"], "error: --var takes KEY=VALUE, not 'oops'"),
         (["drafts", "1", "invitation"], "error: no cycle with id 1"),
         (["tick", "--now", "tomorrow"], "error: invalid --now 'tomorrow'"),
+        (["cycle", "list"], "error: SAMVERKAN_SMTP_URL: must start with smtp:// or smtps://"),
         (["templates", "validate", "/nowhere"], "error: unknown template '/nowhere'"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(settings, args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    settings, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
     invoke("participants", "import", str(EXAMPLE_CSV))
+    if "SMTP" in message:
+        monkeypatch.setenv("SAMVERKAN_SMTP_URL", "http://mail.example")
     result = invoke(*args)
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [message] or result.output.strip().startswith(
@@ -169,10 +174,7 @@ def test_errors_in_a_subprocess_have_no_traceback(tmp_path: Path, user_env: dict
     user_env["SAMVERKAN_TIMEZONE"] = "Nowhere/Land"
     result = run("cycle", "list", env=user_env, cwd=tmp_path)
     assert result.returncode == 2
-    assert (
-        result.stderr.strip()
-        == "error: SAMVERKAN_TIMEZONE: Value error, unknown time zone 'Nowhere/Land'"
-    )
+    assert result.stderr.strip() == "error: SAMVERKAN_TIMEZONE: unknown time zone 'Nowhere/Land'"
 
 
 @pytest.mark.subprocess

@@ -297,3 +297,27 @@ def test_overlapping_ticks_run_a_stage_once(network, settings) -> None:
     assert sorted(r is None for r in results) == [False, True]
     with Session(network) as s:
         assert len(s.exec(select(Message).where(Message.stage_id == stage.id)).all()) == EVERYONE
+
+
+def test_a_cycle_whose_template_is_gone_does_not_stop_the_others(network, settings, tmp_path):
+    import shutil
+
+    from flows.settings import REPO_TEMPLATES
+
+    own = tmp_path / "own-templates"
+    shutil.copytree(REPO_TEMPLATES, own)
+    doomed = launch_cycle(
+        network,
+        settings,
+        template=str(own / "learning-cycle"),
+        name="Doomed",
+        start=START.isoformat(),
+        variables={"workshop_at": WORKSHOP.isoformat(), "location": "X"},
+    )
+    fine = launch(network, settings)
+    shutil.rmtree(own)
+    report = tick(START)
+    by_cycle = {cid: (s.key, s.status, s.note) for cid, s in report.stages}
+    assert by_cycle[doomed][:2] == ("(cycle)", "not run")
+    assert "unknown template" in by_cycle[doomed][2]
+    assert by_cycle[fine][:2] == ("invitation", "awaiting_approval")
