@@ -80,7 +80,8 @@ class TickReport:
         for cycle_id, s in self.stages:
             note = f" ({s.note})" if s.note else ""
             count = plural(s.messages, "message")
-            out.append(f"  cycle {cycle_id}: {s.key} ({s.kind}) -> {s.status}, {count}{note}")
+            kind = f" ({s.kind})" if s.kind else ""
+            out.append(f"  cycle {cycle_id}: {s.key}{kind} -> {s.status}, {count}{note}")
         if not self.stages:
             out.append("  nothing was due")
         out.append(f"  delivery: {self.delivery}")
