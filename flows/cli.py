@@ -42,6 +42,35 @@ stage_app = typer.Typer(
     help="Change the stages of a running cycle (each with --dry-run).", no_args_is_help=True
 )
 inbox_app = typer.Typer(help="Read participants' calendar replies.", no_args_is_help=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"samverkan {version('samverkan')}")
+        except PackageNotFoundError:
+            typer.echo("samverkan (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Run facilitated collaboration cycles between organisations: invitations, workshops
+    with calendar invites, reminders, follow-up questions and reflection.
+
+    Example:  samverkan demo
+    """
+
+
 app.add_typer(participants_app, name="participants")
 app.add_typer(templates_app, name="templates")
 app.add_typer(cycle_app, name="cycle")

@@ -59,6 +59,12 @@ def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     assert "Example" in result.output, f"samverkan {' '.join(command)} --help has no example"
 
 
+def test_version_and_help() -> None:
+    assert invoke("--version").output.strip() == "samverkan 0.1.0"
+    top = invoke("--help")
+    assert top.exit_code == 0 and "Example:  samverkan demo" in top.output
+
+
 def test_import_list_launch_show_in_process(settings) -> None:
     result = invoke("participants", "import", str(EXAMPLE_CSV))
     assert result.exit_code == 0, result.output
