@@ -26,7 +26,7 @@ import yaml
 from jinja2 import StrictUndefined, UndefinedError, pass_context
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
@@ -87,8 +87,10 @@ class _Compiled:
     extra: dict[str, Any]
 
 
-def _environment(markdown: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+def _environment(markdown: bool) -> ImmutableSandboxedEnvironment:
+    # Immutable: a template cannot change the values it is given, which are shared by all
+    # recipients of a stage.
+    env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,

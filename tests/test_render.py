@@ -83,3 +83,10 @@ def test_links_read_well_in_the_text_part_and_work_in_html(tmp_path: Path) -> No
     out = t.render("note", "sv", {"participant": {"name": "A"}, "url": "https://x.example/a/T_k-1"})
     assert out.text == "Svara här (https://x.example/a/T_k-1), tack.\n"
     assert '<a href="https://x.example/a/T_k-1">här</a>' in out.html
+
+
+def test_a_template_cannot_change_the_values_it_is_given(tmp_path: Path) -> None:
+    """Values are shared by every recipient of a stage: one email must not alter the next."""
+    t = templates(tmp_path, "{{ participant.update({'name': 'Someone else'}) }}")
+    with pytest.raises(TemplateError, match="unsafe|not safely|modif"):
+        t.render("note", "sv", {"participant": {"name": "Anna"}})

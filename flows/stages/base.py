@@ -137,6 +137,12 @@ class StageRun:
         return meetings[0] if meetings else None
 
     def meetings(self) -> dict[str, dict[str, Any]]:
+        """Every meeting of the plan in the cycle's zone (once per run: the plan is cached)."""
+        if "meetings" not in self.memo:
+            self.memo["meetings"] = self._meetings()
+        return dict(self.memo["meetings"])
+
+    def _meetings(self) -> dict[str, dict[str, Any]]:
         found = {}
         for s in self.plan:
             if s.kind != "meeting":
@@ -150,6 +156,12 @@ class StageRun:
         return found
 
     def variables(self) -> dict[str, Any]:
+        """The cycle's variables, datetimes in the cycle's zone (once per run)."""
+        if "variables" not in self.memo:
+            self.memo["variables"] = self._variables()
+        return dict(self.memo["variables"])
+
+    def _variables(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
         for name, spec in self.template.spec.variables.items():
             raw = self.cycle.variables.get(name)

@@ -44,6 +44,7 @@ def prepare(run: StageRun, people: list[Recipient]) -> Meeting:
     for r in people:
         if r.participant_id is not None and r.participant_id not in known:
             run.session.add(MeetingAttendee(meeting_id=meeting.id, participant_id=r.participant_id))  # type: ignore[arg-type]
+    run.memo["meeting"] = meeting
     return meeting
 
 
@@ -69,8 +70,16 @@ def _info(
     )
 
 
+def _meeting(run: StageRun) -> Meeting | None:
+    """The stage's meeting row, read once per run (prepare() puts it there first)."""
+    if "meeting" not in run.memo:
+        run.memo["meeting"] = queries.meeting_of(run.session, stage_id=pk(run.stage))
+    found: Meeting | None = run.memo["meeting"]
+    return found
+
+
 def draft(run: StageRun, recipient: Recipient) -> Draft:
-    meeting = queries.meeting_of(run.session, stage_id=run.stage.id)  # type: ignore[arg-type]
+    meeting = _meeting(run)
     email = run.render(recipient, meeting=run.meetings()[run.stage.key])
     ics = build_invite(
         _info(run, recipient, meeting),
