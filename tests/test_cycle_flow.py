@@ -26,7 +26,7 @@ from flows.coordinator import (
     template_of,
 )
 from store.models import Message, Stage
-from tests.conftest import read_maildir, tick
+from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.smtpd import RecordingSMTP
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -48,14 +48,9 @@ ANSWER = [
 ]
 
 
-def launch(engine, settings) -> int:  # type: ignore[no-untyped-def]
-    return launch_cycle(
-        engine,
-        settings,
-        template="learning-cycle",
-        name="Vår 2027",
-        start=START.isoformat(),
-        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset, Göteborg"},
+def launch(engine, settings, **extra: object) -> int:  # type: ignore[no-untyped-def]
+    return launch_learning_cycle(
+        engine, settings, START, WORKSHOP, approve=False, location="Stadshuset, Göteborg", **extra
     )
 
 
@@ -73,15 +68,7 @@ def new_since(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict
 
 def test_a_learning_cycle_from_launch_to_reflection(network, settings) -> None:
     mail_dir = Path(settings.mail_dir)
-    cycle_id = launch_cycle(
-        network,
-        settings,
-        template="learning-cycle",
-        name="Vår 2027",
-        start=START.isoformat(),
-        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset, Göteborg"},
-        steering=["Styrgruppen@Region.example"],
-    )
+    cycle_id = launch(network, settings, steering=["Styrgruppen@Region.example"])
 
     # The invitation waits for approval, and the calendar invite waits behind it.
     report = tick(START)
