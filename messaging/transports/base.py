@@ -54,7 +54,3 @@ class Transport(Protocol):
     async def send(self, envelope: Envelope) -> Receipt:
         """Deliver one message or raise TemporaryFailure / PermanentFailure."""
         ...
-
-    def describe(self) -> str:
-        """Where the mail goes, for people (no passwords)."""
-        ...

@@ -54,9 +54,6 @@ class MaildirTransport:
     ) -> None:
         self._boxes.clear()
 
-    def describe(self) -> str:
-        return f"Maildir {self.root}"
-
     async def send(self, envelope: Envelope) -> Receipt:
         name = folder_name(envelope.recipient)
         try:

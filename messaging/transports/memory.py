@@ -25,9 +25,6 @@ class MemoryTransport:
     ) -> None:
         return None
 
-    def describe(self) -> str:
-        return "memory"
-
     async def send(self, envelope: Envelope) -> Receipt:
         self.sent.append(envelope)
         return Receipt(reply="250 recorded")

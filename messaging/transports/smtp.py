@@ -97,9 +97,6 @@ class SMTPTransport:
             timeout=timeout,
         )
 
-    def describe(self) -> str:
-        return f"SMTP {self.host}:{self.port}"
-
     async def __aenter__(self) -> SMTPTransport:
         return self
 

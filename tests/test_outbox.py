@@ -1,0 +1,70 @@
+"""The outbox layer on its own, with the in-memory transport."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from flows.delivery import sender_info
+from messaging.outbox import drain
+from messaging.transports.memory import MemoryTransport
+from store.models import Message
+from tests.test_delivery import NOW, queue_invitations
+
+
+def test_ids_are_deterministic_and_each_person_keeps_their_order(network, settings) -> None:
+    cycle_id = queue_invitations(network, settings)
+    with Session(network) as s:  # a second message for everyone, queued behind the first
+        for m in list(s.exec(select(Message))):
+            s.add(
+                Message(
+                    cycle_id=m.cycle_id,
+                    stage_id=m.stage_id,
+                    participant_id=m.participant_id,
+                    to_email=m.to_email,
+                    to_key=m.to_key,
+                    to_name=m.to_name,
+                    revision=1,
+                    category=m.category,
+                    subject="Second",
+                    text=m.text,
+                    html=m.html,
+                )
+            )
+        s.commit()
+    lanes: list[MemoryTransport] = []
+
+    def connect() -> MemoryTransport:
+        lanes.append(MemoryTransport())
+        return lanes[-1]
+
+    report = drain(network, sender_info(settings), connect, now=NOW, concurrency=4)
+    assert report.sent == 26 and len(lanes) == 4
+    sent = [e for lane in lanes for e in lane.sent]
+    assert len({e.message_id for e in sent}) == 26
+    assert all(e.message_id.startswith(f"<samverkan.{cycle_id}.") for e in sent)
+    for lane in lanes:  # within a lane, a person's first message precedes their second
+        seen: dict[str, list[str]] = {}
+        for msg in lane.messages():
+            seen.setdefault(msg["To"].addresses[0].addr_spec, []).append(str(msg["Subject"]))
+        assert all(subjects[-1] == "Second" and len(subjects) == 2 for subjects in seen.values())
+    with Session(network) as s:
+        ids = {m.message_id for m in s.exec(select(Message))}
+    assert ids == {e.message_id for e in sent}  # the stored ids are the ones sent
+
+
+def test_a_message_left_sending_past_its_lease_becomes_uncertain(network, settings) -> None:
+    queue_invitations(network, settings)
+    with Session(network) as s:
+        s.exec(
+            update(Message)
+            .where(col(Message.to_key) == "per.holm@vgregion.example")
+            .values(status="sending", claimed_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+        s.commit()
+    memory = MemoryTransport()
+    report = drain(network, sender_info(settings), lambda: memory, now=NOW)
+    assert (report.sent, report.uncertain) == (12, 1)
+    assert "per.holm@vgregion.example" not in {e.recipient for e in memory.sent}
