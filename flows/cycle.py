@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from store.models import FINISHED_STAGE, CycleStatus, pk
+from store.models import CycleStatus
 
 # Quiet, offline defaults for Prefect; set before Prefect is imported, and only where the
 # user has not chosen otherwise (see DESIGN.md, "Prefect, as measured here").
@@ -124,23 +124,22 @@ def advance(cycle_id: int, now: datetime) -> list[StageOutcome]:
 
 
 def _complete_finished(engine: Any) -> list[int]:
+    """Mark running cycles with nothing left to run as completed (also those whose last
+    stages were skipped or cancelled by the coordinator)."""
     done = []
     with session_scope(engine) as session:
-        for cycle in queries.list_cycles(session):
-            if cycle.status != CycleStatus.running:
-                continue
-            stages = queries.stages_of(session, cycle_id=cycle.id)  # type: ignore[arg-type]
-            if stages and all(s.status in FINISHED_STAGE for s in stages):
-                cycle.status = CycleStatus.completed
-                session.add(cycle)
-                queries.audit(
-                    session,
-                    cycle_id=cycle.id,
-                    action="cycle.completed",
-                    detail="every stage has finished",
-                    actor="tick",
-                )
-                done.append(pk(cycle))
+        for cycle_id in queries.finished_cycle_ids(session):
+            cycle = queries.get_cycle(session, cycle_id=cycle_id)
+            cycle.status = CycleStatus.completed
+            session.add(cycle)
+            queries.audit(
+                session,
+                cycle_id=cycle_id,
+                action="cycle.completed",
+                detail="every stage has finished",
+                actor="tick",
+            )
+            done.append(cycle_id)
     return done
 
 
@@ -155,8 +154,7 @@ def tick(now: datetime) -> TickReport:
     for cycle_id in due:
         report.stages.extend((cycle_id, o) for o in advance(cycle_id, now))
     report.delivery = deliver(settings, engine, now)
-    if due:
-        report.completed = _complete_finished(engine)
+    report.completed = _complete_finished(engine)
     return report
 
 

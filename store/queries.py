@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from store.errors import NotFound
 from store.models import (
+    FINISHED_STAGE,
     AuditEntry,
     Cycle,
     CycleMember,
@@ -144,6 +145,23 @@ def due_cycle_ids(session: Session, *, now: datetime) -> list[int]:
         .order_by(col(Stage.cycle_id))
     ).all()
     return list(rows)
+
+
+def finished_cycle_ids(session: Session) -> list[int]:
+    """Running cycles that have stages and none of them left to run (one query)."""
+    finished = [s.value for s in FINISHED_STAGE]
+    open_stage = (
+        select(Stage.id)
+        .where(Stage.cycle_id == Cycle.id, col(Stage.status).not_in(finished))
+        .exists()
+    )
+    any_stage = select(Stage.id).where(Stage.cycle_id == Cycle.id).exists()
+    rows = session.exec(
+        select(Cycle.id)
+        .where(Cycle.status == CycleStatus.running.value, any_stage, ~open_stage)
+        .order_by(col(Cycle.id))
+    ).all()
+    return [cycle_id for cycle_id in rows if cycle_id is not None]
 
 
 def audit(

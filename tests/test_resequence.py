@@ -445,3 +445,14 @@ def test_pause_resume_and_cancel_a_cycle(network, settings, announced):
     assert all(calendar_of(m[0])[0]["METHOD"] == "CANCEL" for m in cancels.values())
     tick(WORKSHOP + timedelta(days=30))
     assert mail.new() == {}
+
+
+def test_skipping_the_last_stages_completes_the_cycle_on_the_next_tick(
+    network, settings, announced
+):
+    cycle_id, _ = announced
+    for key in ("workshop-reminder", "followup", "followup-reminder", "reflection"):
+        skip_stage(network, settings, cycle_id=cycle_id, key=key)
+    report = tick(START + timedelta(hours=1))  # nothing is due, yet nothing is left to run
+    assert report.stages == [] and report.completed == [cycle_id]
+    assert cycle_overview(network, cycle_id=cycle_id)["status"] == "completed"
