@@ -22,7 +22,7 @@ from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
 
 from messaging import links
-from messaging.compose import Outgoing, to_bytes
+from messaging.compose import AddressError, Outgoing, to_bytes
 from messaging.ratelimit import RateLimit
 from messaging.transports.base import (
     Envelope,
@@ -135,24 +135,27 @@ def message_bytes(msg: Message, sender: SenderInfo, mid: str) -> bytes:
             raise PermanentFailure("this message has personal links but no key to sign them")
         text = links.fill(text, sender.link_key, msg.participant_id)
         html = links.fill(html, sender.link_key, msg.participant_id)
-    return to_bytes(
-        Outgoing(
-            sender_name=sender.name,
-            sender_email=sender.email,
-            to_name=msg.to_name,
-            to_email=msg.to_email,
-            subject=msg.subject,
-            text=text,
-            html=html,
-            message_id=mid,
-            date=utcnow(),
-            category=msg.category,
-            ics=msg.ics,
-            ics_method=msg.ics_method,
-            attachment_name=msg.attachment_name,
-            attachment=msg.attachment,
+    try:
+        return to_bytes(
+            Outgoing(
+                sender_name=sender.name,
+                sender_email=sender.email,
+                to_name=msg.to_name,
+                to_email=msg.to_email,
+                subject=msg.subject,
+                text=text,
+                html=html,
+                message_id=mid,
+                date=utcnow(),
+                category=msg.category,
+                ics=msg.ics,
+                ics_method=msg.ics_method,
+                attachment_name=msg.attachment_name,
+                attachment=msg.attachment,
+            )
         )
-    )
+    except AddressError as exc:
+        raise PermanentFailure(str(exc)) from None
 
 
 def backoff(attempt: int, base: float) -> timedelta:

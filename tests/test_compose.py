@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from messaging.compose import Outgoing, to_bytes
 from messaging.headers import clean_header
@@ -91,3 +95,73 @@ def test_calendar_message_has_the_imip_shape() -> None:
     assert attachment.get_content_type() == "application/ics"
     assert attachment.get_filename() == "invite.ics"
     assert attachment.get_content() == ics.encode()
+
+
+def test_report_attachment_is_a_named_html_file_beside_the_alternative() -> None:
+    report = "<!DOCTYPE html><p>Indikatorer – våren</p>\n" * 50
+    msg = parse(to_bytes(outgoing(attachment=report, attachment_name="rapport vår/2027.html")))
+    alternative, attachment = list(msg.iter_parts())
+    assert alternative.get_content_type() == "multipart/alternative"
+    assert attachment.get_content_type() == "text/html"
+    assert attachment.get_filename() == "rapport-v-r-2027.html"  # no path, no spaces
+    assert attachment.get_content() == report
+
+
+def test_every_line_is_short_and_ends_with_crlf() -> None:
+    data = to_bytes(
+        outgoing(
+            subject="Inbjudan " * 30,
+            to_name="Ångström-Öberg, Märta " * 6,
+            text="x" * 500 + "\n.\nFrom here\ttab \n",
+            html="<p>" + "å" * 300 + "</p>",
+            ics="BEGIN:VCALENDAR\r\n" + "X:" + "y" * 300 + "\r\nEND:VCALENDAR\r\n",
+        )
+    )
+    assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78
+
+
+# Names and subjects as coordinators and CSV files bring them: any text at all.
+texts = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=120
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=texts, subject=texts.filter(lambda s: clean_header(s)), body=texts)
+def test_what_a_mail_reader_sees_is_what_was_sent(name: str, subject: str, body: str) -> None:
+    """Read back by the email package (the reference reader), every value arrives intact."""
+    data = to_bytes(outgoing(to_name=name, subject=subject, text=body, html=body))
+    msg = parse(data)
+    assert msg["Bcc"] is None and msg["Cc"] is None
+    assert msg["Subject"] == clean_header(subject, limit=250)
+    to = msg["To"].addresses
+    assert [a.addr_spec for a in to] == ["anna@fk.example"]
+    # The name as RFC 2047 readers see it: white space between two encoded-words is not part
+    # of the text (§6.2). Python's address parser keeps it, so the name is decoded here.
+    raw = message_from_bytes(data, policy=policy.compat32)["To"]
+    phrase = raw.rpartition("<")[0].strip()
+    if phrase.startswith('"'):  # a quoted string
+        shown = re.sub(r"\\(.)", r"\1", phrase[1:-1])
+    else:
+        shown = str(make_header(decode_header(phrase))) if phrase else ""
+    assert shown == clean_header(name)
+    # The reader keeps the wire's CRLF line ends; the text is the same line for line.
+    text, html = (p.get_content().replace("\r\n", "\n") for p in msg.iter_parts())
+    expected = body.replace("\r\n", "\n").replace("\r", "\n")
+    expected = expected if expected.endswith("\n") else expected + "\n"
+    assert text == html == expected
+
+
+def test_an_address_that_cannot_be_written_is_refused() -> None:
+    with pytest.raises(ValueError, match="SMTPUTF8"):
+        to_bytes(outgoing(to_email="åsa@fk.example"))
+    with pytest.raises(ValueError, match="not an email address"):
+        to_bytes(outgoing(to_email="anna@fk.example>\r\nBcc: x@y"))
+
+
+def test_a_unicode_domain_is_written_as_its_ascii_form() -> None:
+    msg = parse(to_bytes(outgoing(to_email="anna@försäkringskassan.example")))
+    domain = msg["To"].addresses[0].domain
+    assert domain.isascii() and domain.startswith("xn--")
+    assert domain.encode("ascii").decode("idna") == "försäkringskassan.example"
