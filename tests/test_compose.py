@@ -122,9 +122,7 @@ def test_every_line_is_short_and_ends_with_crlf() -> None:
 
 
 # Names and subjects as coordinators and CSV files bring them: any text at all.
-texts = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=120
-)
+texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=0, max_size=120)
 
 
 @settings(max_examples=300, deadline=None)
