@@ -750,8 +750,8 @@ def add_participants(
                 starts = datetime.fromisoformat(stage.config["starts_at"])
                 if found is None or found.cancelled or starts <= change.now:
                     continue
-                meeting.prepare(run, people)
-                change.session.flush()
+                meeting.prepare(run)
+                meeting.admit(run, people)
                 drafts = [meeting.draft(run, r) for r in people]
                 change.queue(run, drafts, category="meeting", revision=found.sequence)
             else:

@@ -149,14 +149,7 @@ def build_invite(
         location=meeting.location or None,
         description=meeting.description or None,
         organizer=_cal_address(organizer),
-        attendees=[
-            _cal_address(
-                attendee,
-                partstat="NEEDS-ACTION",
-                rsvp=True,
-                role="REQ-PARTICIPANT",
-            )
-        ],
+        attendees=[_attendee(attendee)],
         status=STATUS.CANCELLED if method == "CANCEL" else STATUS.CONFIRMED,
     )
     cal = Calendar.new(
@@ -166,3 +159,40 @@ def build_invite(
     )
     cal.pop("UID", None)  # Calendar.new adds a random calendar UID; the event's is what counts
     return cal.to_ical().decode("utf-8")
+
+
+_STAND_IN = Person("Attendee", "attendee@samverkan.invalid")
+
+
+def _attendee(person: Person) -> vCalAddress:
+    return _cal_address(person, partstat="NEEDS-ACTION", rsvp=True, role="REQ-PARTICIPANT")
+
+
+def attendee_line(person: Person) -> str:
+    """The folded ``ATTENDEE`` content line of ``person``, with its CRLF."""
+    return Event().content_line("ATTENDEE", _attendee(person)).to_ical().decode("utf-8") + "\r\n"
+
+
+class Invites:
+    """Invites to one meeting for many attendees: the calendar is built once per meeting
+    version, and only the ATTENDEE line is written per person. The result is the same text
+    as ``build_invite`` gives for that attendee (tested), at a fraction of the cost."""
+
+    def __init__(self, *, organizer: Person, method: str, stamp: datetime) -> None:
+        self.organizer, self.method, self.stamp = organizer, method, stamp
+        self._shells: dict[MeetingInfo, tuple[str, str]] = {}
+
+    def for_attendee(self, meeting: MeetingInfo, attendee: Person) -> str:
+        shell = self._shells.get(meeting)
+        if shell is None:
+            text = build_invite(
+                meeting,
+                organizer=self.organizer,
+                attendee=_STAND_IN,
+                method=self.method,
+                stamp=self.stamp,
+            )
+            head, found, tail = text.partition(attendee_line(_STAND_IN))
+            assert found and attendee_line(_STAND_IN) not in tail
+            shell = self._shells[meeting] = (head, tail)
+        return shell[0] + attendee_line(attendee) + shell[1]

@@ -67,7 +67,9 @@ class Outgoing:
 
 def encoded_words(text: str) -> list[str]:
     """RFC 2047 encoded-words (UTF-8, base64) for ``text``; a character is never split."""
-    words, chunk, size = [], [], 0
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
     for ch in text:
         n = len(ch.encode("utf-8"))
         if size + n > _WORD_BYTES and chunk:

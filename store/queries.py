@@ -79,15 +79,37 @@ def get_stage(session: Session, *, cycle_id: int, key: str) -> Stage:
     return stage
 
 
-def members(session: Session, *, cycle_id: int) -> list[Member]:
-    rows = session.exec(
+def members(
+    session: Session, *, cycle_id: int, after: int | None = None, limit: int | None = None
+) -> list[Member]:
+    """The cycle's members by participant id; ``after``/``limit`` read one page of them."""
+    query = (
         select(Participant, Organisation)
         .join(CycleMember, col(CycleMember.participant_id) == Participant.id)
         .join(Organisation, col(Participant.organisation_id) == Organisation.id)
         .where(CycleMember.cycle_id == cycle_id)
         .order_by(col(Participant.id))
-    ).all()
-    return [(p, o) for p, o in rows]
+    )
+    if after is not None:
+        query = query.where(col(Participant.id) > after)
+    if limit is not None:
+        query = query.limit(limit)
+    return [(p, o) for p, o in session.exec(query).all()]
+
+
+def active_member_counts(session: Session, *, cycle_id: int) -> tuple[int, int]:
+    """(participants, organisations) of the cycle who can be written to."""
+    row = session.exec(
+        select(func.count(), func.count(func.distinct(Participant.organisation_id)))
+        .select_from(CycleMember)
+        .join(Participant, col(CycleMember.participant_id) == Participant.id)
+        .where(
+            CycleMember.cycle_id == cycle_id,
+            col(Participant.erased).is_(False),
+            col(Participant.consent).is_(True),
+        )
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def meeting_of(session: Session, *, stage_id: int) -> Meeting | None:

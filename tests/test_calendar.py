@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 import vobject
 from icalendar import Calendar
 
-from messaging.calendar import MeetingInfo, Person, build_invite, vtimezone
+from messaging.calendar import Invites, MeetingInfo, Person, build_invite, vtimezone
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -135,3 +135,31 @@ def test_other_zones_get_rules_that_match_zoneinfo(tzid: str) -> None:
     for event, month in zip(parsed.vevent_list, (1, 7), strict=True):
         expected = datetime(2027, month, 15, 9, tzinfo=zone).utcoffset()
         assert event.dtstart.value.utcoffset() == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Anna Lindqvist", 'Ångström-Öberg, Märta; "Mia" ^ the 3rd ' * 3, "", "李 小龍"],
+)
+def test_invites_built_once_per_meeting_are_the_same_as_one_by_one(name: str) -> None:
+    """The shared calendar with a per-person ATTENDEE line is byte for byte what building
+    the whole invite for that person gives."""
+    meeting = MeetingInfo(
+        uid="u-1@coord.example",
+        sequence=2,
+        starts_at=datetime(2027, 2, 10, 8, tzinfo=UTC),
+        ends_at=datetime(2027, 2, 10, 11, tzinfo=UTC),
+        summary="Workshop: Vår 2027",
+        location="Stadshuset, sal 3",
+        description="Workshop: Vår 2027",
+        tzid="Europe/Stockholm",
+    )
+    organizer = Person("Samordningsförbundet", "s@coord.example")
+    stamp = datetime(2027, 1, 20, 9, tzinfo=UTC)
+    invites = Invites(organizer=organizer, method="CANCEL", stamp=stamp)
+    invites.for_attendee(meeting, Person("Someone Else", "else@x.example"))  # built here
+    person = Person(name, "anna@fk.example")
+    expected = build_invite(
+        meeting, organizer=organizer, attendee=person, method="CANCEL", stamp=stamp
+    )
+    assert invites.for_attendee(meeting, person) == expected

@@ -6,6 +6,7 @@ run no flow (launch, drafts, show) stay fast: ``import prefect`` alone costs abo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
 from types import ModuleType
@@ -16,7 +17,14 @@ from sqlmodel import col
 
 from flows.settings import Settings
 from flows.stages import email, followup, meeting, reflection
-from flows.stages.base import StageOutcome, StageRun, category_of, claim, write_drafts
+from flows.stages.base import (
+    Recipient,
+    StageOutcome,
+    StageRun,
+    category_of,
+    claim,
+    write_drafts,
+)
 from flows.templates import ProcessTemplate
 from store import queries
 from store.db import session_scope
@@ -31,13 +39,42 @@ KINDS: dict[str, ModuleType] = {
 }
 
 
+CHUNK = 500  # recipients drafted and written at a time: memory does not grow with the audience
+
+
 def drafts_for(run: StageRun, *, validating: bool = False) -> list[Any]:
+    """Every draft of the stage at once (previews and checks; ``execute`` streams)."""
     run.validating = validating
     kind = KINDS[run.stage.kind]
     people = kind.recipients(run, validating=validating)
     if not validating and hasattr(kind, "prepare"):
-        kind.prepare(run, people)
+        kind.prepare(run)
+        kind.admit(run, people)
     return [kind.draft(run, r) for r in people]
+
+
+def recipient_chunks(run: StageRun, size: int = CHUNK) -> Iterator[list[Recipient]]:
+    kind = KINDS[run.stage.kind]
+    if hasattr(kind, "recipient_chunks"):
+        yield from kind.recipient_chunks(run, size)
+    else:
+        yield kind.recipients(run)
+
+
+def _draft_and_queue(run: StageRun, status: MessageStatus) -> int:
+    """Draft the stage's messages ``CHUNK`` recipients at a time, each chunk written as soon
+    as it is drafted, all in the caller's transaction."""
+    kind = KINDS[run.stage.kind]
+    category = category_of(kind, run.stage)
+    if hasattr(kind, "prepare"):
+        kind.prepare(run)
+    count = 0
+    for people in recipient_chunks(run):
+        if hasattr(kind, "admit"):
+            kind.admit(run, people)
+        drafts = [kind.draft(run, r) for r in people]
+        count += write_drafts(run, drafts, category=category, status=status)
+    return count
 
 
 def execute(
@@ -64,10 +101,8 @@ def execute(
                 return None
             needs_approval = stage.approval_required and stage.approved_at is None
             run = StageRun(session, settings, cycle, stage, template, now)
-            drafts = drafts_for(run)
             status = MessageStatus.draft if needs_approval else MessageStatus.queued
-            category = category_of(KINDS[stage.kind], stage)
-            count = write_drafts(run, drafts, category=category, status=status)
+            count = _draft_and_queue(run, status)
             # Running a stage changes the plan's state: a preview made before is stale.
             session.exec(
                 update(Cycle)
@@ -76,9 +111,9 @@ def execute(
             )
             stage.status = StageStatus.awaiting_approval if needs_approval else StageStatus.done
             stage.ran_at = now
-            if not drafts:
+            if not count:
                 run.note.append("no recipients")
-            stage.note = "; ".join(run.note) or None
+            stage.note = "; ".join(run.notes()) or None
             session.add(stage)
             verb = "drafted for approval" if needs_approval else "queued"
             queries.audit(

@@ -8,7 +8,7 @@ draft every message, write them to the outbox and move the stage on, in one tran
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from flows.audience import parse_audience
@@ -37,6 +37,7 @@ from store.models import (
     StageStatus,
     pk,
 )
+from store.types import utcnow
 
 ROLE_LABELS = {
     "sv": {
@@ -108,6 +109,7 @@ class StageRun:
     tokens: set[tuple[str, int, int]] = field(default_factory=set)
     validating: bool = False  # drafting only to check that everything renders (at launch)
     memo: dict[str, Any] = field(default_factory=dict)  # work shared by all recipients
+    left_out: dict[str, int] = field(default_factory=dict)  # by the unless rule, with why
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -127,6 +129,17 @@ class StageRun:
 
     def audience(self) -> list[tuple[Participant, Organisation]]:
         return parse_audience(self.stage.audience).select(self.active_members)
+
+    def audience_chunks(self, size: int) -> Iterator[list[tuple[Participant, Organisation]]]:
+        """The stage's audience, read ``size`` members at a time (memory stays flat)."""
+        audience = parse_audience(self.stage.audience)
+        after = 0
+        while True:
+            page = queries.members(self.session, cycle_id=pk(self.cycle), after=after, limit=size)
+            if not page:
+                return
+            after = pk(page[-1][0])
+            yield audience.select((p, o) for p, o in page if not p.erased and p.consent)
 
     def meeting_stage(self) -> Stage | None:
         """The meeting this stage is about: its anchor if that is a meeting, else the first."""
@@ -217,6 +230,11 @@ class StageRun:
         )
 
     @cached_property
+    def member_counts(self) -> tuple[int, int]:
+        """(participants, organisations) who can be written to, counted in the database."""
+        return queries.active_member_counts(self.session, cycle_id=pk(self.cycle))
+
+    @cached_property
     def progress(self) -> dict[str, Any]:
         """What a progress note tells: the network's size and the next meeting."""
         upcoming = [
@@ -224,9 +242,10 @@ class StageRun:
             for key, m in self.meetings().items()
             if m["starts"] > self.now and not self._cancelled(key)
         ]
+        participants, organisations = self.member_counts
         return {
-            "organisations": len({o.id for _, o in self.active_members}),
-            "participants": len(self.active_members),
+            "organisations": organisations,
+            "participants": participants,
             "next_meeting": min(upcoming, key=lambda pair: pair[0])[1] if upcoming else None,
         }
 
@@ -236,27 +255,39 @@ class StageRun:
     def unless_filter(
         self, members: Sequence[tuple[Participant, Organisation]]
     ) -> list[tuple[Participant, Organisation]]:
-        """Drop those the stage's ``unless`` condition excludes, computed now."""
-        rule = self.stage.unless
-        if not rule:
+        """Drop those the stage's ``unless`` condition excludes (computed once per run)."""
+        if not self.stage.unless:
             return list(members)
+        done, why = self._unless_done()
+        kept = [(p, o) for p, o in members if p.id not in done]
+        self.left_out[why] = self.left_out.get(why, 0) + len(members) - len(kept)
+        return kept
+
+    def _unless_done(self) -> tuple[set[int], str]:
+        if "unless" in self.memo:
+            found: tuple[set[int], str] = self.memo["unless"]
+            return found
+        rule = self.stage.unless or ""
         if rule == "accepted":
             meeting_stage = self.meeting_stage()
-            meeting = meeting_stage and queries.meeting_of(self.session, stage_id=meeting_stage.id)  # type: ignore[arg-type]
-            stats = queries.partstats(self.session, meeting_id=meeting.id) if meeting else {}  # type: ignore[arg-type]
+            meeting = meeting_stage and queries.meeting_of(self.session, stage_id=pk(meeting_stage))
+            stats = queries.partstats(self.session, meeting_id=pk(meeting)) if meeting else {}
             done = {pid for pid, s in stats.items() if s == PartStat.accepted.value}
             why = "accepted the meeting"
         elif rule.startswith("answered:"):
-            target = queries.get_stage(self.session, cycle_id=self.cycle.id, key=rule[9:])  # type: ignore[arg-type]
-            done = queries.respondents(self.session, stage_id=target.id)
+            target = queries.get_stage(self.session, cycle_id=pk(self.cycle), key=rule[9:])
+            done = queries.respondents(self.session, stage_id=pk(target))
             why = f"answered {target.key}"
         else:  # responded: answered any follow-up of this cycle
-            done = queries.respondents(self.session, cycle_id=self.cycle.id)
+            done = queries.respondents(self.session, cycle_id=pk(self.cycle))
             why = "responded"
-        kept = [(p, o) for p, o in members if p.id not in done]
-        if len(kept) < len(members):
-            self.note.append(f"{len(members) - len(kept)} left out: already {why}")
-        return kept
+        self.memo["unless"] = (done, why)
+        return done, why
+
+    def notes(self) -> list[str]:
+        """What the coordinator is told about this run (who was left out and why)."""
+        left = [f"{n} left out: already {why}" for why, n in self.left_out.items() if n]
+        return [*self.note, *left]
 
 
 @dataclass(frozen=True)
@@ -294,54 +325,74 @@ def write_drafts(
     status: MessageStatus,
     revision: int = 0,
 ) -> int:
+    """Queue ``drafts`` in the outbox in one statement, with their links' token hashes."""
+    if not drafts:
+        return 0
+    now = utcnow()
     rows = [
-        Message(
-            cycle_id=run.cycle.id,  # type: ignore[arg-type]
-            stage_id=run.stage.id,  # type: ignore[arg-type]
-            participant_id=d.recipient.participant_id,
-            to_email=d.recipient.email,
-            to_key=d.recipient.email.lower(),
-            to_name=d.recipient.name,
-            category=category,
-            revision=revision,
-            subject=d.email.subject,
-            text=d.email.text,
-            html=d.email.html,
-            ics=d.ics,
-            ics_method=d.ics_method,
-            attachment_name=d.attachment_name,
-            attachment=d.attachment,
-            status=status,
-        )
+        {
+            "cycle_id": pk(run.cycle),
+            "stage_id": pk(run.stage),
+            "participant_id": d.recipient.participant_id,
+            "to_email": d.recipient.email,
+            "to_key": d.recipient.email.lower(),
+            "to_name": d.recipient.name,
+            "category": category,
+            "revision": revision,
+            "subject": d.email.subject,
+            "text": d.email.text,
+            "html": d.email.html,
+            "ics": d.ics,
+            "ics_method": d.ics_method,
+            "attachment_name": d.attachment_name,
+            "attachment": d.attachment,
+            "status": MessageStatus(status).value,
+            "attempts": 0,
+            "next_attempt_at": None,
+            "claimed_at": None,
+            "last_error": None,
+            "message_id": None,
+            "server_reply": None,
+            "created_at": now,
+            "sent_at": None,
+        }
         for d in drafts
     ]
-    run.session.add_all(rows)
+    run.session.execute(insert(Message), rows)
     _register_tokens(run, {d.recipient.participant_id for d in drafts})
     return len(rows)
 
 
 def _register_tokens(run: StageRun, people: set[int | None]) -> None:
     """Store the hash of every personal link these drafts carry (never the token)."""
-    wanted = [t for t in run.tokens if t[2] in people]
+    wanted = sorted(t for t in run.tokens if t[2] in people)
+    run.tokens.difference_update(wanted)  # registered: the run need not remember them
     if not wanted:
         return
     key = run.settings.link_key()
-    for purpose, stage_id, participant_id in sorted(wanted):
-        exists = run.session.exec(
-            select(AccessToken.id).where(
+    known: set[tuple[str, int, int]] = set()
+    for purpose, stage_id in sorted({(t[0], t[1]) for t in wanted}):
+        ids = [t[2] for t in wanted if t[0] == purpose and t[1] == stage_id]
+        rows = run.session.exec(
+            select(AccessToken.participant_id).where(
                 AccessToken.stage_id == stage_id,
-                AccessToken.participant_id == participant_id,
                 AccessToken.purpose == purpose,
+                col(AccessToken.participant_id).in_(ids),
             )
-        ).first()
-        if exists is None:
-            token = links.token_for(key, purpose, stage_id, participant_id)
-            run.session.add(
-                AccessToken(
-                    token_hash=links.token_hash(token),
-                    purpose=purpose,
-                    cycle_id=pk(run.cycle),
-                    stage_id=stage_id,
-                    participant_id=participant_id,
-                )
-            )
+        ).all()
+        known.update((purpose, stage_id, pid) for pid in rows)
+    now = utcnow()
+    fresh = [
+        {
+            "token_hash": links.token_hash(links.token_for(key, purpose, stage_id, pid)),
+            "purpose": purpose,
+            "cycle_id": pk(run.cycle),
+            "stage_id": stage_id,
+            "participant_id": pid,
+            "created_at": now,
+        }
+        for purpose, stage_id, pid in wanted
+        if (purpose, stage_id, pid) not in known
+    ]
+    if fresh:
+        run.session.execute(insert(AccessToken), fresh)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from flows.stages.base import Draft, Recipient, StageRun
-from flows.stages.email import recipients
+from flows.stages.email import recipient_chunks, recipients
 
-__all__ = ["CATEGORY", "draft", "questions", "recipients"]
+__all__ = ["CATEGORY", "draft", "questions", "recipient_chunks", "recipients"]
 
 CATEGORY = "followup"
 

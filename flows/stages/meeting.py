@@ -6,14 +6,27 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert
+from sqlmodel import col, select
+
 from flows.stages.base import Draft, Recipient, StageRun
-from flows.stages.email import recipients
-from messaging.calendar import MeetingInfo, Person, build_invite
+from flows.stages.email import recipient_chunks, recipients
+from messaging.calendar import Invites, MeetingInfo, Person
 from messaging.render import render_extra
 from store import queries
-from store.models import Meeting, MeetingAttendee, pk
+from store.models import Meeting, MeetingAttendee, PartStat, pk
+from store.types import utcnow
 
-__all__ = ["CATEGORY", "attendees", "draft", "notice", "prepare", "recipients"]
+__all__ = [
+    "CATEGORY",
+    "admit",
+    "attendees",
+    "draft",
+    "notice",
+    "prepare",
+    "recipient_chunks",
+    "recipients",
+]
 
 CATEGORY = "meeting"
 
@@ -23,14 +36,14 @@ def _times(run: StageRun) -> tuple[datetime, datetime]:
     return starts, starts + timedelta(minutes=int(run.stage.config["duration_minutes"]))
 
 
-def prepare(run: StageRun, people: list[Recipient]) -> Meeting:
-    """The meeting's calendar identity, created on first announcement, and its attendees."""
-    meeting = queries.meeting_of(run.session, stage_id=run.stage.id)  # type: ignore[arg-type]
+def prepare(run: StageRun) -> Meeting:
+    """The meeting's calendar identity, created on first announcement."""
+    meeting = queries.meeting_of(run.session, stage_id=pk(run.stage))
     starts, ends = _times(run)
     if meeting is None:
         meeting = Meeting(
-            cycle_id=run.cycle.id,  # type: ignore[arg-type]
-            stage_id=run.stage.id,  # type: ignore[arg-type]
+            cycle_id=pk(run.cycle),
+            stage_id=pk(run.stage),
             uid=f"{uuid.uuid4()}@{run.settings.mail_domain}",
             sequence=0,
             starts_at=starts,
@@ -40,12 +53,37 @@ def prepare(run: StageRun, people: list[Recipient]) -> Meeting:
         )
         run.session.add(meeting)
         run.session.flush()
-    known = queries.partstats(run.session, meeting_id=meeting.id)  # type: ignore[arg-type]
-    for r in people:
-        if r.participant_id is not None and r.participant_id not in known:
-            run.session.add(MeetingAttendee(meeting_id=meeting.id, participant_id=r.participant_id))  # type: ignore[arg-type]
     run.memo["meeting"] = meeting
     return meeting
+
+
+def admit(run: StageRun, people: list[Recipient]) -> None:
+    """Record ``people`` as the meeting's attendees (those not recorded yet)."""
+    meeting = _meeting(run)
+    ids = [r.participant_id for r in people if r.participant_id is not None]
+    if meeting is None or not ids:
+        return
+    known = set(
+        run.session.exec(
+            select(MeetingAttendee.participant_id).where(
+                MeetingAttendee.meeting_id == pk(meeting),
+                col(MeetingAttendee.participant_id).in_(ids),
+            )
+        ).all()
+    )
+    now = utcnow()
+    fresh = [
+        {
+            "meeting_id": pk(meeting),
+            "participant_id": pid,
+            "partstat": PartStat.needs_action.value,
+            "updated_at": now,
+        }
+        for pid in dict.fromkeys(ids)
+        if pid not in known
+    ]
+    if fresh:
+        run.session.execute(insert(MeetingAttendee), fresh)
 
 
 def _info(
@@ -78,15 +116,23 @@ def _meeting(run: StageRun) -> Meeting | None:
     return found
 
 
+def _invite(run: StageRun, info: MeetingInfo, recipient: Recipient, method: str) -> str:
+    """The calendar text for one attendee; the calendar itself is built once per run."""
+    key = f"invites:{method}"
+    if key not in run.memo:
+        run.memo[key] = Invites(
+            organizer=Person(run.settings.sender_name, run.settings.sender),
+            method=method,
+            stamp=utcnow(),
+        )
+    invites: Invites = run.memo[key]
+    return invites.for_attendee(info, Person(recipient.name, recipient.email))
+
+
 def draft(run: StageRun, recipient: Recipient) -> Draft:
     meeting = _meeting(run)
     email = run.render(recipient, meeting=run.meetings()[run.stage.key])
-    ics = build_invite(
-        _info(run, recipient, meeting),
-        organizer=Person(run.settings.sender_name, run.settings.sender),
-        attendee=Person(recipient.name, recipient.email),
-        method="REQUEST",
-    )
+    ics = _invite(run, _info(run, recipient, meeting), recipient, "REQUEST")
     return Draft(recipient=recipient, email=email, ics=ics, ics_method="REQUEST")
 
 
@@ -108,10 +154,5 @@ def notice(
     """An update (REQUEST, same UID, higher SEQUENCE) or a cancellation (CANCEL)."""
     local = run.meetings()[run.stage.key]
     email = run.render(recipient, template=template, meeting=local, change=change)
-    ics = build_invite(
-        _info(run, recipient, meeting, template=template),
-        organizer=Person(run.settings.sender_name, run.settings.sender),
-        attendee=Person(recipient.name, recipient.email),
-        method=method,
-    )
+    ics = _invite(run, _info(run, recipient, meeting, template=template), recipient, method)
     return Draft(recipient=recipient, email=email, ics=ics, ics_method=method)

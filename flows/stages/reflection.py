@@ -42,7 +42,7 @@ def _summary(run: StageRun) -> dict[str, Any]:
     mean, n_mean, hidden = figures.value(everyone, "scale_mean")
     middle, _, _ = figures.value(everyone, "scale_median")
     return {
-        "members": len(run.active_members),
+        "members": run.member_counts[0],
         "accepted": stats.count(PartStat.accepted.value),
         "declined": stats.count(PartStat.declined.value),
         "asked": figures.asked.get(everyone, 0),
