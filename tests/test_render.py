@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from messaging import render
 from messaging.render import EmailTemplates, format_datetime
 from store.errors import TemplateError
 
@@ -92,3 +95,85 @@ def test_a_template_cannot_change_the_values_it_is_given(tmp_path: Path) -> None
         TemplateError, match="access to attribute 'update' of 'dict' object is unsafe"
     ):
         t.render("note", "sv", {"participant": {"name": "Anna"}})
+
+
+# Markdown is converted once per template with markers in place of the values, and each
+# recipient's values are put into that HTML (messaging.render._MaskedMarkdown). Wherever a
+# value could change how the Markdown around it is read, that must not show: the HTML is the
+# same as converting the recipient's own Markdown.
+SNIPPETS = [
+    "Hej {{ a }},",
+    "**{{ a }}**",
+    "*{{ a }}*",
+    "_{{ a }}_ och {{ b }}",
+    "x*{{ a }}*y",
+    "{{ a }}. {{ b }}",
+    "{{ a }}) {{ b }}",
+    "  {{ a }}. text",
+    "1. {{ a }}",
+    "- {{ a }}",
+    "# {{ a }}",
+    "> {{ a }}",
+    "[{{ a }}]({{ b }})",
+    "[länk]({{ b }})",
+    "<{{ b }}>",
+    "`{{ a }}`",
+    "    {{ a }}",
+    "```\n{{ a }}\n```",
+    "{{ a }}\n===",
+    "{{ a }}\n---",
+    "{{ a }}_{{ b }}",
+    '![{{ a }}](x.png "{{ b }}")',
+    "{{ a }}  \nnästa rad",
+    "{% if a %}{{ a }}{% endif %}",
+    "{{ a }}{{ b }}",
+    "\\{{ a }}",
+    "&{{ a }};",
+    "**{{ a }}**{{ b }}",
+    "{{ a }}**b**",
+]
+VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "Anna",
+            "Anna Lindqvist",
+            "1",
+            "3K",
+            "",
+            "O'Brien",
+            "*x*",
+            "_x_",
+            "http://example.org/a/SVLINKRSVPS5X",
+            "Åsa Öberg",
+            "a_b",
+            "(FK)",
+            "x\x00y",
+            "2027",
+            "#1",
+            "a  b\n\nc",
+            "<b>",
+            "&amp;",
+        ]
+    ),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(SNIPPETS), min_size=1, max_size=5),
+    glue=st.sampled_from(["\n", "\n\n", " "]),
+    first=st.tuples(VALUES, VALUES),
+    second=st.tuples(VALUES, VALUES),
+)
+def test_html_from_shared_markdown_is_what_each_recipients_own_markdown_gives(
+    parts: list[str], glue: str, first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    body = glue.join(parts) + "\n"
+    masked = render._MASK_ENV.from_string(body)
+    own = render._environment(render._md_escape).from_string(body)
+    shared = render._MaskedMarkdown()
+    for a, b in (first, second, first):  # the second and third reuse what the first built
+        context = {"a": a, "b": b, "language": "sv"}
+        expected = render._MD.render(own.render(context))
+        assert render.markdown_html(masked, shared, context) == expected
