@@ -210,7 +210,7 @@ def launch_cycle(
         session.flush()
         now = utcnow()
         for s in stages:  # render everything now, so that no error waits for send time
-            drafts_for(StageRun(session, settings, cycle, s, t, now), validating=True)
+            drafts_for(StageRun(session, settings, cycle, s, t, now), validating=True, sample=True)
         queries.audit(
             session,
             cycle_id=cycle.id,

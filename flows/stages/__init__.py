@@ -42,11 +42,16 @@ KINDS: dict[str, ModuleType] = {
 CHUNK = 500  # recipients drafted and written at a time: memory does not grow with the audience
 
 
-def drafts_for(run: StageRun, *, validating: bool = False) -> list[Any]:
-    """Every draft of the stage at once (previews and checks; ``execute`` streams)."""
+def drafts_for(run: StageRun, *, validating: bool = False, sample: bool = False) -> list[Any]:
+    """Every draft of the stage at once (previews and checks; ``execute`` streams).
+
+    ``sample``: one recipient per language and role, enough to find a template error.
+    """
     run.validating = validating
     kind = KINDS[run.stage.kind]
     people = kind.recipients(run, validating=validating)
+    if sample:
+        people = list({(r.language, r.role): r for r in reversed(people)}.values())
     if not validating and hasattr(kind, "prepare"):
         kind.prepare(run)
         kind.admit(run, people)
