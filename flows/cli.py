@@ -315,8 +315,8 @@ def cycle_launch(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"id": …}.')] = False,
 ) -> None:
-    """Launch a cycle. Every email is rendered for every participant first; any error stops
-    the launch and nothing is created.
+    """Launch a cycle. Every email of every stage is rendered first, for one participant of
+    each language and role; any error stops the launch and nothing is created.
 
     Example:
       samverkan cycle launch learning-cycle --name "Spring 2027" --start 2027-01-20T09:00
@@ -1059,6 +1059,71 @@ def tick(
 
     for line in run_tick(when).lines():
         typer.echo(line)
+
+
+@app.command("deploy")
+@handled
+def deploy(
+    pool: Annotated[
+        str, typer.Option("--pool", help="Prefect work pool (a 'process' pool; made if missing)")
+    ] = "samverkan",
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between scheduled ticks")
+    ] = 60.0,
+    senders: Annotated[
+        int,
+        typer.Option("--senders", help="Deliver runs started per stage (each with its pool)"),
+    ] = 2,
+) -> None:
+    """Register samverkan with a Prefect server: a tick every --interval seconds, one advance
+    run per due cycle, and deliver runs, all on the work pool --pool. Start workers on it
+    with `samverkan worker --pool NAME`. Needs PREFECT_API_URL; see README, 'Production setup'.
+
+    Example:  PREFECT_API_URL=http://127.0.0.1:4200/api samverkan deploy --pool samverkan
+    """
+    from flows.distributed import register
+
+    done = register(pool=pool, interval=interval, senders=senders)
+    made = "created" if done.created_pool else "exists"
+    typer.echo(f"work pool {done.pool} ({made}, type process)")
+    for name in done.deployments:
+        typer.echo(f"deployment {name}")
+    typer.echo(f"ticks every {done.interval:g} s; start workers: samverkan worker --pool {pool}")
+
+
+@app.command("worker")
+@handled
+def worker(
+    pool: Annotated[
+        str | None,
+        typer.Option("--pool", help="Run a Prefect worker on this work pool (distributed mode)"),
+    ] = None,
+    every: Annotated[
+        float, typer.Option("--every", help="Without --pool: seconds between ticks")
+    ] = 60.0,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="With --pool: most flow runs at once")
+    ] = None,
+) -> None:
+    """Keep samverkan running. Without --pool: tick every --every seconds in this process
+    (embedded mode: Prefect starts once, not on every tick). With --pool: a Prefect worker
+    that runs the deployments of `samverkan deploy` (distributed mode). Stop with Ctrl-C.
+
+    Examples:  samverkan worker --every 30
+               PREFECT_API_URL=http://127.0.0.1:4200/api samverkan worker --pool samverkan
+    """
+    from flows.distributed import run_embedded, run_pool_worker
+
+    if pool is not None:
+        raise typer.Exit(run_pool_worker(pool, limit))
+    if every < 1:
+        fail(f"--every {every:g}: use at least 1 second")
+    settings = _settings()
+    _engine(settings)  # fail on a bad database before Prefect starts
+    from flows.cycle import run_tick
+
+    typer.echo(f"ticking every {every:g} s (Ctrl-C stops after the current tick)")
+    run_embedded(every=every, say=typer.echo, tick=lambda now: run_tick(now).lines())
 
 
 @app.command("demo")

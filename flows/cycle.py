@@ -52,8 +52,9 @@ from flows.wording import plural  # noqa: E402
 from messaging.outbox import DrainReport  # noqa: E402
 from store import queries  # noqa: E402
 from store.db import open_store, session_scope  # noqa: E402
-from store.errors import SamverkanError  # noqa: E402
+from store.errors import InvalidInput, SamverkanError  # noqa: E402
 from store.models import Stage  # noqa: E402
+from store.types import utcnow  # noqa: E402
 
 
 @contextmanager
@@ -74,6 +75,7 @@ class TickReport:
     stages: list[tuple[int, StageOutcome]] = field(default_factory=list)
     delivery: DrainReport = field(default_factory=DrainReport)
     completed: list[int] = field(default_factory=list)
+    handed_over: list[int] = field(default_factory=list)  # advance runs started on the pool
 
     def lines(self) -> list[str]:
         out = [f"tick at {self.now.isoformat()}"]
@@ -82,7 +84,8 @@ class TickReport:
             count = plural(s.messages, "message")
             kind = f" ({s.kind})" if s.kind else ""
             out.append(f"  cycle {cycle_id}: {s.key}{kind} -> {s.status}, {count}{note}")
-        if not self.stages:
+        out.extend(f"  cycle {c}: handed to the work pool" for c in self.handed_over)
+        if not self.stages and not self.handed_over:
             out.append("  nothing was due")
         out.append(f"  delivery: {self.delivery}")
         out.extend(f"  cycle {c} completed" for c in self.completed)
@@ -94,9 +97,40 @@ def _next_runnable(stages: list[Stage], now: datetime) -> Stage | None:
     return next((s for s in stages if s.key == key), None)
 
 
+# Deployment names (``samverkan deploy``): flow name / deployment name.
+TICK_DEPLOYMENT = "tick/samverkan-tick"
+ADVANCE_DEPLOYMENT = "advance/samverkan-advance"
+DELIVER_DEPLOYMENT = "deliver/samverkan-deliver"
+
+
+def _as_time(now: datetime | str | None) -> datetime:
+    """``now`` as given, parsed from a deployment's JSON parameter, or the real time."""
+    if now is None:
+        return utcnow()
+    when = datetime.fromisoformat(now) if isinstance(now, str) else now
+    if when.tzinfo is None:
+        raise InvalidInput(f"now={now!r} has no time zone")
+    return when
+
+
+def _submit(deployment: str, parameters: dict[str, Any], copies: int = 1) -> None:
+    """Start runs of a deployment on its work pool, without waiting for them."""
+    from prefect.deployments import run_deployment
+
+    for _ in range(copies):
+        run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=False)
+
+
 @flow(name="advance", validate_parameters=False, log_prints=False)
-def advance(cycle_id: int, now: datetime) -> list[StageOutcome]:
-    """Run every stage of one cycle that is due at ``now``, in the current plan's order."""
+def advance(
+    cycle_id: int, now: datetime | str | None = None, senders: int = 0
+) -> list[StageOutcome]:
+    """Run every stage of one cycle that is due at ``now``, in the current plan's order.
+
+    ``senders`` > 0 (distributed mode): then start that many ``deliver`` runs on the work
+    pool for what the stages queued.
+    """
+    now = _as_time(now)
     settings = load_settings()
     engine = open_store(settings.database_url)
     outcomes: list[StageOutcome] = []
@@ -120,7 +154,18 @@ def advance(cycle_id: int, now: datetime) -> list[StageOutcome]:
         if outcome is None:  # another tick ran it; look again
             continue
         outcomes.append(outcome)
+    if senders > 0 and any(o.messages for o in outcomes):
+        _submit(DELIVER_DEPLOYMENT, {"cycle_id": cycle_id}, copies=senders)
     return outcomes
+
+
+@flow(name="deliver", validate_parameters=False, log_prints=False)
+def send(cycle_id: int | None = None) -> str:
+    """Deliver what is ready in the outbox (of one cycle, or all). Several runs at once
+    claim disjoint messages (SKIP LOCKED on PostgreSQL)."""
+    settings = load_settings()
+    report = deliver(settings, open_store(settings.database_url), utcnow(), cycle_id=cycle_id)
+    return str(report)
 
 
 def _complete_finished(engine: Any) -> list[int]:
@@ -144,13 +189,29 @@ def _complete_finished(engine: Any) -> list[int]:
 
 
 @flow(name="tick", validate_parameters=False, log_prints=False)
-def tick(now: datetime) -> TickReport:
-    """Run what is due at ``now`` in every running cycle, then deliver the outbox."""
+def tick(now: datetime | str | None = None, fan_out: bool = False, senders: int = 2) -> TickReport:
+    """Run what is due at ``now`` in every running cycle, then deliver the outbox.
+
+    ``fan_out`` (distributed mode, set by ``samverkan deploy``): start one ``advance`` run
+    per due cycle on the work pool instead, each followed by ``senders`` ``deliver`` runs;
+    messages waiting for a retry get ``senders`` ``deliver`` runs of their own.
+    """
+    now = _as_time(now)
     settings = load_settings()
     engine = open_store(settings.database_url)
     report = TickReport(now=now)
     with session_scope(engine) as session:
         due = queries.due_cycle_ids(session, now=now)
+    if fan_out:
+        for cycle_id in due:
+            _submit(ADVANCE_DEPLOYMENT, {"cycle_id": cycle_id, "senders": senders})
+        report.handed_over = list(due)
+        with session_scope(engine) as session:
+            ready = queries.ready_messages(session, now=now)
+        if ready:
+            _submit(DELIVER_DEPLOYMENT, {}, copies=senders)
+        report.completed = _complete_finished(engine)
+        return report
     for cycle_id in due:
         report.stages.extend((cycle_id, o) for o in advance(cycle_id, now))
     report.delivery = deliver(settings, engine, now)
@@ -186,4 +247,15 @@ def run_tick(now: datetime) -> TickReport:
         return tick(now)
 
 
-__all__ = ["TickReport", "advance", "launch", "quiet_prefect", "run_tick", "tick"]
+__all__ = [
+    "ADVANCE_DEPLOYMENT",
+    "DELIVER_DEPLOYMENT",
+    "TICK_DEPLOYMENT",
+    "TickReport",
+    "advance",
+    "launch",
+    "quiet_prefect",
+    "run_tick",
+    "send",
+    "tick",
+]

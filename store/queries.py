@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from store.errors import NotFound
@@ -18,6 +18,7 @@ from store.models import (
     Meeting,
     MeetingAttendee,
     Message,
+    MessageStatus,
     Organisation,
     Participant,
     Response,
@@ -134,6 +135,20 @@ def respondents(
     if cycle_id is not None:
         query = query.where(Response.cycle_id == cycle_id)
     return {pid for pid in session.exec(query).all() if pid is not None}
+
+
+def ready_messages(session: Session, *, now: datetime) -> int:
+    """How many messages wait in the outbox and may be sent at ``now``."""
+    return int(
+        session.exec(
+            select(func.count())
+            .select_from(Message)
+            .where(
+                col(Message.status).in_([MessageStatus.queued.value, MessageStatus.retry.value]),
+                or_(col(Message.next_attempt_at).is_(None), col(Message.next_attempt_at) <= now),
+            )
+        ).one()
+    )
 
 
 def message_counts(session: Session, *, cycle_id: int) -> dict[int, dict[str, int]]:

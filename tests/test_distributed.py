@@ -1,0 +1,314 @@
+"""Distributed mode: a real Prefect server on PostgreSQL, two Prefect workers on one process
+work pool, a cycle of 2,000 participants, a real SMTP server; and the embedded worker loop.
+
+The integration test needs SAMVERKAN_TEST_POSTGRES_URL (``.ci/run`` sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, col, func, select
+
+from flows.settings import Settings
+from store.db import open_store
+from store.models import Message, Stage
+from tests.conftest import PG_URL, launch_learning_cycle
+from tests.smtpd import RecordingSMTP, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMVERKAN = [str(Path(sys.executable).parent / "samverkan")]
+PEOPLE = 2000
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SAMVERKAN, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_deploy_without_a_prefect_server_says_what_is_missing() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    for args in (["deploy", "--pool", "p"], ["worker", "--pool", "p"]):
+        done = run_cli(*args, env=env)
+        assert done.returncode == 2
+        assert done.stderr.startswith("error: this needs a Prefect server: set PREFECT_API_URL")
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_deploy_reports_an_unreachable_server_in_one_line() -> None:
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    done = run_cli("deploy", "--pool", "p", env=env)
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach the Prefect server" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_embedded_worker_ticks_until_stopped(tmp_path: Path) -> None:
+    """`samverkan worker` without a pool: Prefect starts once, a tick runs every --every
+    seconds, and Ctrl-C (SIGINT) stops it cleanly after the current tick."""
+    env = {
+        **os.environ,
+        "SAMVERKAN_DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}",
+        "SAMVERKAN_MAIL_DIR": str(tmp_path / "mail"),
+    }
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen(
+        [*SAMVERKAN, "worker", "--every", "1"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        seen: list[str] = []
+        assert proc.stdout is not None
+        while time.monotonic() < deadline and sum("tick at" in s for s in seen) < 2:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+        assert sum("tick at" in s for s in seen) >= 2, seen
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopping after this tick" in out
+    assert "Traceback" not in err
+
+
+# --- the integration test: prefect server + two prefect workers --------------------------
+
+
+def _fresh_database(admin_url: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return name
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`prefect server start` on loopback, backed by a fresh PostgreSQL database."""
+    if not PG_URL:
+        pytest.skip("needs SAMVERKAN_TEST_POSTGRES_URL (a PostgreSQL server); .ci/run sets it")
+    admin_url = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    name = _fresh_database(admin_url, "prefect_it")
+    server_db = make_url(PG_URL).set(drivername="postgresql+asyncpg", database=name)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_DATABASE_CONNECTION_URL": server_db.render_as_string(hide_password=False),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    env.pop("PREFECT_API_URL", None)
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            f"{port}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, "the Prefect server did not start in 180 s"
+            time.sleep(0.5)
+        client_env = {
+            **os.environ,
+            "PREFECT_API_URL": api,
+            "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+        }
+        yield api, client_env
+    finally:
+        _stop(server)
+        log.close()
+        _drop_database(admin_url, name)
+
+
+def _flow_runs(api: str) -> list[dict[str, object]]:
+    got = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=10)
+    got.raise_for_status()
+    return list(got.json())
+
+
+def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
+    prefect_server: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, env = prefect_server
+    assert PG_URL
+    admin_url = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    store_name = _fresh_database(admin_url, "store_it")
+    store_url = make_url(PG_URL).set(database=store_name).render_as_string(hide_password=False)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        with RecordingSMTP() as smtp:
+            env = {
+                **env,
+                "SAMVERKAN_DATABASE_URL": store_url,
+                "SAMVERKAN_SECRET_KEY": "it-key-" + "x" * 32,
+                "SAMVERKAN_SMTP_URL": smtp.url,
+                "SAMVERKAN_SMTP_CONCURRENCY": "4",
+                "SAMVERKAN_SENDER": "samverkan@coordination.example",
+                "SAMVERKAN_MAIL_DIR": str(tmp_path / "mail"),
+            }
+            deployed = run_cli(
+                "deploy", "--pool", "it-pool", "--interval", "3600", "--senders", "2", env=env
+            )
+            assert deployed.returncode == 0, deployed.stderr
+            assert "work pool it-pool (created, type process)" in deployed.stdout
+            found = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+            by_name = {d["name"]: d for d in found}
+            assert set(by_name) == {"samverkan-tick", "samverkan-advance", "samverkan-deliver"}
+            tick_schedules = by_name["samverkan-tick"]["schedules"]
+            assert [s["schedule"]["interval"] for s in tick_schedules] == [3600.0]
+
+            # 2,000 participants and a cycle with three stages due now: the invitation
+            # (approved in advance), the workshop's calendar invite and its reminder.
+            for name, value in env.items():
+                if name.startswith("SAMVERKAN_"):
+                    monkeypatch.setenv(name, value)  # for the in-process store calls below
+            csv = tmp_path / "people.csv"
+            rows = [
+                f"Person {i},person{i}@example.org,Org {i % 9},professional,{('en', 'sv')[i % 2]}"
+                for i in range(PEOPLE)
+            ]
+            csv.write_text("name,email,organisation,role,language\n" + "\n".join(rows) + "\n")
+            settings = Settings()
+            engine = open_store(store_url)
+            from flows.participants import import_participants
+
+            import_participants(engine, csv)
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            cycle_id = launch_learning_cycle(
+                engine, settings, now - timedelta(days=3), now + timedelta(days=1)
+            )
+
+            logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
+            worker_env = {**env, "PREFECT_LOGGING_LEVEL": "INFO"}
+            for log in logs:
+                workers.append(
+                    subprocess.Popen(
+                        [*SAMVERKAN, "worker", "--pool", "it-pool"],
+                        env=worker_env,
+                        cwd=ROOT,
+                        stdout=log.open("wb"),
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+            tick_id = by_name["samverkan-tick"]["id"]
+            started = httpx.post(f"{api}/deployments/{tick_id}/create_flow_run", json={})
+            assert started.status_code == 201, started.text
+
+            due = ("invitation", "workshop", "workshop-reminder")
+            deadline = time.monotonic() + 900
+            while True:
+                with Session(engine) as s:
+                    done = s.exec(
+                        select(func.count())
+                        .select_from(Stage)
+                        .where(Stage.cycle_id == cycle_id, Stage.status == "done")
+                    ).one()
+                    waiting = s.exec(
+                        select(func.count())
+                        .select_from(Message)
+                        .where(Message.status.in_(["queued", "sending", "retry"]))  # type: ignore[attr-defined]
+                    ).one()
+                if done == len(due) and waiting == 0:
+                    break
+                runs = _flow_runs(api)
+                crashed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
+                assert not crashed, [log.read_text()[-3000:] for log in logs]
+                assert time.monotonic() < deadline, (done, waiting, [r["state_type"] for r in runs])
+                time.sleep(1)
+            received = list(smtp.recorder.messages)
+
+        # Every participant got exactly one message per stage, and the outbox agrees.
+        with Session(engine) as s:
+            outbox = s.exec(
+                select(Message.id, Message.status, Stage.key).join(
+                    Stage, col(Stage.id) == Message.stage_id
+                )
+            ).all()
+        stage_of = {mid: key for mid, _, key in outbox}
+        assert Counter(str(status) for _, status, _ in outbox) == {"sent": PEOPLE * len(due)}
+        per_person: dict[str, Counter[str]] = defaultdict(Counter)
+        for _, to, data in received:
+            found_id = re.search(rb"Message-ID: <samverkan\.\d+\.(\d+)\.\d+@", data)
+            assert found_id is not None
+            per_person[to[0].lower()][stage_of[int(found_id.group(1))]] += 1
+        assert len(per_person) == PEOPLE
+        assert all(c == Counter({k: 1 for k in due}) for c in per_person.values())
+        names = {d["id"]: d["name"] for d in found}
+        completed = Counter(
+            names.get(r["deployment_id"]) for r in _flow_runs(api) if r["state_type"] == "COMPLETED"
+        )
+        assert completed["samverkan-tick"] >= 1 and completed["samverkan-advance"] >= 1
+        assert completed["samverkan-deliver"] >= 2  # started by the advance run, in parallel
+        engine.dispose()
+    finally:
+        for worker in workers:
+            _stop(worker)
+        _drop_database(admin_url, store_name)
