@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from functools import lru_cache
 
 from messaging.headers import clean_header
 
@@ -35,6 +36,7 @@ NUDGES = frozenset({"reminder", "followup"})
 
 # A display name made only of these can be written as it is (RFC 5322 atext and spaces).
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+\Z")
+_UNSAFE_IN_ADDRESS = re.compile(r'[\x00-\x20<>"\x7f]')
 _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 _LINE = 78  # the recommended longest header line (RFC 5322 §2.1.1)
 _WORD_BYTES = 39  # UTF-8 bytes per encoded-word: "=?utf-8?b?" + 52 base64 + "?=" = 64 chars
@@ -94,6 +96,7 @@ def _fold(name: str, tokens: list[str]) -> str:
     return CRLF.join(lines)
 
 
+@lru_cache(maxsize=256)  # a stage's subject is the same for everyone of one language
 def unstructured(name: str, value: str) -> str:
     """A header of free text (Subject), cleaned, encoded where it is not ASCII, folded."""
     value = clean_header(value, limit=250)
@@ -102,7 +105,8 @@ def unstructured(name: str, value: str) -> str:
     return _fold(name, encoded_words(value))
 
 
-def _addr_spec(email: str) -> str:
+def addr_spec(email: str) -> str:
+    """The address as written in headers and SMTP commands (an IDN domain in ASCII)."""
     local, at, domain = email.rpartition("@")
     if not at or not local or not domain:
         raise AddressError(f"not an email address: {email!r}")
@@ -111,7 +115,7 @@ def _addr_spec(email: str) -> str:
     if not domain.isascii():
         domain = domain.encode("idna").decode("ascii")
     spec = f"{local}@{domain}"
-    if any(c in spec for c in ' <>"\r\n\t') or any(ord(c) < 33 for c in spec):
+    if _UNSAFE_IN_ADDRESS.search(spec):
         raise AddressError(f"not an email address: {email!r}")
     return spec
 
@@ -119,7 +123,7 @@ def _addr_spec(email: str) -> str:
 def mailbox(name: str, display_name: str, email: str) -> str:
     """``Name: Display Name <addr>``; the display name cleaned, quoted or encoded, never the
     address."""
-    spec = f"<{_addr_spec(email)}>"
+    spec = f"<{addr_spec(email)}>"
     phrase = clean_header(display_name)
     if not phrase:
         return f"{name}: {spec}"
@@ -129,6 +133,11 @@ def mailbox(name: str, display_name: str, email: str) -> str:
         quoted = phrase.replace("\\", "\\\\").replace('"', '\\"')
         return f'{name}: "{quoted}" {spec}'
     return _fold(name, [*encoded_words(phrase), spec])
+
+
+@lru_cache(maxsize=16)
+def _from(name: str, email: str) -> str:
+    return mailbox("From", name, email)  # the same for every message of a sender
 
 
 def _qp(text: str) -> str:
@@ -171,7 +180,7 @@ def to_bytes(out: Outgoing) -> bytes:
     """
     tag = hashlib.blake2s(out.message_id.encode("utf-8"), digest_size=8).hexdigest()
     headers = [
-        mailbox("From", out.sender_name, out.sender_email),
+        _from(out.sender_name, out.sender_email),
         mailbox("To", out.to_name, out.to_email),
         unstructured("Subject", out.subject),
         f"Date: {format_datetime(out.date)}",
@@ -180,7 +189,7 @@ def to_bytes(out: Outgoing) -> bytes:
     ]
     if out.category in NUDGES:
         # No web link yet: unsubscribing reaches the coordinator, who removes the person.
-        stop = f"<mailto:{_addr_spec(out.sender_email)}?subject=unsubscribe>"
+        stop = f"<mailto:{addr_spec(out.sender_email)}?subject=unsubscribe>"
         headers.append(f"List-Unsubscribe: {stop}")
     headers.append("MIME-Version: 1.0")
     alternatives = [

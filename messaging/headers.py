@@ -21,6 +21,14 @@ def clean_header(value: str, *, limit: int = 200) -> str:
     Control and format characters (C0, C1, DEL, line and paragraph separators, bidi
     overrides) become spaces; runs of white space collapse; the text is cut at ``limit``.
     """
+    if (
+        value.isascii()
+        and value.isprintable()  # no control characters; no white space but the space
+        and "=?" not in value
+        and "  " not in value
+        and value == value.strip()
+    ):
+        return value[:limit].rstrip()  # the common case, and what the rest would give
     chars = [" " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in value]
     cleaned = "".join(chars)
     # Removing "=?" can create a new "=?" ("==??" -> "=?"): repeat until none is left.

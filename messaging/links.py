@@ -15,6 +15,7 @@ import hmac
 import re
 
 PURPOSES = ("answers", "rsvp")
+MARK = "SVLINK"  # every placeholder starts with it
 _PATTERN = re.compile(r"SVLINK(ANSWERS|RSVP)S(\d+)X")
 
 
@@ -32,11 +33,6 @@ def token_for(key: bytes, purpose: str, stage_id: int, participant_id: int) -> s
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def wanted(text: str) -> set[tuple[str, int]]:
-    """The (purpose, stage id) of every link placeholder in ``text``."""
-    return {(p.lower(), int(s)) for p, s in _PATTERN.findall(text)}
 
 
 def fill(text: str, key: bytes, participant_id: int) -> str:

@@ -163,3 +163,17 @@ def test_a_unicode_domain_is_written_as_its_ascii_form() -> None:
     domain = msg["To"].addresses[0].domain
     assert domain.isascii() and domain.startswith("xn--")
     assert domain.encode("ascii").decode("idna") == "försäkringskassan.example"
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+def test_the_quick_path_for_plain_ascii_cleans_as_the_full_rules_do(value: str) -> None:
+    import unicodedata
+
+    full = "".join(
+        " " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in value
+    )
+    while "=?" in full:
+        full = full.replace("=?", "")
+    full = " ".join(full.split())
+    assert clean_header(value, limit=40) == full[:40].rstrip()

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
+from messaging.compose import AddressError, addr_spec
 from messaging.transports.base import (
     Envelope,
     PermanentFailure,
@@ -37,6 +38,14 @@ def _flag(query: dict[str, list[str]], name: str) -> bool | None:
     if value in _FALSE:
         return False
     raise ConfigError(f"SAMVERKAN_SMTP_URL: {name}= takes true or false, not {value!r}")
+
+
+async def _command(
+    client: aiosmtplib.SMTP, verb: bytes, argument: str, *, ok: tuple[int, ...]
+) -> None:
+    reply = await client.execute_command(verb, argument.encode("ascii"))
+    if reply.code not in ok:
+        raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
 
 
 def _classify(code: int, text: str) -> TemporaryFailure | PermanentFailure:
@@ -126,6 +135,11 @@ class SMTPTransport:
         client = aiosmtplib.SMTP(**self._kw)  # type: ignore[arg-type]
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise PermanentFailure(f"SMTP login refused: {exc.code} {exc.message}") from None
         except aiosmtplib.SMTPResponseException as exc:
@@ -136,11 +150,17 @@ class SMTPTransport:
         return client
 
     async def send(self, envelope: Envelope) -> Receipt:
+        try:
+            sender, recipient = addr_spec(envelope.sender), addr_spec(envelope.recipient)
+        except AddressError as exc:
+            raise PermanentFailure(str(exc)) from None
         client = await self._connected()
         # Up to RCPT nothing has been delivered: any failure can be retried safely.
+        # MAIL and RCPT are written directly: aiosmtplib's mail()/rcpt() parse each address
+        # with the email package again, about a tenth of the CPU of sending.
         try:
-            await client.mail(envelope.sender)
-            await client.rcpt(envelope.recipient)
+            await _command(client, b"MAIL", f"FROM:<{sender}>", ok=(250,))
+            await _command(client, b"RCPT", f"TO:<{recipient}>", ok=(250, 251))
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(client)
             raise _classify(exc.code, exc.message) from None
