@@ -130,7 +130,7 @@ def claim_batch(
 def message_bytes(msg: Message, sender: SenderInfo, mid: str) -> bytes:
     """The message as the recipient gets it, with their personal links filled in."""
     text, html = msg.text, msg.html
-    if msg.participant_id is not None and links.wanted(text + html):
+    if msg.participant_id is not None and (links.MARK in text or links.MARK in html):
         if sender.link_key is None:
             raise PermanentFailure("this message has personal links but no key to sign them")
         text = links.fill(text, sender.link_key, msg.participant_id)
@@ -165,35 +165,50 @@ def backoff(attempt: int, base: float) -> timedelta:
 
 
 async def _send_one(
-    transport: Transport, msg: Message, sender: SenderInfo, now: datetime, report: DrainReport
+    transport: Transport,
+    msg: Message,
+    sender: SenderInfo,
+    now: datetime,
+    report: DrainReport,
+    outcomes: list[dict[str, object]],
 ) -> None:
-    """Hand one claimed message over and set its outcome (not yet committed)."""
+    """Hand one claimed message over and note its outcome (written with its batch)."""
     mid = message_id(msg, sender.domain)
-    msg.attempts += 1
+    attempts = msg.attempts + 1
+    outcome: dict[str, object] = {"id": msg.id, "attempts": attempts}
     try:
         data = message_bytes(msg, sender, mid)
         receipt = await transport.send(Envelope(sender.email, msg.to_email, data, mid))
     except TemporaryFailure as exc:
-        msg.last_error = str(exc)
-        if msg.attempts >= sender.max_attempts:
-            msg.status = MessageStatus.failed
-            msg.last_error = f"gave up after {msg.attempts} attempts: {exc}"
+        if attempts >= sender.max_attempts:
+            outcome.update(
+                status=MessageStatus.failed.value,
+                last_error=f"gave up after {attempts} attempts: {exc}",
+            )
             report.failed += 1
         else:
-            msg.status = MessageStatus.retry
-            msg.next_attempt_at = now + backoff(msg.attempts, sender.retry_base_seconds)
+            outcome.update(
+                status=MessageStatus.retry.value,
+                last_error=str(exc),
+                next_attempt_at=now + backoff(attempts, sender.retry_base_seconds),
+            )
             report.retry += 1
     except PermanentFailure as exc:
-        msg.status, msg.last_error = MessageStatus.failed, str(exc)
+        outcome.update(status=MessageStatus.failed.value, last_error=str(exc))
         report.failed += 1
     except UncertainDelivery as exc:
-        msg.status, msg.last_error, msg.message_id = MessageStatus.uncertain, str(exc), mid
+        outcome.update(status=MessageStatus.uncertain.value, last_error=str(exc), message_id=mid)
         report.uncertain += 1
     else:
-        msg.status, msg.sent_at = MessageStatus.sent, utcnow()
-        msg.message_id, msg.server_reply = mid, receipt.reply
-        msg.last_error = None
+        outcome.update(
+            status=MessageStatus.sent.value,
+            sent_at=utcnow(),
+            message_id=mid,
+            server_reply=receipt.reply,
+            last_error=None,
+        )
         report.sent += 1
+    outcomes.append(outcome)
 
 
 async def _worker(
@@ -203,12 +218,22 @@ async def _worker(
     now: datetime,
     limit: RateLimit,
     report: DrainReport,
+    outcomes: list[dict[str, object]],
 ) -> None:
     """One connection: take the next waiting message until none is left."""
     while waiting:
         msg = waiting.popleft()
         await limit.wait()
-        await _send_one(transport, msg, sender, now, report)
+        await _send_one(transport, msg, sender, now, report, outcomes)
+
+
+def _record(session: Session, outcomes: list[dict[str, object]]) -> None:
+    """Write a batch's outcomes: one UPDATE per kind of outcome, each for many rows."""
+    by_shape: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for outcome in outcomes:
+        by_shape.setdefault(tuple(sorted(outcome)), []).append(outcome)
+    for rows in by_shape.values():
+        session.execute(update(Message), rows)
 
 
 async def _drain(
@@ -241,15 +266,20 @@ async def _drain(
                 lanes: list[deque[Message]] = [deque() for _ in transports]
                 for msg in claimed:
                     lanes[zlib.crc32(msg.to_key.encode()) % len(lanes)].append(msg)
-                await asyncio.gather(
-                    *(
-                        _worker(t, lane, sender, now, limit, report)
-                        for t, lane in zip(transports, lanes, strict=True)
-                        if lane
+                outcomes: list[dict[str, object]] = []
+                try:
+                    await asyncio.gather(
+                        *(
+                            _worker(t, lane, sender, now, limit, report, outcomes)
+                            for t, lane in zip(transports, lanes, strict=True)
+                            if lane
+                        )
                     )
-                )
-                session.add_all(claimed)
-                session.commit()  # the batch's outcomes, in one write
+                finally:
+                    # What was handed over is recorded even if something failed meanwhile.
+                    _record(session, outcomes)
+                    session.commit()  # the batch's outcomes, in one write
+                session.expunge_all()  # the batch's rows are not needed any more
                 if progress:
                     progress(report)
     return report
