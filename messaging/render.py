@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import yaml
-from jinja2 import StrictUndefined, UndefinedError, pass_context
+from jinja2 import StrictUndefined, UndefinedError, meta, pass_context
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -88,6 +88,7 @@ class _Compiled:
     md_body: Any  # compiled in _MASK_ENV
     extra: dict[str, Any]
     markdown: _MaskedMarkdown
+    personal: frozenset[str]  # front-matter fields that use participant or links
 
 
 def _environment(finalize: Any) -> ImmutableSandboxedEnvironment:
@@ -255,6 +256,7 @@ def _mask(value: Any) -> str:
 
 
 _TEXT_ENV = _environment(lambda v: "" if v is None else v)
+_PERSONAL = {"participant", "links"}  # the context values that differ between recipients
 _MASK_ENV = _environment(_mask)
 
 
@@ -270,13 +272,30 @@ class EmailTemplates:
     def exists(self, name: str, language: str) -> bool:
         return self.path(name, language).is_file()
 
-    def render(self, name: str, language: str, context: dict[str, Any]) -> RenderedEmail:
-        """Render one email; a missing variable or a broken template is a TemplateError."""
+    def render(
+        self,
+        name: str,
+        language: str,
+        context: dict[str, Any],
+        shared: dict[tuple[str, str, str], str] | None = None,
+    ) -> RenderedEmail:
+        """Render one email; a missing variable or a broken template is a TemplateError.
+
+        ``shared``: where a caller rendering many recipients with the same values besides
+        ``participant`` and ``links`` (one stage run) keeps a subject that uses neither, so
+        it is rendered once per language.
+        """
         compiled = _compile(self.path(name, language))
         where = f"{self.folder.parent.name}/{self.folder.name}/{name}.{language}.md.j2"
         context = {**context, "language": language}
         try:
-            subject = compiled.subject.render(context)
+            key = (name, language, "subject")
+            if shared is not None and "subject" not in compiled.personal:
+                if key not in shared:
+                    shared[key] = compiled.subject.render(context)
+                subject = shared[key]
+            else:
+                subject = compiled.subject.render(context)
             text = compiled.text_body.render(context)
             body = markdown_html(compiled.md_body, compiled.markdown, context)
         except UndefinedError as exc:
@@ -299,6 +318,10 @@ class EmailTemplates:
         """Front-matter fields besides the subject (e.g. a calendar summary)."""
         return _compile(self.path(name, language)).extra
 
+    def personal(self, name: str, language: str, field: str) -> bool:
+        """Whether a front-matter field uses ``participant`` or ``links``."""
+        return field in _compile(self.path(name, language)).personal
+
 
 @lru_cache(maxsize=256)
 def _compile_cached(path: str, mtime: float) -> _Compiled:
@@ -316,6 +339,11 @@ def _compile_cached(path: str, mtime: float) -> _Compiled:
     if _MARK_OPEN in source or _MARK_CLOSE in source:
         raise TemplateError(f"{path}: contains the reserved characters U+E000 or U+E001")
     try:
+        personal = frozenset(
+            field
+            for field, value in front.items()
+            if meta.find_undeclared_variables(_TEXT_ENV.parse(str(value))) & _PERSONAL
+        )
         return _Compiled(
             subject=_TEXT_ENV.from_string(str(front.pop("subject"))),
             # The text part reads as plain text: the template's **strong** markers are dropped
@@ -325,6 +353,7 @@ def _compile_cached(path: str, mtime: float) -> _Compiled:
             md_body=_MASK_ENV.from_string(body),
             extra={k: _TEXT_ENV.from_string(str(v)) for k, v in front.items()},
             markdown=_MaskedMarkdown(),
+            personal=personal,
         )
     except JinjaTemplateError as exc:
         line = getattr(exc, "lineno", None)

@@ -177,3 +177,17 @@ def test_html_from_shared_markdown_is_what_each_recipients_own_markdown_gives(
         context = {"a": a, "b": b, "language": "sv"}
         expected = render._MD.render(own.render(context))
         assert render.markdown_html(masked, shared, context) == expected
+
+
+def test_a_subject_is_shared_within_a_run_only_when_it_is_not_personal(tmp_path: Path) -> None:
+    shared: dict[tuple[str, str, str], str] = {}
+    personal = templates(tmp_path, "Hej\n", subject="Hej {{ participant.name }}")
+    names = [
+        personal.render("note", "sv", {"participant": {"name": n}}, shared).subject
+        for n in ("Anna", "Bo")
+    ]
+    assert names == ["Hej Anna", "Hej Bo"] and shared == {}
+    plain = templates(tmp_path, "Hej\n", subject="Om {{ cycle.name }}")
+    context = {"participant": {"name": "Anna"}, "cycle": {"name": "Vår 2027"}}
+    assert plain.render("note", "sv", context, shared).subject == "Om Vår 2027"
+    assert shared == {("note", "sv", "subject"): "Om Vår 2027"}

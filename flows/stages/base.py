@@ -226,8 +226,15 @@ class StageRun:
         name = template or self.stage.template
         assert name is not None
         return self.template.emails.render(
-            name, recipient.language, self.context(recipient, **extra)
+            name, recipient.language, self.context(recipient, **extra), self.shared_renders
         )
+
+    @property
+    def shared_renders(self) -> dict[tuple[str, str, str], str]:
+        """Renders that use nothing personal, by (template, language, field), for this run:
+        every recipient of a run gets the same values besides participant and links."""
+        found: dict[tuple[str, str, str], str] = self.memo.setdefault("renders", {})
+        return found
 
     @cached_property
     def member_counts(self) -> tuple[int, int]:

@@ -90,12 +90,17 @@ def _info(
     run: StageRun, recipient: Recipient, meeting: Meeting | None, *, template: str | None = None
 ) -> MeetingInfo:
     starts, ends = _times(run)
-    context = run.context(recipient, meeting=run.meetings()[run.stage.key])
     name = template or run.stage.template or ""
-    summary = (
-        render_extra(run.template.emails, name, recipient.language, "summary", context)
-        or run.cycle.name
-    )
+    language = recipient.language
+    key = (name, language, "summary")
+    summary = run.shared_renders.get(key)
+    if summary is None:
+        context = run.context(recipient, meeting=run.meetings()[run.stage.key])
+        summary = (
+            render_extra(run.template.emails, name, language, "summary", context) or run.cycle.name
+        )
+        if not run.template.emails.personal(name, language, "summary"):
+            run.shared_renders[key] = summary
     return MeetingInfo(
         uid=meeting.uid if meeting else "validation@samverkan",
         sequence=meeting.sequence if meeting else 0,
