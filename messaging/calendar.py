@@ -10,6 +10,7 @@ mishandled the RDATE form that ``add_missing_timezones`` writes).
 from __future__ import annotations
 
 import calendar as _cal
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -168,9 +169,44 @@ def _attendee(person: Person) -> vCalAddress:
     return _cal_address(person, partstat="NEEDS-ACTION", rsvp=True, role="REQ-PARTICIPANT")
 
 
+_QUOTED_CN = re.compile("[,;:\u2019 ']")  # as icalendar decides to quote a CN
+
+
 def attendee_line(person: Person) -> str:
-    """The folded ``ATTENDEE`` content line of ``person``, with its CRLF."""
-    return Event().content_line("ATTENDEE", _attendee(person)).to_ical().decode("utf-8") + "\r\n"
+    """The folded ``ATTENDEE`` content line of ``person``, with its CRLF: the text icalendar
+    writes for ``_attendee(person)`` (tested against it), at a tenth of the cost; it is the
+    only part of an invite written per recipient."""
+    name = clean_header(person.name).replace('"', "").replace("^", "^^")  # RFC 6868
+    params = []
+    if name:
+        params.append(f'CN="{name}"' if _QUOTED_CN.search(name) else f"CN={name}")
+    params += ["PARTSTAT=NEEDS-ACTION", "ROLE=REQ-PARTICIPANT", "RSVP=TRUE"]
+    return _fold(f"ATTENDEE;{';'.join(params)}:mailto:{person.email}") + "\r\n"
+
+
+def _fold(line: str, limit: int = 75) -> str:
+    """RFC 5545 folding as icalendar does it: lines under ``limit`` octets, a UTF-8
+    character never split, and a backslash or caret escape never split from what follows."""
+    if len(line) < limit and line.isascii():
+        return line
+    lines: list[str] = []
+    current: list[str] = []
+    size = 0
+    for char in line:
+        n = len(char.encode("utf-8"))
+        if current and size + n >= limit:
+            if len(current) > 1 and current[-1] in "\\^":
+                carried = current.pop()
+                lines.append("".join(current))
+                current, size = [carried], len(carried.encode("utf-8"))
+            else:
+                lines.append("".join(current))
+                current, size = [], 0
+        current.append(char)
+        size += n
+    if current:
+        lines.append("".join(current))
+    return "\r\n ".join(lines)
 
 
 class Invites:

@@ -7,9 +7,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import vobject
-from icalendar import Calendar
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from icalendar import Calendar, Event
 
-from messaging.calendar import Invites, MeetingInfo, Person, build_invite, vtimezone
+from messaging.calendar import (
+    Invites,
+    MeetingInfo,
+    Person,
+    _attendee,
+    attendee_line,
+    build_invite,
+    vtimezone,
+)
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
@@ -163,3 +173,16 @@ def test_invites_built_once_per_meeting_are_the_same_as_one_by_one(name: str) ->
         meeting, organizer=organizer, attendee=person, method="CANCEL", stamp=stamp
     )
     assert invites.for_attendee(meeting, person) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=st.text(max_size=90),
+    email=st.sampled_from(
+        ["anna@fk.example", "a.very.long.address.indeed@forsakringskassan.example"]
+    ),
+)
+def test_the_attendee_line_is_what_icalendar_writes(name: str, email: str) -> None:
+    person = Person(name, email)
+    reference = Event().content_line("ATTENDEE", _attendee(person)).to_ical().decode() + "\r\n"
+    assert attendee_line(person) == reference
