@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Engine, or_, update
 from sqlmodel import Session, col, select
@@ -64,7 +65,7 @@ class DrainReport:
         return ", ".join(parts)
 
 
-def message_id(message: Message, domain: str) -> str:
+def message_id(message: Message | Claimed, domain: str) -> str:
     """Deterministic per outbox row: a deliberate resend carries the same Message-ID."""
     return f"<samverkan.{message.cycle_id}.{message.id}.{message.revision}@{domain}>"
 
@@ -84,9 +85,30 @@ def mark_stale_uncertain(session: Session, *, lease_seconds: float) -> int:
     return int(result.rowcount or 0)
 
 
+class Claimed(Protocol):
+    """A claimed outbox row, as read for sending (the columns of ``Message``)."""
+
+    id: int
+    cycle_id: int
+    participant_id: int | None
+    revision: int
+    to_email: str
+    to_key: str
+    to_name: str
+    subject: str
+    text: str
+    html: str
+    category: str
+    ics: str | None
+    ics_method: str | None
+    attachment_name: str | None
+    attachment: str | None
+    attempts: int
+
+
 def claim_batch(
     session: Session, *, now: datetime, limit: int, cycle_id: int | None = None
-) -> list[Message]:
+) -> list[Claimed]:
     """Mark up to ``limit`` ready messages as ``sending`` and return them."""
     query = (
         select(Message.id)
@@ -114,9 +136,10 @@ def claim_batch(
     )
     session.commit()
     # In queue order: a person gets the invitation before the calendar invite behind it.
+    # Plain rows, not ORM objects: read once, never changed (outcomes are bulk UPDATEs).
     return list(
-        session.exec(
-            select(Message)
+        session.execute(
+            select(*Message.__table__.columns)  # type: ignore[attr-defined]
             .where(
                 col(Message.id).in_(ids),
                 Message.claimed_at == claimed_at,
@@ -127,7 +150,7 @@ def claim_batch(
     )
 
 
-def message_bytes(msg: Message, sender: SenderInfo, mid: str) -> bytes:
+def message_bytes(msg: Message | Claimed, sender: SenderInfo, mid: str) -> bytes:
     """The message as the recipient gets it, with their personal links filled in."""
     text, html = msg.text, msg.html
     if msg.participant_id is not None and (links.MARK in text or links.MARK in html):
@@ -166,7 +189,7 @@ def backoff(attempt: int, base: float) -> timedelta:
 
 async def _send_one(
     transport: Transport,
-    msg: Message,
+    msg: Claimed,
     sender: SenderInfo,
     now: datetime,
     report: DrainReport,
@@ -213,7 +236,7 @@ async def _send_one(
 
 async def _worker(
     transport: Transport,
-    waiting: deque[Message],
+    waiting: deque[Claimed],
     sender: SenderInfo,
     now: datetime,
     limit: RateLimit,
@@ -263,7 +286,7 @@ async def _drain(
                     break
                 # One lane per connection; a recipient always rides the same lane, so their
                 # messages arrive in queue order (the invitation before the invite).
-                lanes: list[deque[Message]] = [deque() for _ in transports]
+                lanes: list[deque[Claimed]] = [deque() for _ in transports]
                 for msg in claimed:
                     lanes[zlib.crc32(msg.to_key.encode()) % len(lanes)].append(msg)
                 outcomes: list[dict[str, object]] = []
@@ -279,7 +302,6 @@ async def _drain(
                     # What was handed over is recorded even if something failed meanwhile.
                     _record(session, outcomes)
                     session.commit()  # the batch's outcomes, in one write
-                session.expunge_all()  # the batch's rows are not needed any more
                 if progress:
                     progress(report)
     return report
