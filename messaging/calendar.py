@@ -187,9 +187,14 @@ def attendee_line(person: Person) -> str:
 def _fold(line: str, limit: int = 75) -> str:
     """RFC 5545 folding as icalendar does it: lines under ``limit`` octets, a UTF-8
     character never split, and a backslash or caret escape never split from what follows."""
-    if len(line) < limit and line.isascii():
-        return line
-    lines: list[str] = []
+    if line.isascii():  # one byte a character: cut by slicing
+        lines, rest = [], line
+        while len(rest) >= limit:
+            cut = limit - 2 if rest[limit - 2] in "\\^" else limit - 1
+            lines.append(rest[:cut])
+            rest = rest[cut:]
+        return "\r\n ".join([*lines, rest])
+    lines = []
     current: list[str] = []
     size = 0
     for char in line:

@@ -177,7 +177,9 @@ def test_invites_built_once_per_meeting_are_the_same_as_one_by_one(name: str) ->
 
 @settings(max_examples=400, deadline=None)
 @given(
-    name=st.text(max_size=90),
+    # Any text, and plain ASCII with the characters that are quoted or escaped, long enough
+    # to be folded at every position.
+    name=st.one_of(st.text(max_size=90), st.text(alphabet="ab ^\\,;:'", max_size=160)),
     email=st.sampled_from(
         ["anna@fk.example", "a.very.long.address.indeed@forsakringskassan.example"]
     ),
@@ -186,3 +188,11 @@ def test_the_attendee_line_is_what_icalendar_writes(name: str, email: str) -> No
     person = Person(name, email)
     reference = Event().content_line("ATTENDEE", _attendee(person)).to_ical().decode() + "\r\n"
     assert attendee_line(person) == reference
+
+
+def test_an_escape_is_never_split_from_what_follows_when_folding() -> None:
+    for filler in range(50, 80):
+        for special in ("^", "\\", "é"):
+            person = Person("x" * filler + special * 6 + " y", "anna@fk.example")
+            reference = Event().content_line("ATTENDEE", _attendee(person)).to_ical().decode()
+            assert attendee_line(person) == reference + "\r\n"
