@@ -365,7 +365,7 @@ def write_drafts(
         }
         for d in drafts
     ]
-    run.session.execute(insert(Message), rows)
+    run.session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
     _register_tokens(run, {d.recipient.participant_id for d in drafts})
     return len(rows)
 
@@ -402,4 +402,4 @@ def _register_tokens(run: StageRun, people: set[int | None]) -> None:
         if (purpose, stage_id, pid) not in known
     ]
     if fresh:
-        run.session.execute(insert(AccessToken), fresh)
+        run.session.execute(insert(AccessToken.__table__), fresh)  # type: ignore[attr-defined]

@@ -83,7 +83,7 @@ def admit(run: StageRun, people: list[Recipient]) -> None:
         if pid not in known
     ]
     if fresh:
-        run.session.execute(insert(MeetingAttendee), fresh)
+        run.session.execute(insert(MeetingAttendee.__table__), fresh)  # type: ignore[attr-defined]
 
 
 def _info(
