@@ -120,10 +120,23 @@ def worker_command(pool: str, limit: int | None) -> list[str]:
     return command
 
 
+def check_server(url: str) -> None:
+    """A clear error now rather than a worker that retries a dead address in its logs."""
+    import httpx
+
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"cannot reach the Prefect server at {url}: {exc}") from None
+
+
 def run_pool_worker(pool: str, limit: int | None) -> int:
     """A Prefect process worker on ``pool``, until it is stopped; its exit status."""
-    api_url()
-    return subprocess.call(worker_command(pool, limit))
+    check_server(api_url())
+    try:
+        return subprocess.call(worker_command(pool, limit))
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: the worker got it too and stopped
 
 
 def run_embedded(

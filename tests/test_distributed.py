@@ -52,12 +52,13 @@ def test_deploy_without_a_prefect_server_says_what_is_missing() -> None:
         assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
 
 
-def test_deploy_reports_an_unreachable_server_in_one_line() -> None:
+def test_deploy_and_worker_report_an_unreachable_server_in_one_line() -> None:
     env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
-    done = run_cli("deploy", "--pool", "p", env=env)
-    assert done.returncode == 2, done.stderr
-    assert "cannot reach the Prefect server" in done.stderr
-    assert "Traceback" not in done.stderr
+    for args in (["deploy", "--pool", "p"], ["worker", "--pool", "p"]):
+        done = run_cli(*args, env=env)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: cannot reach the Prefect server at http://127.0.0.1:")
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
 
 
 def test_embedded_worker_ticks_until_stopped(tmp_path: Path) -> None:
