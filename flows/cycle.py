@@ -1,7 +1,9 @@
-"""Prefect flows: ``launch``, ``tick`` and per-cycle ``advance``.
+"""Prefect flows: ``launch``, ``tick``, per-cycle ``advance`` and ``deliver``.
 
 Our database owns the plan; Prefect runs it. ``tick(now)`` asks the store which running
-cycles have a stage due (one query), runs ``advance`` for each, then drains the outbox.
+cycles have a stage due (one query), runs ``advance`` for each, then drains the outbox. In
+distributed mode (``fan_out``, see flows/distributed.py) it starts those ``advance`` runs on
+the work pool instead, and each starts ``deliver`` runs there.
 ``advance`` re-reads the plan before every stage, so a re-sequencing made between two stages
 takes effect at once, and it runs a stage only when every stage before it in the plan has
 finished: an invitation waiting for approval holds back the calendar invite behind it.
