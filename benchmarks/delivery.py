@@ -8,7 +8,7 @@ its own process (so it does not share our interpreter):
 4. peak memory (tracemalloc) of the stage for 1,000 and 20,000 participants;
 5. tick time with 1,000 running cycles none of which is due, against one cycle.
 
-(1), (2) and (3) run in turn for three rounds (SAMVERKAN_BENCH_ROUNDS) and the ratios use
+(1), (2) and (3) run in turn for five rounds (SAMVERKAN_BENCH_ROUNDS) and the ratios use
 their medians: this machine is shared, and its speed drifts by half within minutes.
 
 Targets: (1)/(2) >= 0.25, (1)/(3) >= 10, (4) at 20,000 < 1.5x at 1,000, (5) < 2x.
@@ -315,7 +315,7 @@ def main() -> None:
         f"delivery: {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}"
     )
-    rounds = int(os.environ.get("SAMVERKAN_BENCH_ROUNDS", "3"))
+    rounds = int(os.environ.get("SAMVERKAN_BENCH_ROUNDS", "5"))
     say(f"  (1), (2) and (3) run in turn, {rounds} rounds; the ratios use their medians")
     sink, port = start_sink()
     e2es, ceilings, naives = [], [], []

@@ -58,6 +58,7 @@ def _md_escape(value: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+@lru_cache(maxsize=1024)  # a stage formats the same few times for every recipient
 def format_datetime(value: datetime, language: str) -> str:
     """'onsdag 10 februari 2027 kl. 09:00' / 'Wednesday 10 February 2027 at 09:00'."""
     day = WEEKDAYS[language].split()[value.weekday()]
@@ -68,6 +69,7 @@ def format_datetime(value: datetime, language: str) -> str:
     return f"{day} {value.day} {month} {value.year} at {clock}"
 
 
+@lru_cache(maxsize=1024)
 def format_date(value: datetime, language: str) -> str:
     day = WEEKDAYS[language].split()[value.weekday()]
     month = MONTHS[language].split()[value.month - 1]
@@ -113,6 +115,7 @@ def _collapse(value: Any) -> str:
 @dataclass(frozen=True)
 class _Shape:
     html: str  # the masked text as HTML
+    present: frozenset[int]  # the markers in the masked text
     suspect: frozenset[int]  # markers that did not come out as they went in
     line_start: frozenset[int]  # markers at the start of a line
 
@@ -127,6 +130,8 @@ class _MaskedMarkdown:
     def __init__(self, size: int = 64) -> None:
         self.size = size
         self._shapes: dict[str, _Shape] = {}
+        # (masked text, markers to fill in, their values) -> the text with them filled in
+        self._refined: dict[tuple[str, tuple[int, ...], tuple[str, ...]], str] = {}
 
     def _shape(self, masked: str) -> _Shape:
         found = self._shapes.get(masked)
@@ -149,25 +154,33 @@ class _MaskedMarkdown:
             line_start = {int(i) for i in _LINE_START_MARKER.findall(masked)}
             if len(self._shapes) >= self.size:
                 self._shapes.clear()
-            found = self._shapes[masked] = _Shape(html, frozenset(suspect), frozenset(line_start))
+            found = self._shapes[masked] = _Shape(
+                html, frozenset(present), frozenset(suspect), frozenset(line_start)
+            )
         return found
 
     def html(self, masked: str, values: list[Any]) -> str:
         texts = [_collapse(v) for v in values]
         for _ in range(2):
             shape = self._shape(masked)
-            present = {int(i) for i in _MARKER.findall(masked)}
             keep = {
                 i
-                for i in present - shape.suspect
+                for i in shape.present - shape.suspect
                 if _stands_alone(texts[i], at_line_start=i in shape.line_start)
             }
-            if keep == present:
+            if keep == shape.present:
                 return _MARKER.sub(lambda m: escapeHtml(texts[int(m.group(1))]), shape.html)
             # Put the values that cannot stand in for a marker into the text itself (links
             # are the same for every recipient, so this shape is shared as well), and look
             # again.
-            masked = _unmask(masked, values, keep=keep)
+            put = tuple(sorted(shape.present - keep))
+            key = (masked, put, tuple(_md_escape(values[i]) for i in put))
+            refined = self._refined.get(key)
+            if refined is None:
+                if len(self._refined) >= self.size:
+                    self._refined.clear()
+                refined = self._refined[key] = _unmask(masked, values, keep=keep)
+            masked = refined
         return _MD.render(_unmask(masked, values))
 
 
