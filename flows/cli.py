@@ -1072,12 +1072,14 @@ def deploy(
     ] = 60.0,
     senders: Annotated[
         int,
-        typer.Option("--senders", help="Deliver runs started per stage (each with its pool)"),
+        typer.Option(
+            "--senders", help="Deliver runs started per stage, each with its own SMTP connections"
+        ),
     ] = 2,
 ) -> None:
     """Register samverkan with a Prefect server: a tick every --interval seconds, one advance
     run per due cycle, and deliver runs, all on the work pool --pool. Start workers on it
-    with `samverkan worker --pool NAME`. Needs PREFECT_API_URL; see README, 'Production setup'.
+    with `samverkan worker --pool NAME`. Needs PREFECT_API_URL (README: 'Keeping it running').
 
     Example:  PREFECT_API_URL=http://127.0.0.1:4200/api samverkan deploy --pool samverkan
     """

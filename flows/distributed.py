@@ -40,7 +40,7 @@ def api_url() -> str:
     if not url:
         raise ConfigError(
             "this needs a Prefect server: set PREFECT_API_URL, e.g. "
-            "PREFECT_API_URL=http://127.0.0.1:4200/api (see the README, 'Production setup')"
+            "PREFECT_API_URL=http://127.0.0.1:4200/api (see the README, 'Keeping it running')"
         )
     return url
 
