@@ -148,7 +148,9 @@ def run_embedded(
 ) -> int:
     """Tick every ``every`` seconds in this process until SIGINT/SIGTERM (or ``rounds``).
 
-    A tick in progress is finished before stopping; the number of ticks run is returned.
+    A tick in progress is finished before stopping; a tick that fails (the database away for
+    a moment, say) is reported in one line and the next one runs on time. Returns the number
+    of ticks run.
     """
     stop = False
 
@@ -162,8 +164,11 @@ def run_embedded(
     try:
         while not stop and (rounds is None or done < rounds):
             started = time.monotonic()
-            for line in tick(datetime.now(UTC)):
-                say(line)
+            try:
+                for line in tick(datetime.now(UTC)):
+                    say(line)
+            except Exception as exc:  # a long-running worker outlives one bad tick
+                say(f"tick failed: {type(exc).__name__}: {exc}; trying again in {every:g} s")
             done += 1
             while not stop and (rounds is None or done < rounds):
                 left = every - (time.monotonic() - started)

@@ -313,3 +313,23 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
         for worker in workers:
             _stop(worker)
         _drop_database(admin_url, store_name)
+
+
+def test_the_embedded_loop_reports_a_failed_tick_and_goes_on() -> None:
+    from flows.distributed import run_embedded
+
+    said: list[str] = []
+    calls: list[datetime] = []
+
+    def tick(now: datetime) -> list[str]:
+        calls.append(now)
+        if len(calls) == 1:
+            raise OSError("could not connect to server: Connection refused")
+        return [f"tick at {now.isoformat()}"]
+
+    assert run_embedded(every=0.05, say=said.append, tick=tick, rounds=3) == 3
+    assert said[0] == (
+        "tick failed: OSError: could not connect to server: Connection refused; "
+        "trying again in 0.05 s"
+    )
+    assert len(said) == 3 and all(line.startswith("tick at ") for line in said[1:])
