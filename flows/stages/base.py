@@ -1,9 +1,11 @@
 """What every stage kind shares: recipients, template context, drafts and their outbox rows.
 
 A stage kind is a module with ``CATEGORY``, ``recipients(run, validating)`` and
-``draft(run, recipient)``, and optionally ``prepare(run, recipients)`` for state it keeps
-(a meeting's UID and attendees). ``execute`` is the same for all kinds: claim the stage,
-draft every message, write them to the outbox and move the stage on, in one transaction.
+``draft(run, recipient)``; optionally ``recipient_chunks(run, size)`` to read its recipients
+a page at a time, and ``prepare(run)`` and ``admit(run, recipients)`` for state it keeps (a
+meeting's UID, its attendees). ``execute`` is the same for all kinds: claim the stage, draft
+its messages a chunk of recipients at a time, write each chunk to the outbox and move the
+stage on, all in one transaction.
 """
 
 from __future__ import annotations
