@@ -210,7 +210,7 @@ def launch_cycle(
         session.flush()
         now = utcnow()
         for s in stages:  # render everything now, so that no error waits for send time
-            drafts_for(StageRun(session, settings, cycle, s, t, now), validating=True, sample=True)
+            drafts_for(StageRun(session, settings, cycle, s, t, now), sample=True)
         queries.audit(
             session,
             cycle_id=cycle.id,
@@ -317,7 +317,7 @@ def stage_drafts(
                     d.ics is not None,
                     "preview",
                 )
-                for d in drafts_for(run, validating=True)
+                for d in drafts_for(run)
                 if wanted is None or d.recipient.email.lower() == wanted
             ]
             stored = False

@@ -42,19 +42,17 @@ KINDS: dict[str, ModuleType] = {
 CHUNK = 500  # recipients drafted and written at a time: memory does not grow with the audience
 
 
-def drafts_for(run: StageRun, *, validating: bool = False, sample: bool = False) -> list[Any]:
-    """Every draft of the stage at once (previews and checks; ``execute`` streams).
+def drafts_for(run: StageRun, *, sample: bool = False) -> list[Any]:
+    """Every draft the stage would make, for previews and checks; nothing is recorded
+    (``execute`` drafts for real, streaming).
 
     ``sample``: one recipient per language and role, enough to find a template error.
     """
-    run.validating = validating
+    run.validating = True
     kind = KINDS[run.stage.kind]
-    people = kind.recipients(run, validating=validating)
+    people = kind.recipients(run, validating=True)
     if sample:
         people = list({(r.language, r.role): r for r in reversed(people)}.values())
-    if not validating and hasattr(kind, "prepare"):
-        kind.prepare(run)
-        kind.admit(run, people)
     return [kind.draft(run, r) for r in people]
 
 
