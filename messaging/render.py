@@ -52,10 +52,8 @@ WEEKDAYS = {
 
 
 def _md_escape(value: Any) -> str:
-    if value is None:
-        return ""
-    text = " ".join(str(value).split())  # a value never opens a new Markdown block
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    # Collapsed to one line: a value never opens a new Markdown block.
+    return _MD_SPECIAL.sub(r"\\\1", _collapse(value))
 
 
 @lru_cache(maxsize=1024)  # a stage formats the same few times for every recipient
@@ -265,7 +263,7 @@ _masked_values: ContextVar[list[Any]] = ContextVar("masked_values")
 def _mask(value: Any) -> str:
     values = _masked_values.get()
     values.append(value)
-    return f"{_MARK_OPEN}{len(values) - 1}{_MARK_CLOSE}"
+    return _marker(len(values) - 1)
 
 
 _TEXT_ENV = _environment(lambda v: "" if v is None else v)
