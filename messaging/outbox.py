@@ -124,17 +124,23 @@ def claim_batch(
     )
     if cycle_id is not None:
         query = query.where(Message.cycle_id == cycle_id)
-    ids = list(session.exec(query).all())
-    if not ids:
-        return []
-    claimed_at = utcnow()
-    # The status condition makes the claim safe against a second drain racing for the same rows.
-    session.exec(
-        update(Message)
-        .where(col(Message.id).in_(ids), col(Message.status).in_(READY))
-        .values(status=MessageStatus.sending.value, claimed_at=claimed_at)
-    )
-    session.commit()
+    while True:
+        ids = list(session.exec(query).all())
+        if not ids:
+            return []
+        claimed_at = utcnow()
+        # The status condition makes the claim safe against a second drain racing for the
+        # same rows.
+        result = session.exec(
+            update(Message)
+            .where(col(Message.id).in_(ids), col(Message.status).in_(READY))
+            .values(status=MessageStatus.sending.value, claimed_at=claimed_at)
+        )
+        session.commit()
+        if result.rowcount:
+            break
+        # Another drain claimed every one of them first (SQLite, where both read the same
+        # rows): look again rather than stop while messages are still waiting.
     # In queue order: a person gets the invitation before the calendar invite behind it.
     # Plain rows, not ORM objects: read once, never changed (outcomes are bulk UPDATEs).
     return list(

@@ -8,7 +8,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from flows.delivery import sender_info
-from messaging.outbox import drain
+from messaging.outbox import claim_batch, drain
 from messaging.transports.memory import MemoryTransport
 from store.models import Message
 from tests.test_delivery import NOW, queue_invitations
@@ -68,3 +68,32 @@ def test_a_message_left_sending_past_its_lease_becomes_uncertain(network, settin
     report = drain(network, sender_info(settings), lambda: memory, now=NOW)
     assert (report.sent, report.uncertain) == (12, 1)
     assert "per.holm@vgregion.example" not in {e.recipient for e in memory.sent}
+
+
+def test_a_drain_that_loses_the_race_for_a_batch_claims_the_next(network, settings) -> None:
+    """On SQLite two drains can read the same ready rows; the one whose claim comes second
+    must look again, not stop while messages are waiting."""
+    queue_invitations(network, settings)  # 13 queued
+    with Session(network) as mine, Session(network) as other:
+        real = mine.exec
+        raced: list[int] = []
+
+        class Rows:
+            def __init__(self, ids: list[int]) -> None:
+                self.ids = ids
+
+            def all(self) -> list[int]:
+                return self.ids
+
+        def exec_(statement, *args, **kwargs):  # type: ignore[no-untyped-def]
+            result = real(statement, *args, **kwargs)
+            if not raced and statement.is_select:
+                ids = list(result.all())
+                raced.extend(c.id for c in claim_batch(other, now=NOW, limit=5))
+                return Rows(ids)  # what this drain read before the other claimed it
+            return result
+
+        mine.exec = exec_  # type: ignore[method-assign]
+        got = claim_batch(mine, now=NOW, limit=5)
+    assert len(raced) == 5
+    assert len(got) == 5 and not {m.id for m in got} & set(raced)
