@@ -141,8 +141,32 @@ from flows.delivery import deliver
 from flows.settings import Settings
 from store.db import open_store
 settings = Settings()
-print(deliver(settings, open_store(settings.database_url), datetime(2027, 1, 20, 8, tzinfo=UTC)))
+engine = open_store(settings.database_url)
+print("ready", file=sys.stderr, flush=True)
+sys.stdin.readline()  # start together: the test says when
+print(deliver(settings, engine, datetime(2027, 1, 20, 8, tzinfo=UTC)))
 """
+
+
+def start_worker(env: dict[str, str], stdout: int | None) -> subprocess.Popen[str]:
+    """A worker process, ready to drain once ``go`` is called on it."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stderr is not None
+    assert worker.stderr.readline().strip() == "ready"
+    return worker
+
+
+def go(worker: subprocess.Popen[str]) -> None:
+    assert worker.stdin is not None
+    worker.stdin.write("go\n")
+    worker.stdin.flush()
 
 
 def test_a_worker_killed_mid_stage_loses_nothing_and_doubles_nothing(
@@ -155,12 +179,8 @@ def test_a_worker_killed_mid_stage_loses_nothing_and_doubles_nothing(
         live = Settings()
         cycle_id = queue_invitations(engine, live, people=2000, tmp=tmp_path)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-        worker = subprocess.Popen(
-            [sys.executable, "-c", WORKER],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        worker = start_worker(env, subprocess.DEVNULL)
+        go(worker)
         deadline = time.monotonic() + 120
         while len(server.recorder.messages) < 600 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -201,16 +221,11 @@ def test_two_workers_drain_one_outbox_without_doubles(engine, settings, monkeypa
         monkeypatch.setenv("SAMVERKAN_SMTP_CONCURRENCY", "4")
         queue_invitations(engine, Settings(), people=2000, tmp=tmp_path)
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-c", WORKER],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
+        # Both are started and ready before either drains, so neither can finish the outbox
+        # before the other has begun.
+        workers = [start_worker(env, subprocess.PIPE) for _ in range(2)]
+        for worker in workers:
+            go(worker)
         outputs = [w.communicate(timeout=300) for w in workers]
         assert [w.returncode for w in workers] == [0, 0], outputs
         received = Counter(to[0] for _, to, _ in server.recorder.messages)
