@@ -25,7 +25,7 @@ from flows.coordinator import (
     record_rsvp,
     template_of,
 )
-from store.models import Message, Stage
+from store.models import Message, Stage, pk
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.smtpd import RecordingSMTP
 
@@ -308,3 +308,36 @@ def test_a_cycle_whose_template_is_gone_does_not_stop_the_others(network, settin
     assert by_cycle[doomed][:2] == ("(cycle)", "not run")
     assert "unknown template" in by_cycle[doomed][2]
     assert by_cycle[fine][:2] == ("invitation", "awaiting_approval")
+
+
+def test_a_stage_moved_into_the_future_after_the_tick_chose_it_is_not_sent(network, settings):
+    """The tick has picked the due reminder when a coordinator moves the workshop a week on;
+    the claim, made afterwards, must see the new time and leave the reminder for later."""
+    from flows.cycle import _next_runnable
+    from flows.resequence import reschedule_stage
+    from flows.stages import execute
+    from store import queries
+    from store.db import session_scope
+
+    cycle_id = launch(network, settings)
+    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    mail_dir = Path(settings.mail_dir)
+    tick(START)
+    assert {len(m) for m in read_maildir(mail_dir).values()} == {2}
+    due = WORKSHOP - timedelta(days=2)
+    with session_scope(network) as s:  # what advance does first: choose the stage to run
+        chosen = _next_runnable(queries.stages_of(s, cycle_id=cycle_id), due)
+        cycle = queries.get_cycle(s, cycle_id=cycle_id)
+    assert chosen is not None and chosen.key == "workshop-reminder"
+    moved = WORKSHOP + timedelta(days=7)
+    reschedule_stage(network, settings, cycle_id=cycle_id, key="workshop", at=moved.isoformat())
+    template = template_of(settings, cycle)
+    assert execute(network, settings, template, stage_id=pk(chosen), now=due) is None
+    tick(due)
+    got = read_maildir(mail_dir)
+    assert {len(m) for m in got.values()} == {3}  # the calendar update, and no reminder
+    assert {str(m[2]["Subject"]).startswith(("Ny tid", "New time")) for m in got.values()} == {True}
+    tick(moved - timedelta(days=2))
+    got = read_maildir(mail_dir)
+    assert {len(m) for m in got.values()} == {4}
+    assert cycle_overview(network, cycle_id=cycle_id)["stages"][2]["status"] == "done"

@@ -13,8 +13,9 @@ from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Engine, update
-from sqlmodel import col
+from sqlmodel import col, select
 
+from flows.plan import first_runnable
 from flows.settings import Settings
 from flows.stages import email, followup, meeting, reflection
 from flows.stages.base import (
@@ -29,7 +30,7 @@ from flows.templates import ProcessTemplate
 from store import queries
 from store.db import session_scope
 from store.errors import SamverkanError
-from store.models import Cycle, MessageStatus, Stage, StageStatus
+from store.models import Cycle, CycleStatus, MessageStatus, Stage, StageStatus
 
 KINDS: dict[str, ModuleType] = {
     "email": email,
@@ -90,28 +91,38 @@ def execute(
 ) -> StageOutcome | None:
     """Run one stage: draft its messages into the outbox in one transaction.
 
-    Returns None when another tick claimed the stage first.
+    Returns None when the stage is no longer the one to run at ``now``: another tick claimed
+    it first, or the plan changed since the tick chose it (re-timed, moved, paused).
     """
     previous = ""
     try:
         with session_scope(engine) as session:
-            stage = session.get(Stage, stage_id)
-            assert stage is not None
-            cycle = session.get(Cycle, stage.cycle_id)
+            cycle_id = session.exec(select(Stage.cycle_id).where(Stage.id == stage_id)).one()
+            # The cycle's row first, as every plan change does (flows/resequence.py): from here
+            # until the drafts are written no re-sequencing can come in between, and what is
+            # read below is the plan as the last change left it, not as the tick saw it.
+            # Running a stage changes the plan's state too: a preview made before is stale.
+            locked = session.exec(
+                update(Cycle)
+                .where(col(Cycle.id) == cycle_id, col(Cycle.status) == CycleStatus.running.value)
+                .values(plan_version=Cycle.plan_version + 1)
+            )
+            stages = queries.stages_of(session, cycle_id=cycle_id)
+            stage = next(s for s in stages if s.id == stage_id)
+            runnable = first_runnable(((s.key, str(s.status), s.due_at) for s in stages), now)
+            if locked.rowcount != 1 or runnable != stage.key:
+                session.rollback()
+                return None
+            cycle = session.get(Cycle, cycle_id)
             assert cycle is not None
             previous = str(stage.status)
             if not claim(session, stage, expected=[previous], to=StageStatus.running):
+                session.rollback()
                 return None
             needs_approval = stage.approval_required and stage.approved_at is None
             run = StageRun(session, settings, cycle, stage, template, now)
             status = MessageStatus.draft if needs_approval else MessageStatus.queued
             count = _draft_and_queue(run, status)
-            # Running a stage changes the plan's state: a preview made before is stale.
-            session.exec(
-                update(Cycle)
-                .where(col(Cycle.id) == cycle.id)
-                .values(plan_version=Cycle.plan_version + 1)
-            )
             stage.status = StageStatus.awaiting_approval if needs_approval else StageStatus.done
             stage.ran_at = now
             if not count:
