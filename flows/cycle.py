@@ -170,12 +170,12 @@ def send(cycle_id: int | None = None) -> str:
     return str(report)
 
 
-def _complete_finished(engine: Any) -> list[int]:
-    """Mark running cycles with nothing left to run as completed (also those whose last
+def _complete_finished(engine: Any, now: datetime) -> list[int]:
+    """Mark running cycles with nothing ahead at ``now`` as completed (also those whose last
     stages were skipped or cancelled by the coordinator)."""
     done = []
     with session_scope(engine) as session:
-        for cycle_id in queries.finished_cycle_ids(session):
+        for cycle_id in queries.finished_cycle_ids(session, now=now):
             cycle = queries.get_cycle(session, cycle_id=cycle_id)
             cycle.status = CycleStatus.completed
             session.add(cycle)
@@ -183,7 +183,7 @@ def _complete_finished(engine: Any) -> list[int]:
                 session,
                 cycle_id=cycle_id,
                 action="cycle.completed",
-                detail="every stage has finished",
+                detail="every stage has finished and no meeting is ahead",
                 actor="tick",
             )
             done.append(cycle_id)
@@ -212,12 +212,12 @@ def tick(now: datetime | str | None = None, fan_out: bool = False, senders: int 
             ready = queries.ready_messages(session, now=now)
         if ready:
             _submit(DELIVER_DEPLOYMENT, {}, copies=senders)
-        report.completed = _complete_finished(engine)
+        report.completed = _complete_finished(engine, now)
         return report
     for cycle_id in due:
         report.stages.extend((cycle_id, o) for o in advance(cycle_id, now))
     report.delivery = deliver(settings, engine, now)
-    report.completed = _complete_finished(engine)
+    report.completed = _complete_finished(engine, now)
     return report
 
 

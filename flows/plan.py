@@ -140,6 +140,10 @@ def anchor_time(item: PlanItem, due: Mapping[str, datetime]) -> datetime:
 OPEN = frozenset({"pending", "approved"})  # not run yet: may be changed freely
 RAN = frozenset({"running", "awaiting_approval", "done", "failed"})  # ran: frozen
 CLOSED = frozenset({"skipped", "cancelled"})
+# Not run, and not run by the tick: its time follows a meeting that was cancelled, so running
+# it then would treat the meeting as held. It waits for the coordinator, who can give it a
+# time of its own (reschedule), another anchor (move), or drop it (skip, cancel).
+HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,10 @@ class Step:
     @property
     def has_run(self) -> bool:
         return self.status in RAN
+
+    @property
+    def is_held(self) -> bool:
+        return self.status == HELD
 
     @property
     def announced_meeting(self) -> bool:
@@ -202,13 +210,42 @@ class Plan:
 
     def _checked(self) -> Plan:
         self.due()  # raises PlanError on a circle or an unknown anchor
-        return self
+        return self._settled()
 
     def _open(self, key: str, verb: str) -> Step:
         step = self.get(key)
-        if not step.is_open:
+        if not (step.is_open or step.is_held):
             raise PlanError(f"cannot {verb} {key!r}: it is {step.status}")
         return step
+
+    def cancelled_meeting_behind(self, key: str) -> str | None:
+        """The cancelled meeting this stage's time follows, through anchors that have not run
+        (a stage that ran happened at its own time, whatever became of its anchor)."""
+        by_key = {s.key: s for s in self.steps}
+        step, seen = by_key[key], {key}
+        while step.timing.anchor is not None and step.timing.anchor not in seen:
+            anchor = by_key.get(step.timing.anchor)
+            if anchor is None or anchor.has_run:
+                return None
+            if anchor.kind == "meeting" and anchor.status == "cancelled":
+                return anchor.key
+            seen.add(anchor.key)
+            step = anchor
+        return None
+
+    def _settled(self) -> Plan:
+        """Hold every stage still to run whose time follows a cancelled meeting; let go of a
+        held one that no longer does (it was given a time or an anchor of its own)."""
+        steps = []
+        for s in self.steps:
+            if s.is_open or s.is_held:
+                behind = self.cancelled_meeting_behind(s.key)
+                if behind and not s.is_held:
+                    s = replace_step(s, status=HELD)
+                elif not behind and s.is_held:
+                    s = replace_step(s, status="pending")
+            steps.append(s)
+        return Plan(tuple(steps))
 
     def add(self, step: Step) -> Plan:
         """Insert a new stage after every stage due at or before it."""
@@ -247,9 +284,9 @@ class Plan:
 
     def skip(self, key: str) -> Plan:
         step = self.get(key)
-        if not (step.is_open or step.status == "awaiting_approval"):
+        if not (step.is_open or step.is_held or step.status == "awaiting_approval"):
             raise PlanError(f"cannot skip {key!r}: it is {step.status}")
-        return self._replace(step, status="skipped")
+        return self._replace(step, status="skipped")._checked()
 
     def reschedule(self, key: str, at: datetime) -> Plan:
         """A new time: a meeting's start (even once announced), or a stage's due time."""
@@ -262,24 +299,29 @@ class Plan:
         return self._replace(step, timing=Timing(at=at))._checked()
 
     def cancel(self, key: str) -> Plan:
-        """Cancel a stage; cancelling an announced meeting also cancels its reminders."""
+        """Cancel a stage. Cancelling a meeting also cancels the reminders anchored on it, and
+        holds every other stage still to run whose time follows it."""
         step = self.get(key)
-        if not (step.is_open or step.status == "awaiting_approval" or step.announced_meeting):
+        if not (
+            step.is_open
+            or step.is_held
+            or step.status == "awaiting_approval"
+            or step.announced_meeting
+        ):
             raise PlanError(f"cannot cancel {key!r}: it is {step.status}")
         plan = self._replace(step, status="cancelled")
         if step.kind == "meeting":
-            for dep in self.dependents(key):
-                d = plan.get(dep)
-                if d.reminder and d.is_open:
+            for d in plan.steps:
+                if d.timing.anchor == key and d.reminder and (d.is_open or d.is_held):
                     plan = plan._replace(d, status="cancelled")
-        return plan
+        return plan._checked()
 
     def cancel_remaining(self) -> Plan:
         """Cancel every stage that has not run (or waits for approval): the cycle is called off."""
         return Plan(
             tuple(
                 replace_step(s, status="cancelled")
-                if s.is_open or s.status == "awaiting_approval"
+                if s.is_open or s.is_held or s.status == "awaiting_approval"
                 else s
                 for s in self.steps
             )
@@ -288,9 +330,9 @@ class Plan:
     def edit(self, key: str) -> Plan:
         """Template, audience and approval do not change the plan's shape: only check."""
         step = self.get(key)
-        if not (step.is_open or step.status == "awaiting_approval"):
+        if not (step.is_open or step.is_held or step.status == "awaiting_approval"):
             raise PlanError(f"cannot edit {key!r}: it is {step.status}")
-        return self._replace(step, status="pending")
+        return self._replace(step, status="pending")._checked()
 
 
 def first_runnable(stages: Iterable[tuple[str, str, datetime]], now: datetime) -> str | None:
@@ -298,8 +340,8 @@ def first_runnable(stages: Iterable[tuple[str, str, datetime]], now: datetime) -
     and due, provided every stage before it has finished. A stage that waits (not due yet, or
     awaiting approval) holds back the stages behind it."""
     for key, status, due in stages:
-        if status in CLOSED or status in {"done", "failed"}:
-            continue
+        if status in CLOSED or status in {"done", "failed", HELD}:
+            continue  # a held stage waits for the coordinator, not for a time
         return key if status in OPEN and due <= now else None
     return None
 

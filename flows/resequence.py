@@ -140,6 +140,14 @@ class Change:
             f"{head}: {reach} of {plural(total, 'recipient')} if it ran now ({whom}){approval}"
         )
 
+    def held_note(self, plan: planning.Plan, step: planning.Step) -> str:
+        if not step.is_held:
+            return ""
+        meeting_key = plan.cancelled_meeting_behind(step.key)
+        return (
+            f"(it follows the cancelled {meeting_key}; reschedule or move it to run it, or skip it)"
+        )
+
     # -- applying a new plan ------------------------------------------------------------------
 
     def apply(self, new: planning.Plan, *, added: Stage | None = None) -> None:
@@ -158,27 +166,36 @@ class Change:
             row.position = position * 10
             row.at, row.anchor_key = step.timing.at, step.timing.anchor
             row.offset_seconds = int(step.timing.offset.total_seconds())
-            row.due_at = due[step.key]
+            # Only a stage still to run gets a new due time: one that ran keeps the time it
+            # ran at, one that was dropped or is held the time it had.
+            stored_due, moves = row.due_at, before is None or step.is_open
+            if moves:
+                row.due_at = due[step.key]
             if step.meeting_start is not None:
                 row.config = {**row.config, "starts_at": step.meeting_start.isoformat()}
+            held = self.held_note(new, step)
             if before is None:
+                row.status = StageStatus(step.status)
                 self.effects.changes.append(
                     f"add {step.key} ({step.kind}), due {self.when(due[step.key])}, "
-                    f"{planning.Timing.describe(step.timing)}"
+                    f"{planning.Timing.describe(step.timing)}" + (f", held {held}" if held else "")
                 )
             else:
                 if before.status != step.status:
                     row.status = StageStatus(step.status)
-                    self.effects.changes.append(f"{step.key}: {before.status} -> {step.status}")
+                    self.effects.changes.append(
+                        f"{step.key}: {before.status} -> {step.status}"
+                        + (f" {held}" if held else "")
+                    )
                 if before.meeting_start != step.meeting_start and step.meeting_start:
                     assert before.meeting_start is not None
                     self.effects.changes.append(
                         f"{step.key} starts {self.when(before.meeting_start)} -> "
                         f"{self.when(step.meeting_start)}"
                     )
-                if old_due[step.key] != due[step.key] and step.is_open:
+                if moves and stored_due != due[step.key]:
                     self.effects.changes.append(
-                        f"{step.key} due {self.when(old_due[step.key])} -> "
+                        f"{step.key} due {self.when(stored_due)} -> "
                         f"{self.when(due[step.key])} ({planning.Timing.describe(step.timing)})"
                     )
                 elif before.timing.anchor != step.timing.anchor:

@@ -52,6 +52,7 @@ class StageStatus(StrEnum):
     skipped = "skipped"
     failed = "failed"
     cancelled = "cancelled"
+    held = "held"  # follows a cancelled meeting: waits for the coordinator (flows/plan.py)
 
 
 FINISHED_STAGE = frozenset(

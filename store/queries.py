@@ -184,18 +184,29 @@ def due_cycle_ids(session: Session, *, now: datetime) -> list[int]:
     return list(rows)
 
 
-def finished_cycle_ids(session: Session) -> list[int]:
-    """Running cycles that have stages and none of them left to run (one query)."""
+def finished_cycle_ids(session: Session, *, now: datetime) -> list[int]:
+    """Running cycles with nothing ahead at ``now`` (one query): they have stages, none of
+    them left to run, and no announced meeting that has yet to start (it can still be moved
+    or cancelled, which a completed cycle no longer allows)."""
     finished = [s.value for s in FINISHED_STAGE]
     open_stage = (
         select(Stage.id)
         .where(Stage.cycle_id == Cycle.id, col(Stage.status).not_in(finished))
         .exists()
     )
+    meeting_ahead = (
+        select(Meeting.id)
+        .where(
+            Meeting.cycle_id == Cycle.id,
+            col(Meeting.cancelled).is_(False),
+            col(Meeting.starts_at) > now,
+        )
+        .exists()
+    )
     any_stage = select(Stage.id).where(Stage.cycle_id == Cycle.id).exists()
     rows = session.exec(
         select(Cycle.id)
-        .where(Cycle.status == CycleStatus.running.value, any_stage, ~open_stage)
+        .where(Cycle.status == CycleStatus.running.value, any_stage, ~open_stage, ~meeting_ahead)
         .order_by(col(Cycle.id))
     ).all()
     return [cycle_id for cycle_id in rows if cycle_id is not None]

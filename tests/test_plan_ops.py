@@ -144,7 +144,7 @@ def test_moving_an_anchor_moves_its_dependents_transitively() -> None:
     assert moved.dependents("workshop") == ["reminder", "followup", "nudge", "reflection"]
 
 
-def test_cancelling_an_announced_meeting_cancels_its_reminders_only() -> None:
+def test_cancelling_an_announced_meeting_cancels_its_reminders_and_holds_what_follows() -> None:
     plan = learning_cycle()
     plan = plan._replace(plan.get("workshop"), status="done")
     cancelled = plan.cancel("workshop")
@@ -152,10 +152,30 @@ def test_cancelling_an_announced_meeting_cancels_its_reminders_only() -> None:
         "invitation": "pending",
         "workshop": "cancelled",
         "reminder": "cancelled",
-        "followup": "pending",
-        "nudge": "cancelled",
-        "reflection": "pending",
+        "followup": "held",
+        "nudge": "held",
+        "reflection": "held",
     }
+    assert cancelled.cancelled_meeting_behind("nudge") == "workshop"
+    # Held stages do not run, and do not hold back the invitation before them.
+    ran: list[str] = []
+    run_due(cancelled, T0 + timedelta(days=3650), ran)
+    assert ran == ["invitation"]
+    # A time of its own lets the follow-up go, and the reminder that follows it.
+    freed = cancelled.reschedule("followup", T0 + timedelta(days=30))
+    assert {
+        s.key: s.status for s in freed.steps if s.key in {"followup", "nudge", "reflection"}
+    } == {
+        "followup": "pending",
+        "nudge": "pending",
+        "reflection": "held",
+    }
+    # Another anchor, too; and a held stage can be skipped or cancelled.
+    moved = cancelled.move("reflection", after="invitation")
+    assert moved.get("reflection").status == "pending"
+    assert cancelled.skip("reflection").get("reflection").status == "skipped"
+    assert cancelled.cancel("followup").get("nudge").status == "held"
+    assert {s.status for s in cancelled.cancel_remaining().steps} == {"cancelled"}
 
 
 def test_refusals() -> None:

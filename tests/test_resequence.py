@@ -67,11 +67,31 @@ def calendar_of(msg: EmailMessage) -> tuple[Calendar, str]:
     return Calendar.from_ical(ics), ics
 
 
+def plan_view(engine: Any, cycle_id: int) -> dict[str, tuple[str, str, str]]:
+    """Every stage as `samverkan cycle show` prints it: due time, timing and status."""
+    return {
+        s["key"]: (s["due"], s["timing"], s["status"])
+        for s in cycle_overview(engine, cycle_id=cycle_id)["stages"]
+    }
+
+
 def both_ways(op: Callable[..., Any], engine: Any, settings: Any, **kw: Any) -> list[str]:
-    """Run an operation as a dry run, then for real; both must report the same effects."""
+    """Run an operation as a dry run, then for real; both must report the same effects, and
+    every stage the real run changed must be named in a change line of the preview."""
+    before = plan_view(engine, kw["cycle_id"])
     preview = op(engine, settings, dry_run=True, **kw)
+    assert plan_view(engine, kw["cycle_id"]) == before  # a dry run changes nothing
     done = op(engine, settings, **kw)
     assert preview.lines() == done.lines()
+    after = plan_view(engine, kw["cycle_id"])
+    named = {
+        word.strip(":,")
+        for line in preview.lines()
+        if line.startswith("  change: ")
+        for word in line.split()
+    }
+    changed = {key for key in after if before.get(key) != after[key]}
+    assert changed <= named, f"changed without a word in the preview: {changed - named}"
     return done.lines()
 
 
@@ -136,7 +156,9 @@ def test_rescheduling_an_announced_workshop_updates_every_calendar(network, sett
     assert len(mail.new()) == EVERYONE
 
 
-def test_cancelling_an_announced_workshop_cancels_it_and_its_reminder(network, settings, announced):
+def test_cancelling_an_announced_workshop_cancels_its_reminder_and_holds_what_follows(
+    network, settings, announced
+):
     cycle_id, mail = announced
     lines = both_ways(cancel_stage, network, settings, cycle_id=cycle_id, key="workshop")
     assert "  change: workshop: done -> cancelled" in lines
@@ -150,18 +172,54 @@ def test_cancelling_an_announced_workshop_cancels_it_and_its_reminder(network, s
         assert cal["METHOD"] == "CANCEL"
         assert str(event["STATUS"]) == "CANCELLED" and int(event["SEQUENCE"]) == 1
         assert vobject.readOne(ics).vevent.status.value == "CANCELLED"
+    # What follows the workshop is held, not run as if it had taken place, and the preview
+    # names each of those stages.
+    for key in ("followup", "followup-reminder", "reflection"):
+        assert (
+            f"  change: {key}: pending -> held (it follows the cancelled workshop; "
+            "reschedule or move it to run it, or skip it)"
+        ) in lines
     tick(WORKSHOP - timedelta(days=2))
     assert mail.new() == {}  # no reminder for a cancelled workshop
-    tick(WORKSHOP + timedelta(days=7))
-    assert len(mail.new()) == EVERYONE  # the follow-up goes on
+    report = tick(WORKSHOP + timedelta(days=16))
+    assert mail.new() == {}  # no follow-up about a workshop that did not happen
+    assert report.completed == []  # the held stages wait for the coordinator
+    overview = cycle_overview(network, cycle_id=cycle_id)
+    assert overview["status"] == "running"
+    assert {s["key"]: s["status"] for s in overview["stages"]} == {
+        "invitation": "done",
+        "workshop": "cancelled",
+        "workshop-reminder": "cancelled",
+        "followup": "held",
+        "followup-reminder": "held",
+        "reflection": "held",
+    }
+    # Given a time of its own, the follow-up runs, and so does the reminder that follows it.
+    lines = both_ways(
+        reschedule_stage,
+        network,
+        settings,
+        cycle_id=cycle_id,
+        key="followup",
+        at=(WORKSHOP + timedelta(days=21)).isoformat(),
+    )
+    assert "  change: followup: held -> pending" in lines
+    assert "  change: followup-reminder: held -> pending" in lines
+    assert not any("reflection" in line for line in lines)
+    tick(WORKSHOP + timedelta(days=21))
+    assert len(mail.new()) == EVERYONE
+    tick(WORKSHOP + timedelta(days=26))
+    assert len(mail.new()) == EVERYONE
     with pytest.raises(PlanError, match="cannot reschedule 'workshop': it is cancelled"):
         reschedule_stage(
             network,
             settings,
             cycle_id=cycle_id,
             key="workshop",
-            at=(WORKSHOP + timedelta(days=3)).isoformat(),
+            at=(WORKSHOP + timedelta(days=30)).isoformat(),
         )
+    both_ways(skip_stage, network, settings, cycle_id=cycle_id, key="reflection")
+    assert tick(WORKSHOP + timedelta(days=27)).completed == [cycle_id]
 
 
 def test_a_second_workshop_after_the_follow_up(network, settings, announced):
@@ -447,12 +505,74 @@ def test_pause_resume_and_cancel_a_cycle(network, settings, announced):
     assert mail.new() == {}
 
 
-def test_skipping_the_last_stages_completes_the_cycle_on_the_next_tick(
+def test_skipping_the_last_stages_completes_the_cycle_once_its_workshop_began(
     network, settings, announced
 ):
     cycle_id, _ = announced
     for key in ("workshop-reminder", "followup", "followup-reminder", "reflection"):
         skip_stage(network, settings, cycle_id=cycle_id, key=key)
-    report = tick(START + timedelta(hours=1))  # nothing is due, yet nothing is left to run
+    report = tick(START + timedelta(hours=1))  # nothing is left to run, but the workshop is
+    assert report.stages == [] and report.completed == []  # still ahead: it can still move
+    report = tick(WORKSHOP + timedelta(minutes=1))
     assert report.stages == [] and report.completed == [cycle_id]
     assert cycle_overview(network, cycle_id=cycle_id)["status"] == "completed"
+
+
+def test_a_cycle_with_a_meeting_still_ahead_is_not_completed(network, settings, announced):
+    cycle_id, mail = announced
+    second = WORKSHOP + timedelta(days=30)  # after the reflection
+    add_stage(
+        network,
+        settings,
+        cycle_id=cycle_id,
+        key="second-workshop",
+        kind="meeting",
+        after="workshop",
+        offset="1d",
+        starts=second.isoformat(),
+    )
+    report = tick(WORKSHOP + timedelta(days=14))  # every stage has run, the reflection too
+    assert [s.key for _, s in report.stages][-1] == "reflection"
+    assert report.completed == []
+    assert cycle_overview(network, cycle_id=cycle_id)["status"] == "running"
+    mail.new()
+    moved = second + timedelta(days=7)
+    lines = both_ways(
+        reschedule_stage,
+        network,
+        settings,
+        cycle_id=cycle_id,
+        key="second-workshop",
+        at=moved.isoformat(),
+    )
+    assert any("13 calendar updates for second-workshop" in line for line in lines)
+    tick(WORKSHOP + timedelta(days=15))
+    updates = mail.new()
+    assert len(updates) == EVERYONE
+    assert all(
+        calendar_of(m[0])[0].walk("VEVENT")[0].decoded("dtstart") == moved for m in updates.values()
+    )
+    assert tick(moved - timedelta(hours=1)).completed == []
+    assert tick(moved + timedelta(minutes=1)).completed == [cycle_id]
+    assert cycle_overview(network, cycle_id=cycle_id)["status"] == "completed"
+
+
+def test_a_reminder_that_ran_keeps_its_record_when_the_workshop_moves(network, settings, announced):
+    cycle_id, mail = announced
+    tick(WORKSHOP - timedelta(days=2))
+    assert len(mail.new()) == EVERYONE  # the reminder ran
+    ran = plan_view(network, cycle_id)["workshop-reminder"]
+    lines = both_ways(
+        reschedule_stage,
+        network,
+        settings,
+        cycle_id=cycle_id,
+        key="workshop",
+        at=(WORKSHOP + timedelta(days=7)).isoformat(),
+    )
+    assert not any("workshop-reminder" in line for line in lines)
+    assert plan_view(network, cycle_id)["workshop-reminder"] == ran
+    assert ran[0].startswith("2027-02-08T09:00")
+    assert (
+        "  change: followup due 2027-02-17 09:00 -> 2027-02-24 09:00 (7d after workshop)" in lines
+    )
