@@ -19,7 +19,7 @@ from flows import plan
 from flows.answers import save_answers, save_rsvp
 from flows.audience import parse_audience
 from flows.settings import Settings
-from flows.stages import drafts_for
+from flows.stages import drafts_for, render_every_email
 from flows.stages.base import StageRun
 from flows.templates import ProcessTemplate, find_template, load_template
 from messaging import links
@@ -158,10 +158,12 @@ def launch_cycle(
     timezone: str | None = None,
     audience: str | None = None,
     steering: Sequence[str] = (),
+    rendered: set[tuple[str, str]] | None = None,
 ) -> int:
     """Create a running cycle from a template; validate every email for every recipient first.
 
     Nothing is written unless every template renders for every participant it will reach.
+    ``rendered``, if given, receives the (template, language) of every email rendered.
     """
     tz = plan.zone(timezone or settings.timezone)
     folder = find_template(settings.templates_dir, template)
@@ -210,7 +212,9 @@ def launch_cycle(
         session.flush()
         now = utcnow()
         for s in stages:  # render everything now, so that no error waits for send time
-            drafts_for(StageRun(session, settings, cycle, s, t, now), sample=True)
+            done = render_every_email(StageRun(session, settings, cycle, s, t, now))
+            if rendered is not None:
+                rendered |= done
         queries.audit(
             session,
             cycle_id=cycle.id,

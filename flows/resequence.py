@@ -22,7 +22,7 @@ from flows import plan as planning
 from flows.audience import parse_audience
 from flows.coordinator import plan_items, template_of
 from flows.settings import Settings
-from flows.stages import KINDS, drafts_for, meeting
+from flows.stages import KINDS, meeting, render_every_email
 from flows.stages.base import Draft, StageRun, write_drafts
 from flows.templates import KEY, LANGUAGES, UNLESS_RULE, ProcessTemplate
 from flows.wording import plural
@@ -126,7 +126,7 @@ class Change:
             return
         self.forecast_done.add(stage.key)
         run = self.run(stage)
-        drafts_for(run, sample=True)  # a template error stops it here
+        render_every_email(run)  # a template error stops it here
         kind = KINDS[stage.kind]
         reach = len(kind.recipients(run))
         approval = ", needs approval" if stage.approval_required and not stage.approved_at else ""

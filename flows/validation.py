@@ -49,6 +49,7 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
         earliest = min((plan.parse_when(s, tz) for s in starts), default=None)
         start = (earliest - timedelta(days=30)).isoformat() if earliest else "2027-01-01T09:00"
         checked = settings.model_copy(update={"templates_dir": folder.parent})
+        rendered: set[tuple[str, str]] = set()
         launch_cycle(
             engine,
             checked,
@@ -56,11 +57,13 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
             name="Validation",
             start=start,
             variables=examples,
+            rendered=rendered,
         )
         engine.dispose()
     stages = template.spec.stages
+    languages = [lang for lang in LANGUAGES if any(lang == got for _, got in rendered)]
     return (
-        f"{template.name}: valid: {len(stages)} stages, {len(stages) * len(LANGUAGES)} "
-        f"emails ({', '.join(LANGUAGES)}) rendered for {len(Role) * len(LANGUAGES)} sample "
+        f"{template.name}: valid: {len(stages)} stages, {len(rendered)} "
+        f"emails ({', '.join(languages)}) rendered for {len(Role) * len(LANGUAGES)} sample "
         f"participants"
     )

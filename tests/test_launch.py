@@ -157,3 +157,57 @@ def test_approving_in_advance(network, settings) -> None:
     with pytest.raises(StateError, match="is approved"):
         approve_stage(network, cycle_id=cycle_id, key="invitation")
     assert datetime.now(UTC).year >= 2026
+
+
+def test_an_error_in_a_meeting_update_or_cancellation_stops_launch_add_and_edit(
+    network, settings, tmp_path: Path
+) -> None:
+    """A meeting's update and cancellation go out only when it moves or is called off; an error
+    in them must stop the launch, or the stage add or edit that brings them in, at once."""
+    from flows.resequence import add_stage, edit_stage
+    from tests.test_cli import invoke
+
+    root = tmp_path / "templates"
+    shutil.copytree(REPO_TEMPLATES, root)
+    folder = root / "learning-cycle"
+    cycle_id = launch(network, settings, template=str(folder))
+    for name in ("workshop-update.en", "workshop-cancel.sv"):
+        path = folder / "emails" / f"{name}.md.j2"
+        good = path.read_text()
+        path.write_text(good + "\nBring {{ vars.what_to_bring }}.\n")
+        error = (
+            f"learning-cycle/emails/{name}.md.j2: 'dict object' has no attribute 'what_to_bring'"
+        )
+        before = counts(network)
+        result = invoke(
+            "cycle",
+            "launch",
+            str(folder),
+            "--name",
+            "Höst 2027",
+            "--start",
+            "2027-01-20T09:00",
+            "--var",
+            "workshop_at=2027-02-10T09:00",
+            "--var",
+            "location=Stadshuset",
+        )
+        assert result.exit_code == 2, result.output
+        assert result.stderr.splitlines() == [f"error: {error}"]
+        with pytest.raises(TemplateError) as caught:
+            add_stage(
+                network,
+                settings,
+                cycle_id=cycle_id,
+                key="second-workshop",
+                kind="meeting",
+                after="workshop",
+                offset="1d",
+                starts="2027-03-10T13:00",
+            )
+        assert str(caught.value) == error
+        with pytest.raises(TemplateError) as caught:
+            edit_stage(network, settings, cycle_id=cycle_id, key="workshop", template="workshop")
+        assert str(caught.value) == error
+        assert counts(network) == before  # nothing was created or changed
+        path.write_text(good)

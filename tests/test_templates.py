@@ -22,7 +22,9 @@ def copy(tmp_path: Path) -> Path:
 
 def test_bundled_template_is_valid_in_both_languages() -> None:
     report = validate_template(Settings(), "learning-cycle")
-    assert report.startswith("learning-cycle: valid: 6 stages, 12 emails (sv, en)")
+    # 6 stages, the workshop's update and cancellation besides its invite: 8 emails, each in
+    # both languages (the reflection too, whichever language the coordinator reads).
+    assert report.startswith("learning-cycle: valid: 6 stages, 16 emails (sv, en) rendered")
     assert list_templates(REPO_TEMPLATES) == ["learning-cycle"]
 
 
@@ -87,6 +89,21 @@ def test_an_email_with_an_unknown_variable_fails_validation(copy: Path) -> None:
     path.write_text(path.read_text().replace("{{ cycle.name }}", "{{ cycle.title }}", 1))
     with pytest.raises(TemplateError, match="has no attribute 'title'"):
         validate_template(Settings(templates_dir=copy.parent), str(copy))
+
+
+def test_an_error_in_the_workshop_update_fails_validation_in_one_line(copy: Path) -> None:
+    """The update is sent only when the workshop moves: validation must find its error now."""
+    from tests.test_cli import invoke
+
+    path = copy / "emails" / "workshop-update.en.md.j2"
+    path.write_text(path.read_text() + "\nBring {{ vars.what_to_bring }}.\n")
+    result = invoke("templates", "validate", str(copy))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "error: learning-cycle/emails/workshop-update.en.md.j2: "
+        "'dict object' has no attribute 'what_to_bring'"
+    ]
+    assert result.stdout == ""
 
 
 def test_schema_is_published() -> None:

@@ -7,6 +7,7 @@ run no flow (launch, drafts, show) stay fast: ``import prefect`` alone costs abo
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
 from types import ModuleType
@@ -26,7 +27,7 @@ from flows.stages.base import (
     claim,
     write_drafts,
 )
-from flows.templates import ProcessTemplate
+from flows.templates import LANGUAGES, ProcessTemplate
 from store import queries
 from store.db import session_scope
 from store.errors import SamverkanError
@@ -43,18 +44,39 @@ KINDS: dict[str, ModuleType] = {
 CHUNK = 500  # recipients drafted and written at a time: memory does not grow with the audience
 
 
-def drafts_for(run: StageRun, *, sample: bool = False) -> list[Any]:
-    """Every draft the stage would make, for previews and checks; nothing is recorded
-    (``execute`` drafts for real, streaming).
+def drafts_for(run: StageRun) -> list[Any]:
+    """Every draft the stage would make, for previews; nothing is recorded (``execute``
+    drafts for real, streaming)."""
+    run.validating = True
+    kind = KINDS[run.stage.kind]
+    return [kind.draft(run, r) for r in kind.recipients(run, validating=True)]
 
-    ``sample``: one recipient per language and role, enough to find a template error.
+
+def render_every_email(run: StageRun) -> set[tuple[str, str]]:
+    """Render every email the stage can send, for one recipient per language and role, so
+    that a template error shows now rather than when it is sent; nothing is recorded.
+
+    Besides the stage's own email that is a meeting's update and cancellation, sent only if
+    it moves or is called off, and the coordinator's email in every language (which one is a
+    setting). Returns the (template, language) of every email rendered.
     """
     run.validating = True
     kind = KINDS[run.stage.kind]
-    people = kind.recipients(run, validating=True)
-    if sample:
-        people = list({(r.language, r.role): r for r in reversed(people)}.values())
-    return [kind.draft(run, r) for r in people]
+    people = list(
+        {(r.language, r.role): r for r in reversed(kind.recipients(run, validating=True))}.values()
+    )
+    people += [
+        replace(r, language=language)
+        for r in people
+        if r.participant_id is None
+        for language in LANGUAGES
+        if not any(p.language == language and p.role == r.role for p in people)
+    ]
+    for r in people:
+        kind.draft(run, r)
+        if hasattr(kind, "notices"):
+            kind.notices(run, r)
+    return set(run.rendered)
 
 
 def recipient_chunks(run: StageRun, size: int = CHUNK) -> Iterator[list[Recipient]]:

@@ -112,6 +112,7 @@ class StageRun:
     validating: bool = False  # drafting only to check that everything renders (at launch)
     memo: dict[str, Any] = field(default_factory=dict)  # work shared by all recipients
     left_out: dict[str, int] = field(default_factory=dict)  # by the unless rule, with why
+    rendered: set[tuple[str, str]] = field(default_factory=set)  # (template, language)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -227,6 +228,7 @@ class StageRun:
     ) -> RenderedEmail:
         name = template or self.stage.template
         assert name is not None
+        self.rendered.add((name, recipient.language))
         return self.template.emails.render(
             name, recipient.language, self.context(recipient, **extra), self.shared_renders
         )

@@ -23,6 +23,7 @@ __all__ = [
     "attendees",
     "draft",
     "notice",
+    "notices",
     "prepare",
     "recipient_chunks",
     "recipients",
@@ -149,7 +150,7 @@ def attendees(run: StageRun, meeting: Meeting) -> list[Recipient]:
 
 def notice(
     run: StageRun,
-    meeting: Meeting,
+    meeting: Meeting | None,
     recipient: Recipient,
     *,
     method: str,
@@ -161,3 +162,15 @@ def notice(
     email = run.render(recipient, template=template, meeting=local, change=change)
     ics = _invite(run, _info(run, recipient, meeting, template=template), recipient, method)
     return Draft(recipient=recipient, email=email, ics=ics, ics_method=method)
+
+
+def notices(run: StageRun, recipient: Recipient) -> list[Draft]:
+    """The update and the cancellation the meeting would send if it moved or was called off
+    (to check that they render)."""
+    meeting = _meeting(run)
+    name = run.stage.template
+    moved = {"old_starts": run.meetings()[run.stage.key]["starts"]}
+    return [
+        notice(run, meeting, recipient, method="REQUEST", template=f"{name}-update", change=moved),
+        notice(run, meeting, recipient, method="CANCEL", template=f"{name}-cancel", change={}),
+    ]
