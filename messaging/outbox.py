@@ -70,9 +70,10 @@ def message_id(message: Message | Claimed, domain: str) -> str:
     return f"<samverkan.{message.cycle_id}.{message.id}.{message.revision}@{domain}>"
 
 
-def mark_stale_uncertain(session: Session, *, lease_seconds: float) -> int:
-    """Messages claimed longer ago than the lease and never marked sent: a crash hit them."""
-    cutoff = utcnow() - timedelta(seconds=lease_seconds)
+def mark_stale_uncertain(session: Session, *, now: datetime, lease_seconds: float) -> int:
+    """Messages claimed longer before ``now`` than the lease and never marked sent: a crash
+    hit them. Claims are stamped with the drain's ``now`` too, so one clock decides."""
+    cutoff = now - timedelta(seconds=lease_seconds)
     result = session.exec(
         update(Message)
         .where(col(Message.status) == MessageStatus.sending.value, col(Message.claimed_at) < cutoff)
@@ -128,16 +129,19 @@ def claim_batch(
         ids = list(session.exec(query).all())
         if not ids:
             return []
-        claimed_at = utcnow()
         # The status condition makes the claim safe against a second drain racing for the
-        # same rows.
-        result = session.exec(
-            update(Message)
-            .where(col(Message.id).in_(ids), col(Message.status).in_(READY))
-            .values(status=MessageStatus.sending.value, claimed_at=claimed_at)
+        # same rows; RETURNING says which rows this drain won (two drains given the same
+        # ``now`` stamp the same claimed_at, so the stamp cannot tell them apart).
+        won = list(
+            session.exec(
+                update(Message)
+                .where(col(Message.id).in_(ids), col(Message.status).in_(READY))
+                .values(status=MessageStatus.sending.value, claimed_at=now)
+                .returning(col(Message.id))
+            ).scalars()
         )
         session.commit()
-        if result.rowcount:
+        if won:
             break
         # Another drain claimed every one of them first (SQLite, where both read the same
         # rows): look again rather than stop while messages are still waiting.
@@ -146,11 +150,7 @@ def claim_batch(
     return list(
         session.execute(
             select(*Message.__table__.columns)  # type: ignore[attr-defined]
-            .where(
-                col(Message.id).in_(ids),
-                Message.claimed_at == claimed_at,
-                Message.status == MessageStatus.sending.value,
-            )
+            .where(col(Message.id).in_(won), Message.status == MessageStatus.sending.value)
             .order_by(col(Message.id))
         ).all()
     )
@@ -281,7 +281,9 @@ async def _drain(
     """
     report = DrainReport()
     with Session(engine, expire_on_commit=False) as session:
-        report.uncertain = mark_stale_uncertain(session, lease_seconds=sender.lease_seconds)
+        report.uncertain = mark_stale_uncertain(
+            session, now=now, lease_seconds=sender.lease_seconds
+        )
         session.commit()
         async with AsyncExitStack() as stack:
             for transport in transports:

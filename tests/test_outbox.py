@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from flows.delivery import sender_info
-from messaging.outbox import claim_batch, drain
+from messaging.outbox import claim_batch, drain, resend_uncertain
+from messaging.transports.base import Envelope, Receipt, TemporaryFailure
 from messaging.transports.memory import MemoryTransport
 from store.models import Message
 from tests.test_delivery import NOW, queue_invitations
@@ -97,3 +99,55 @@ def test_a_drain_that_loses_the_race_for_a_batch_claims_the_next(network, settin
         got = claim_batch(mine, now=NOW, limit=5)
     assert len(raced) == 5
     assert len(got) == 5 and not {m.id for m in got} & set(raced)
+
+
+class Stopping(MemoryTransport):
+    """The sender stops (a crash, a kill) as the first message is handed over."""
+
+    async def send(self, envelope: Envelope) -> Receipt:
+        raise RuntimeError("the sender was stopped")
+
+
+class RefusingOnce(MemoryTransport):
+    """The receiving server asks to try one address again later, once."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address, self.refused = address, False
+
+    async def send(self, envelope: Envelope) -> Receipt:
+        if envelope.recipient == self.address and not self.refused:
+            self.refused = True
+            raise TemporaryFailure("451 4.7.1 try again later")
+        return await super().send(envelope)
+
+
+@pytest.mark.parametrize(
+    "now",
+    [datetime(2040, 3, 1, 8, 0, tzinfo=UTC), datetime(2001, 3, 1, 8, 0, tzinfo=UTC)],
+    ids=["far-future", "far-past"],
+)
+def test_leases_and_retries_follow_the_time_the_drain_is_given(network, settings, now) -> None:
+    """`tick --now` walks a cycle through simulated time: a message in flight when the sender
+    stopped is in doubt once its lease has run out by that clock, not by the wall clock, and a
+    retry waits its backoff by that clock too."""
+    cycle_id = queue_invitations(network, settings)  # 13 queued
+    info = sender_info(settings)  # a 600 s lease, retries from 60 s
+    with pytest.raises(RuntimeError, match="the sender was stopped"):
+        drain(network, info, Stopping, now=now)
+    quiet = MemoryTransport()
+    report = drain(network, info, lambda: quiet, now=now + timedelta(minutes=5))
+    assert (report.sent, report.uncertain, quiet.sent) == (0, 0, [])  # still in flight
+    report = drain(network, info, lambda: quiet, now=now + timedelta(minutes=11))
+    assert (report.sent, report.uncertain, quiet.sent) == (0, 13, [])  # the lease ran out
+
+    assert resend_uncertain(network, cycle_id=cycle_id) == 13
+    later = now + timedelta(minutes=12)
+    server = RefusingOnce("per.holm@vgregion.example")
+    report = drain(network, info, lambda: server, now=later)
+    assert (report.sent, report.retry) == (12, 1)
+    report = drain(network, info, lambda: server, now=later + timedelta(seconds=20))
+    assert report.sent == 0  # the first backoff is 30 to 60 s
+    report = drain(network, info, lambda: server, now=later + timedelta(seconds=61))
+    assert report.sent == 1
+    assert [e.recipient for e in server.sent].count("per.holm@vgregion.example") == 1
