@@ -115,6 +115,12 @@ def _as_time(now: datetime | str | None) -> datetime:
     return when
 
 
+def _clock(given: datetime | str | None, now: datetime) -> dict[str, str]:
+    """The ``now`` parameter for the runs a flow starts: a time it was given is passed on, so
+    that they decide by the same clock; on the real clock each run reads it when it starts."""
+    return {} if given is None else {"now": now.isoformat()}
+
+
 def _submit(deployment: str, parameters: dict[str, Any], copies: int = 1) -> None:
     """Start runs of a deployment on its work pool, without waiting for them."""
     from prefect.deployments import run_deployment
@@ -132,7 +138,7 @@ def advance(
     ``senders`` > 0 (distributed mode): then start that many ``deliver`` runs on the work
     pool for what the stages queued.
     """
-    now = _as_time(now)
+    given, now = now, _as_time(now)
     settings = load_settings()
     engine = open_store(settings.database_url)
     outcomes: list[StageOutcome] = []
@@ -157,16 +163,16 @@ def advance(
             continue
         outcomes.append(outcome)
     if senders > 0 and any(o.messages for o in outcomes):
-        _submit(DELIVER_DEPLOYMENT, {"cycle_id": cycle_id}, copies=senders)
+        _submit(DELIVER_DEPLOYMENT, {"cycle_id": cycle_id, **_clock(given, now)}, copies=senders)
     return outcomes
 
 
 @flow(name="deliver", validate_parameters=False, log_prints=False)
-def send(cycle_id: int | None = None) -> str:
-    """Deliver what is ready in the outbox (of one cycle, or all). Several runs at once
-    claim disjoint messages (SKIP LOCKED on PostgreSQL)."""
+def send(cycle_id: int | None = None, now: datetime | str | None = None) -> str:
+    """Deliver what is ready in the outbox at ``now`` (of one cycle, or all). Several runs at
+    once claim disjoint messages (SKIP LOCKED on PostgreSQL)."""
     settings = load_settings()
-    report = deliver(settings, open_store(settings.database_url), utcnow(), cycle_id=cycle_id)
+    report = deliver(settings, open_store(settings.database_url), _as_time(now), cycle_id=cycle_id)
     return str(report)
 
 
@@ -198,7 +204,7 @@ def tick(now: datetime | str | None = None, fan_out: bool = False, senders: int 
     per due cycle on the work pool instead, each followed by ``senders`` ``deliver`` runs;
     messages waiting for a retry get ``senders`` ``deliver`` runs of their own.
     """
-    now = _as_time(now)
+    given, now = now, _as_time(now)
     settings = load_settings()
     engine = open_store(settings.database_url)
     report = TickReport(now=now)
@@ -206,12 +212,15 @@ def tick(now: datetime | str | None = None, fan_out: bool = False, senders: int 
         due = queries.due_cycle_ids(session, now=now)
     if fan_out:
         for cycle_id in due:
-            _submit(ADVANCE_DEPLOYMENT, {"cycle_id": cycle_id, "senders": senders})
+            _submit(
+                ADVANCE_DEPLOYMENT,
+                {"cycle_id": cycle_id, "senders": senders, **_clock(given, now)},
+            )
         report.handed_over = list(due)
         with session_scope(engine) as session:
             ready = queries.ready_messages(session, now=now)
         if ready:
-            _submit(DELIVER_DEPLOYMENT, {}, copies=senders)
+            _submit(DELIVER_DEPLOYMENT, _clock(given, now), copies=senders)
         report.completed = _complete_finished(engine, now)
         return report
     for cycle_id in due:

@@ -25,7 +25,7 @@ from flows.coordinator import (
     record_rsvp,
     template_of,
 )
-from store.models import Message, Stage, pk
+from store.models import Cycle, Message, Stage, pk
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.smtpd import RecordingSMTP
 
@@ -341,3 +341,39 @@ def test_a_stage_moved_into_the_future_after_the_tick_chose_it_is_not_sent(netwo
     got = read_maildir(mail_dir)
     assert {len(m) for m in got.values()} == {4}
     assert cycle_overview(network, cycle_id=cycle_id)["stages"][2]["status"] == "done"
+
+
+def test_a_fanned_out_tick_passes_its_time_to_the_runs_it_starts(network, settings, monkeypatch):
+    """Distributed mode: the advance and deliver runs a tick starts on the work pool decide by
+    the tick's clock (`tick --now`), not each by the wall clock when a worker picks it up."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.cycle import tick as tick_flow
+    from flows.distributed import register
+    from flows.stages import execute
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    register(pool="clock-pool", interval=3600, senders=2)
+    cycle_id = launch(network, settings)
+    approve_stage(network, cycle_id=cycle_id, key="invitation")
+    with Session(network) as s:
+        invitation = s.exec(select(Stage).where(Stage.key == "invitation")).one()
+        cycle = s.get(Cycle, cycle_id)
+    execute(network, settings, template_of(settings, cycle), stage_id=pk(invitation), now=START)
+    simulated = START + timedelta(minutes=5)  # the workshop invite is due, 13 mails are ready
+    report = tick_flow(simulated, fan_out=True, senders=2)
+    assert report.handed_over == [cycle_id]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs()
+        names = {d.id: d.name for d in client.read_deployments()}
+    started = sorted(
+        (names[r.deployment_id], r.parameters.get("now")) for r in runs if r.deployment_id in names
+    )
+    assert started == sorted(
+        [
+            ("samverkan-advance", simulated.isoformat()),
+            ("samverkan-deliver", simulated.isoformat()),
+            ("samverkan-deliver", simulated.isoformat()),
+        ]
+    )
