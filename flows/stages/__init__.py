@@ -167,22 +167,22 @@ def execute(
         # Only if the stage is still as this attempt found it: another tick may have run it
         # meanwhile, and its outcome must not be overwritten.
         with session_scope(engine) as session:
-            stage = session.get(Stage, stage_id)
-            assert stage is not None
-            if not claim(session, stage, expected=[previous], to=StageStatus.failed):
+            failed = session.get(Stage, stage_id)
+            assert failed is not None
+            if not claim(session, failed, expected=[previous], to=StageStatus.failed):
                 return None
-            session.refresh(stage)
-            stage.ran_at, stage.note = now, str(exc)
-            session.add(stage)
+            session.refresh(failed)
+            failed.ran_at, failed.note = now, str(exc)
+            session.add(failed)
             queries.audit(
                 session,
-                cycle_id=stage.cycle_id,
+                cycle_id=failed.cycle_id,
                 action="stage.failed",
-                stage_key=stage.key,
+                stage_key=failed.key,
                 detail=str(exc),
                 actor="tick",
             )
-            return StageOutcome(stage.key, stage.kind, "failed", 0, str(exc))
+            return StageOutcome(failed.key, failed.kind, "failed", 0, str(exc))
 
 
 @cache
