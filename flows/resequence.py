@@ -429,6 +429,7 @@ def add_stage(
         change.apply(new, added=row)
         if change.cycle.status == CycleStatus.completed:
             change.cycle.status = CycleStatus.running
+            change.effects.changes.append(f"cycle {cycle_id}: completed -> running")
 
     return change_cycle(
         engine,

@@ -555,6 +555,19 @@ def test_a_cycle_with_a_meeting_still_ahead_is_not_completed(network, settings, 
     assert tick(moved - timedelta(hours=1)).completed == []
     assert tick(moved + timedelta(minutes=1)).completed == [cycle_id]
     assert cycle_overview(network, cycle_id=cycle_id)["status"] == "completed"
+    lines = both_ways(
+        add_stage,
+        network,
+        settings,
+        cycle_id=cycle_id,
+        key="thanks",
+        kind="email",
+        template="progress-note",
+        after="second-workshop",
+        offset="1d",
+    )
+    assert f"  change: cycle {cycle_id}: completed -> running" in lines
+    assert cycle_overview(network, cycle_id=cycle_id)["status"] == "running"
 
 
 def test_a_reminder_that_ran_keeps_its_record_when_the_workshop_moves(network, settings, announced):
