@@ -193,9 +193,10 @@ def test_a_worker_killed_mid_stage_loses_nothing_and_doubles_nothing(
             in_flight = s.exec(
                 select(func.count()).select_from(Message).where(Message.status == "sending")
             ).one()
-        # A new worker: the messages the dead one had in flight are now in doubt.
+        # A new worker, a moment later by the same clock: the messages the dead one had in
+        # flight are now in doubt.
         monkeypatch.setenv("SAMVERKAN_SENDING_LEASE_SECONDS", "0.001")
-        report = deliver(Settings(), engine, NOW)
+        report = deliver(Settings(), engine, NOW + timedelta(seconds=1))
         received = Counter(to[0] for _, to, _ in server.recorder.messages)
         assert max(received.values()) == 1  # no recipient has it twice
         got = statuses(engine)
