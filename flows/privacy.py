@@ -11,6 +11,7 @@ waiting in the outbox are dropped. tests/test_erasure.py checks this by dumping 
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -119,7 +120,10 @@ class _Scrub:
         found = [(address, placeholder)]
         if name.strip() and name != ERASED:
             found.append((name.strip(), ERASED))
+        # As an HTML report quotes them (an apostrophe in a name, say).
+        found += [(html.escape(v), r) for v, r in found if html.escape(v) != v]
         self.patterns = [(re.compile(re.escape(v), re.IGNORECASE), r) for v, r in found]
+        self.values = [v for v, _ in found]
         self.needles = [v.lower() for v, _ in found]
 
     def __call__(self, text: str | None) -> str | None:
@@ -129,9 +133,17 @@ class _Scrub:
             text = pattern.sub(replacement, text)
         return text
 
+    def finds(self, *texts: str | None) -> bool:
+        return any(n in t.lower() for t in texts if t for n in self.needles)
+
     def where(self, *columns: Any) -> Any:
-        """SQL: any of ``columns`` may hold the address or the name."""
-        return or_(*(func.lower(c).contains(n) for c in columns for n in self.needles))
+        """SQL that narrows the search: any of ``columns`` may hold the address or the name
+        (SQLite lowers ASCII only, so this may miss a name written in other capitals:
+        callers that must not miss one check every row with ``finds``)."""
+        return or_(
+            *(func.lower(c).contains(n) for c in columns for n in self.needles),
+            *(c.contains(v) for c in columns for v in self.values),
+        )
 
 
 MESSAGE_TEXT = ("to_email", "to_name", "subject", "text", "html", "ics", "attachment")
@@ -176,8 +188,9 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
         ).one()
         # Everybody else's messages: the reports that quote their words, any mention.
         mentioned = scrub.where(*(getattr(Message, c) for c in MESSAGE_TEXT))
-        if words:  # the reflection reports (one per recipient and reflection) may quote them
-            mentioned = mentioned | col(Message.attachment).is_not(None)
+        # The reflection reports (one per recipient and reflection) may quote their words,
+        # or a reason typed with their name in any capitals: every one is read.
+        mentioned = mentioned | col(Message.attachment).is_not(None)
         for m in session.exec(select(Message).where(mentioned, col(Message.to_key) != placeholder)):
             for name in MESSAGE_TEXT:
                 setattr(m, name, scrub(getattr(m, name)))
@@ -190,16 +203,18 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
             .values(text=None)
         ).rowcount
         session.exec(delete(AccessToken).where(col(AccessToken.participant_id) == pid))
-        for entry in session.exec(
-            select(AuditEntry).where(scrub.where(AuditEntry.detail, AuditEntry.reason))
-        ):
-            entry.detail = scrub(entry.detail) or ""
-            entry.reason = scrub(entry.reason)
-            session.add(entry)
-        for stage in session.exec(select(Stage).where(scrub.where(Stage.audience, Stage.note))):
-            stage.audience = scrub(stage.audience) or "all"
-            stage.note = scrub(stage.note)
-            session.add(stage)
+        # The audit log and the stages hold text a coordinator typed: every row is read,
+        # since a name may be written in any capitals.
+        for entry in session.exec(select(AuditEntry)):
+            if scrub.finds(entry.detail, entry.reason):
+                entry.detail = scrub(entry.detail) or ""
+                entry.reason = scrub(entry.reason)
+                session.add(entry)
+        for stage in session.exec(select(Stage)):
+            if scrub.finds(stage.audience, stage.note):
+                stage.audience = scrub(stage.audience) or "all"
+                stage.note = scrub(stage.note)
+                session.add(stage)
         for cycle in session.exec(select(Cycle)):
             kept = [e for e in cycle.steering or [] if e.lower() != key]
             if kept != list(cycle.steering or []):

@@ -91,7 +91,7 @@ def test_after_erasure_a_dump_of_the_store_holds_nothing_of_the_person(network, 
         audience=f"email={SARA}",
         after="workshop",
         offset="1d",
-        reason=f"{NAME} asked for the notes",
+        reason=f"{NAME} asked for the notes, and so did KARIN STRÖM",
     )
     tick(START)
     tick(WORKSHOP + timedelta(days=1))
@@ -121,6 +121,19 @@ def test_after_erasure_a_dump_of_the_store_holds_nothing_of_the_person(network, 
     assert NAME.lower() not in after.lower()
     for form in forms(HER_WORDS):
         assert form not in after, form
+    # A name is found in any capitals, also beyond ASCII.
+    assert "karin ström" in after.lower()
+    erased = CliRunner().invoke(
+        app, ["participants", "erase", "karin.strom@vgregion.example"], input="n\n"
+    )
+    assert erased.exit_code == 2  # it asks first; "no" erases nothing
+    assert "karin ström" in dump(network).lower()
+    erased = CliRunner().invoke(
+        app, ["participants", "erase", "karin.strom@vgregion.example", "--yes"]
+    )
+    assert erased.exit_code == 0, erased.output
+    after = dump(network)
+    assert "karin ström" not in after.lower() and "karin.strom@" not in after.lower()
     # Everybody else is still there, and so are the anonymous numbers.
     assert ANNA in after and any(f in after for f in forms(ANNAS_WORDS))
     assert "Anna Lindqvist" in after
@@ -133,7 +146,7 @@ def test_after_erasure_a_dump_of_the_store_holds_nothing_of_the_person(network, 
         assert db in files
         for f in files:
             raw = f.read_bytes()
-            for secret in (SARA, NAME, HER_WORDS):
+            for secret in (SARA, NAME, HER_WORDS, "Karin Ström", "karin.strom@"):
                 assert secret.encode() not in raw, f"{secret!r} is still in {f.name}"
                 assert secret.upper().encode() not in raw, f"{secret!r} is still in {f.name}"
         assert server is not None
