@@ -1114,14 +1114,14 @@ def worker(
     Examples:  samverkan worker --every 30
                PREFECT_API_URL=http://127.0.0.1:4200/api samverkan worker --pool samverkan
     """
-    from flows.distributed import run_embedded, run_pool_worker
+    from flows.distributed import preflight, run_embedded, run_pool_worker
 
-    if pool is not None:
-        raise typer.Exit(run_pool_worker(pool, limit))
-    if every < 1:
+    if pool is None and every < 1:
         fail(f"--every {every:g}: use at least 1 second")
     settings = _settings()
-    _engine(settings)  # fail on a bad database before Prefect starts
+    preflight(settings)  # store, link key and mail server, before any run is taken
+    if pool is not None:
+        raise typer.Exit(run_pool_worker(pool, limit))
     from flows.cycle import run_tick
 
     typer.echo(f"ticking every {every:g} s (Ctrl-C stops after the current tick)")
