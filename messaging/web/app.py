@@ -1,14 +1,16 @@
 """The participants' pages (FastAPI + Jinja2), served by ``samverkan serve``.
 
 A page is reached only through a personal link: ``/a/<token>`` for a follow-up's questions,
-``/r/<token>`` for a meeting's RSVP. Only the token's SHA-256 is stored. An unknown
+``/r/<token>`` for a meeting's RSVP, ``/u/<token>`` to unsubscribe (the ``List-Unsubscribe``
+link of every message to a participant). Only the token's SHA-256 is stored. An unknown
 token, a closed follow-up, a meeting that is over or cancelled, a cycle that has ended (for
 answers and RSVP) and an erased participant all get the same friendly "not found" page,
 which reveals nothing. Pages work without JavaScript: the 0-10 scale is a group of radio
 buttons, usable by keyboard and by screen readers.
 
 Only the form encoding a browser sends is taken; anything else (a file upload, JSON) is
-refused before anything saved is touched.
+refused before anything saved is touched. Unsubscribing also takes ``multipart/form-data``,
+which RFC 8058 lets mail providers use for their one-click POST.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.answers import TEXT_LIMIT, save_answers, save_rsvp
+from flows.consent import withdraw_consent
 from flows.coordinator import template_of
 from flows.settings import Settings
 from messaging import links
@@ -49,6 +52,7 @@ from store.types import utcnow
 
 HERE = Path(__file__).parent
 FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
 ENDED = (CycleStatus.cancelled, CycleStatus.completed)
 ANSWERS = {PartStat.accepted.value, PartStat.declined.value, PartStat.tentative.value}
 
@@ -88,6 +92,15 @@ TEXT = {
         "refused": "Skicka dina svar med formuläret på sidan. Det du har sparat tidigare är "
         "oförändrat.",
         "back": "Tillbaka till sidan",
+        "u_title": "Inga fler mejl",
+        "u_ask": "Du får mejl från {sender} om {cycle}. Vill du inte ha fler? Då slutar vi "
+        "skicka mejl till dig: inga fler inbjudningar, påminnelser eller frågor.",
+        "u_button": "Sluta skicka mejl till mig",
+        "u_keep": "Vill du fortsätta få mejl behöver du inte göra något.",
+        "u_done": "Klart. Vi skickar inga fler mejl till dig. Samordnaren ser att du har "
+        "avslutat. Ångrar du dig kan du svara på ett av mejlen.",
+        "u_already": "Du har redan avslutat: vi skickar inga fler mejl till dig.",
+        "u_refused": "Använd knappen på sidan för att avsluta.",
     },
     "en": {
         "send": "Send my answers",
@@ -124,6 +137,15 @@ TEXT = {
         "refused": "Please send your answers with the form on the page. What you saved before "
         "has not changed.",
         "back": "Back to the page",
+        "u_title": "No more emails",
+        "u_ask": "You get emails from {sender} about {cycle}. Would you rather not? Then we "
+        "stop writing to you: no more invitations, reminders or questions.",
+        "u_button": "Stop sending me emails",
+        "u_keep": "If you want to keep getting emails, you need not do anything.",
+        "u_done": "Done. We will send you no more emails. The coordinator can see that you "
+        "unsubscribed. If you change your mind, you can reply to one of the emails.",
+        "u_already": "You have already unsubscribed: we send you no more emails.",
+        "u_refused": "Please use the button on the page to unsubscribe.",
     },
 }
 
@@ -422,6 +444,54 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.get("/r/{token}/thanks", response_class=HTMLResponse)
     def rsvp_thanks(request: Request, token: str) -> HTMLResponse:
         return rsvp_view(request, token, done=True)
+
+    # -- unsubscribe (RFC 8058 one-click) ---------------------------------------------------
+
+    def unsubscribe_view(
+        request: Request, a: Access, state: str, status: int = 200
+    ) -> HTMLResponse:
+        return render(
+            request,
+            "unsubscribe.html",
+            a,
+            status=status,
+            state=state,
+            sender=settings.sender_name,
+        )
+
+    @app.get("/u/{token}", response_class=HTMLResponse)
+    def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+        # Only asks: link scanners and previews open links, and must not unsubscribe anyone.
+        with Session(db()) as session:
+            try:
+                a = access(session, token, "unsubscribe")
+            except Gone:
+                return gone(request)
+            return unsubscribe_view(request, a, "ask" if a.participant.consent else "already")
+
+    @app.post("/u/{token}", response_class=HTMLResponse)
+    async def unsubscribe_post(request: Request, token: str) -> HTMLResponse:
+        # No cookie and no CSRF token are possible: a mail provider posts here on the
+        # person's behalf. The token is the proof, and the one thing it can do is stop mail.
+        with Session(db()) as session:
+            try:
+                a = access(session, token, "unsubscribe")
+            except Gone:
+                return gone(request)
+            one_click = None
+            if encoding(request) in (FORM, MULTIPART):
+                one_click = (await request.form()).get("List-Unsubscribe")
+            if one_click != "One-Click":
+                return unsubscribe_view(request, a, "refused", status=400)
+            dropped = withdraw_consent(
+                session,
+                participant_id=pk(a.participant),
+                cycle_id=pk(a.cycle),
+                stage_key=a.stage.key,
+                how="one-click link",
+            )
+            session.commit()
+            return unsubscribe_view(request, a, "already" if dropped is None else "done")
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def health() -> str:
