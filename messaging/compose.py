@@ -135,6 +135,7 @@ def mailbox(name: str, display_name: str, email: str) -> str:
     return _with_phrase(name, display_name, f"<{addr_spec(email)}>")
 
 
+@lru_cache(maxsize=64)  # the same for every message of a cycle
 def list_id(cycle_id: int, cycle_name: str, sender_email: str) -> str:
     """``List-Id: "Cycle name" <cycle-ID.samverkan.DOMAIN>``, the sender's domain in ASCII,
     so that filters can tell one cycle's mail from another's."""

@@ -480,7 +480,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 return gone(request)
             one_click = None
             if encoding(request) in (FORM, MULTIPART):
-                one_click = (await request.form()).get("List-Unsubscribe")
+                async with request.form() as form:  # removes any uploaded part at once
+                    one_click = form.get("List-Unsubscribe")
             if one_click != "One-Click":
                 return unsubscribe_view(request, a, "refused", status=400)
             dropped = withdraw_consent(
