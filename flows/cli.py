@@ -151,7 +151,8 @@ def participants_import(
 def participants_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List participants with their organisation, role and language.
+    """List participants with their organisation, role and language, and whether they still
+    get mail (not those who unsubscribed or were erased).
 
     Example:  samverkan participants list --json
     """
@@ -168,6 +169,7 @@ def participants_list(
             "role": str(p.role),
             "language": str(p.language),
             "erased": p.erased,
+            "unsubscribed": not p.consent and not p.erased,
         }
         for p, o in rows
     ]
@@ -177,9 +179,16 @@ def participants_list(
     if not data:
         typer.echo("no participants yet: samverkan participants import FILE.csv")
         return
+
+    def mail(d: dict[str, Any]) -> str:
+        return "erased" if d["erased"] else "unsubscribed" if d["unsubscribed"] else "yes"
+
     _table(
-        [[d["name"], d["email"], d["organisation"], d["role"], d["language"]] for d in data],
-        ["name", "email", "organisation", "role", "language"],
+        [
+            [d["name"], d["email"], d["organisation"], d["role"], d["language"], mail(d)]
+            for d in data
+        ],
+        ["name", "email", "organisation", "role", "language", "mail"],
     )
 
 
@@ -423,6 +432,8 @@ def cycle_show(
             typer.echo(f"note: {s['key']}: {s['note']}")
     for p in data["problems"]:
         typer.echo(f"problem: {p['stage']} to {p['to']}: {p['error']}")
+    if data["unsubscribed"]:
+        typer.echo(f"unsubscribed, no more mail to: {', '.join(data['unsubscribed'])}")
 
 
 @app.command("drafts")

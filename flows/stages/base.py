@@ -377,7 +377,11 @@ def write_drafts(
         for d in drafts
     ]
     run.session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
-    _register_tokens(run, {d.recipient.participant_id for d in drafts})
+    people = {d.recipient.participant_id for d in drafts}
+    # Every message to a participant carries a one-click unsubscribe link in its headers,
+    # made when it is sent from the row's stage and participant: its hash is stored here.
+    run.tokens.update(("unsubscribe", pk(run.stage), pid) for pid in people if pid is not None)
+    _register_tokens(run, people)
     return len(rows)
 
 
