@@ -151,7 +151,8 @@ def participants_import(
 def participants_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List participants with their organisation, role and language.
+    """List participants with their organisation, role and language, and whether they still
+    get mail (not those who unsubscribed or were erased).
 
     Example:  samverkan participants list --json
     """
@@ -168,6 +169,7 @@ def participants_list(
             "role": str(p.role),
             "language": str(p.language),
             "erased": p.erased,
+            "unsubscribed": not p.consent and not p.erased,
         }
         for p, o in rows
     ]
@@ -177,9 +179,16 @@ def participants_list(
     if not data:
         typer.echo("no participants yet: samverkan participants import FILE.csv")
         return
+
+    def mail(d: dict[str, Any]) -> str:
+        return "erased" if d["erased"] else "unsubscribed" if d["unsubscribed"] else "yes"
+
     _table(
-        [[d["name"], d["email"], d["organisation"], d["role"], d["language"]] for d in data],
-        ["name", "email", "organisation", "role", "language"],
+        [
+            [d["name"], d["email"], d["organisation"], d["role"], d["language"], mail(d)]
+            for d in data
+        ],
+        ["name", "email", "organisation", "role", "language", "mail"],
     )
 
 
@@ -423,6 +432,8 @@ def cycle_show(
             typer.echo(f"note: {s['key']}: {s['note']}")
     for p in data["problems"]:
         typer.echo(f"problem: {p['stage']} to {p['to']}: {p['error']}")
+    if data["unsubscribed"]:
+        typer.echo(f"unsubscribed, no more mail to: {', '.join(data['unsubscribed'])}")
 
 
 @app.command("drafts")
@@ -1114,14 +1125,14 @@ def worker(
     Examples:  samverkan worker --every 30
                PREFECT_API_URL=http://127.0.0.1:4200/api samverkan worker --pool samverkan
     """
-    from flows.distributed import run_embedded, run_pool_worker
+    from flows.distributed import preflight, run_embedded, run_pool_worker
 
-    if pool is not None:
-        raise typer.Exit(run_pool_worker(pool, limit))
-    if every < 1:
+    if pool is None and every < 1:
         fail(f"--every {every:g}: use at least 1 second")
     settings = _settings()
-    _engine(settings)  # fail on a bad database before Prefect starts
+    preflight(settings)  # store, link key and mail server, before any run is taken
+    if pool is not None:
+        raise typer.Exit(run_pool_worker(pool, limit))
     from flows.cycle import run_tick
 
     typer.echo(f"ticking every {every:g} s (Ctrl-C stops after the current tick)")

@@ -347,7 +347,8 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
             )
         ).all()
         by_id = {s.id: s.key for s in stages}
-        members = len(queries.members(session, cycle_id=cycle_id))
+        people = queries.members(session, cycle_id=cycle_id)
+        members = len(people)
         return {
             "id": cycle.id,
             "name": cycle.name,
@@ -376,6 +377,8 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
                 {"stage": by_id.get(stage_id), "to": to, "error": err}
                 for to, err, stage_id in failed
             ],
+            # Withdrawn consent, by the unsubscribe link: every stage leaves them out.
+            "unsubscribed": [p.email for p, _ in people if not p.consent and not p.erased],
         }
 
 

@@ -24,6 +24,8 @@ def sender_info(settings: Settings) -> SenderInfo:
         retry_base_seconds=settings.retry_base_seconds,
         lease_seconds=settings.sending_lease_seconds,
         link_key=_link_key(settings),
+        base_url=settings.base,
+        language=settings.coordinator_language,
     )
 
 

@@ -27,9 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from store.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
 
 TICK, ADVANCE, DELIVER = "samverkan-tick", "samverkan-advance", "samverkan-deliver"
 
@@ -128,6 +131,28 @@ def check_server(url: str) -> None:
         httpx.get(f"{url.rstrip('/')}/health", timeout=10).raise_for_status()
     except httpx.HTTPError as exc:
         raise ConfigError(f"cannot reach the Prefect server at {url}: {exc}") from None
+
+
+def preflight(settings: Settings) -> None:
+    """What every run a worker takes needs, checked before it takes one: the store (reachable,
+    its schema current), the key of personal links, and the mail server (it answers and takes
+    the login). A worker that is set up wrongly says so in one line instead of reporting
+    itself ready and failing every run; raises ConfigError.
+    """
+    import asyncio
+
+    from messaging.transports.base import PermanentFailure, TemporaryFailure
+    from messaging.transports.smtp import SMTPTransport
+    from store.db import open_store
+
+    open_store(settings.database_url)
+    settings.link_key()
+    if settings.smtp_url:
+        smtp = SMTPTransport.from_url(settings.smtp_url, timeout=min(settings.smtp_timeout, 10))
+        try:
+            asyncio.run(smtp.check())
+        except (TemporaryFailure, PermanentFailure) as exc:
+            raise ConfigError(f"SAMVERKAN_SMTP_URL: {exc}") from None
 
 
 def run_pool_worker(pool: str, limit: int | None) -> int:

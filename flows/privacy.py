@@ -2,20 +2,25 @@
 
 ``export_person`` gathers everything stored about a person. ``erase_person`` removes their
 personal data — name, email, free-text answers, the text of messages to them, their personal
-links — while their organisation, role and scale answers stay as anonymous numbers in the
-indicators. An erased person gets no further mail: they are left out of every stage, and
-messages to them still waiting in the outbox are dropped.
+links, and every mention of their address, name or words elsewhere (the transport's replies,
+stored reflection reports, the steering list, audience filters, the audit log) — while their
+organisation, role and scale answers stay as anonymous numbers in the indicators. An erased
+person gets no further mail: they are left out of every stage, and messages to them still
+waiting in the outbox are dropped. tests/test_erasure.py checks this by dumping the store.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete, func, or_, update
 from sqlmodel import Session, col, select
 
+from flows.report import redact_words
 from store import queries
-from store.db import session_scope
+from store.db import forget_freed_pages, session_scope
 from store.errors import NotFound
 from store.models import (
     AccessToken,
@@ -28,6 +33,7 @@ from store.models import (
     Organisation,
     Participant,
     Response,
+    Stage,
     pk,
 )
 from store.types import utcnow
@@ -54,9 +60,8 @@ def export_person(engine: Engine, *, email: str) -> dict[str, Any]:
             .join(CycleMember, col(CycleMember.cycle_id) == Cycle.id)
             .where(CycleMember.participant_id == pid)
         ).all()
-        messages = session.exec(
-            select(Message).where(Message.participant_id == pid).order_by(col(Message.id))
-        ).all()
+        theirs = (col(Message.participant_id) == pid) | (col(Message.to_key) == p.email_key)
+        messages = session.exec(select(Message).where(theirs).order_by(col(Message.id))).all()
         answers = session.exec(
             select(Response).where(Response.participant_id == pid).order_by(col(Response.id))
         ).all()
@@ -108,41 +113,114 @@ def export_person(engine: Engine, *, email: str) -> dict[str, Any]:
         }
 
 
+class _Scrub:
+    """Replaces a person's address and name in free text, whatever their case."""
+
+    def __init__(self, address: str, name: str, placeholder: str) -> None:
+        found = [(address, placeholder)]
+        if name.strip() and name != ERASED:
+            found.append((name.strip(), ERASED))
+        # As an HTML report quotes them (an apostrophe in a name, say).
+        found += [(html.escape(v), r) for v, r in found if html.escape(v) != v]
+        self.patterns = [(re.compile(re.escape(v), re.IGNORECASE), r) for v, r in found]
+        self.values = [v for v, _ in found]
+        self.needles = [v.lower() for v, _ in found]
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        for pattern, replacement in self.patterns:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def finds(self, *texts: str | None) -> bool:
+        return any(n in t.lower() for t in texts if t for n in self.needles)
+
+    def where(self, *columns: Any) -> Any:
+        """SQL that narrows the search: any of ``columns`` may hold the address or the name
+        (SQLite lowers ASCII only, so this may miss a name written in other capitals:
+        callers that must not miss one check every row with ``finds``)."""
+        return or_(
+            *(func.lower(c).contains(n) for c in columns for n in self.needles),
+            *(c.contains(v) for c in columns for v in self.values),
+        )
+
+
+MESSAGE_TEXT = ("to_email", "to_name", "subject", "text", "html", "ics", "attachment")
+
+
 def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> dict[str, int]:
-    """Remove a person's personal data; keep their scale answers as anonymous numbers."""
+    """Remove a person's personal data; keep their scale answers as anonymous numbers.
+
+    Searched for wherever samverkan writes free text, not only in the person's own rows: the
+    transport's replies and errors, the stored reflection reports that quote their words,
+    the steering list, audience filters, stage notes and the audit log.
+    """
     with session_scope(engine) as session:
         p = _person(session, email)
-        pid, address = pk(p), p.email
+        pid, key = pk(p), p.email_key
+        placeholder = f"erased-{pid}@invalid"
+        scrub = _Scrub(p.email, p.name, placeholder)
+        words = [
+            t
+            for t in session.exec(
+                select(Response.text).where(
+                    col(Response.participant_id) == pid, col(Response.text).is_not(None)
+                )
+            )
+            if t and t.strip()
+        ]
+        # Messages to them: as a participant, or at their address (a steering-group copy).
+        theirs = (col(Message.participant_id) == pid) | (col(Message.to_key) == key)
         dropped = session.exec(
             update(Message)
-            .where(col(Message.participant_id) == pid, col(Message.status).in_(WAITING))
+            .where(theirs, col(Message.status).in_(WAITING))
             .values(status=MessageStatus.dropped.value)
         ).rowcount
+        for m in session.exec(select(Message).where(theirs)):
+            m.to_email = m.to_key = placeholder
+            m.to_name = m.subject = m.text = m.html = ERASED
+            m.ics = m.attachment = m.attachment_name = None
+            m.server_reply, m.last_error = scrub(m.server_reply), scrub(m.last_error)
+            session.add(m)
         scrubbed = session.exec(
-            update(Message)
-            .where(col(Message.participant_id) == pid)
-            .values(
-                to_email=f"erased-{pid}@invalid",
-                to_key=f"erased-{pid}@invalid",
-                to_name=ERASED,
-                subject=ERASED,
-                text=ERASED,
-                html=ERASED,
-                ics=None,
-            )
-        ).rowcount
+            select(func.count()).select_from(Message).where(col(Message.to_key) == placeholder)
+        ).one()
+        # Everybody else's messages: the reports that quote their words, any mention.
+        mentioned = scrub.where(*(getattr(Message, c) for c in MESSAGE_TEXT))
+        # The reflection reports (one per recipient and reflection) may quote their words,
+        # or a reason typed with their name in any capitals: every one is read.
+        mentioned = mentioned | col(Message.attachment).is_not(None)
+        for m in session.exec(select(Message).where(mentioned, col(Message.to_key) != placeholder)):
+            for name in MESSAGE_TEXT:
+                setattr(m, name, scrub(getattr(m, name)))
+            if m.attachment and words:
+                m.attachment = redact_words(m.attachment, words, ERASED)
+            session.add(m)
         texts = session.exec(
             update(Response)
             .where(col(Response.participant_id) == pid, col(Response.text).is_not(None))
             .values(text=None)
         ).rowcount
         session.exec(delete(AccessToken).where(col(AccessToken.participant_id) == pid))
-        for entry in session.exec(
-            select(AuditEntry).where(col(AuditEntry.detail).contains(address))
-        ):
-            entry.detail = entry.detail.replace(address, f"participant {pid}")
-            session.add(entry)
-        p.name, p.email, p.email_key = ERASED, f"erased-{pid}@invalid", f"erased-{pid}@invalid"
+        # The audit log and the stages hold text a coordinator typed: every row is read,
+        # since a name may be written in any capitals.
+        for entry in session.exec(select(AuditEntry)):
+            if scrub.finds(entry.detail, entry.reason):
+                entry.detail = scrub(entry.detail) or ""
+                entry.reason = scrub(entry.reason)
+                session.add(entry)
+        for stage in session.exec(select(Stage)):
+            if scrub.finds(stage.audience, stage.note):
+                stage.audience = scrub(stage.audience) or "all"
+                stage.note = scrub(stage.note)
+                session.add(stage)
+        for cycle in session.exec(select(Cycle)):
+            kept = [e for e in cycle.steering or [] if e.lower() != key]
+            if kept != list(cycle.steering or []):
+                cycle.steering = kept
+                session.add(cycle)
+        p.name, p.email, p.email_key = ERASED, placeholder, placeholder
         p.erased, p.consent, p.updated_at = True, False, utcnow()
         session.add(p)
         queries.audit(
@@ -151,6 +229,7 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
             action="participant.erase",
             detail=f"participant {pid}: {texts} written answers and {scrubbed} "
             f"messages cleared, {dropped} unsent messages dropped",
-            reason=reason,
+            reason=scrub(reason),
         )
-        return {"messages": scrubbed, "dropped": dropped, "written_answers": texts}
+    forget_freed_pages(engine)
+    return {"messages": scrubbed, "dropped": dropped, "written_answers": texts}

@@ -335,7 +335,7 @@ def to_markdown(data: ReportData) -> str:
         out.append(lab["no_words"])
     for qid, texts in data.words.items():
         out += [f"### {data.question_text.get(qid, qid)}", ""]
-        out += [f"> {' '.join(t.split())}" + "\n" for t in texts]
+        out += [quote_md(t) + "\n" for t in texts]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -397,7 +397,7 @@ def to_html(data: ReportData) -> str:
         parts.append(f"<p>{e(lab['no_words'])}</p>")
     for qid, texts in data.words.items():
         parts.append(f"<h3>{e(data.question_text.get(qid, qid))}</h3>")
-        parts += [f"<blockquote>{e(t)}</blockquote>" for t in texts]
+        parts += [quote_html(t) for t in texts]
     style = (
         "body{font-family:system-ui,sans-serif;max-width:48rem;margin:0 auto;padding:1rem;"
         "color:#1b1b1b;line-height:1.5}table{border-collapse:collapse;margin:.5rem 0 1rem}"
@@ -420,3 +420,22 @@ def build_report(engine: Engine, settings: Settings, cycle_id: int, fmt: str = "
         raise InvalidInput(f"unknown format {fmt!r} (use html or md)")
     data = gather(engine, settings, cycle_id)
     return to_html(data) if fmt == "html" else to_markdown(data)
+
+
+def quote_html(text: str) -> str:
+    """A participant's words as the HTML report shows them."""
+    return f"<blockquote>{html.escape(text)}</blockquote>"
+
+
+def quote_md(text: str) -> str:
+    """A participant's words as the Markdown report shows them (one line)."""
+    return f"> {' '.join(text.split())}"
+
+
+def redact_words(document: str, words: list[str], replacement: str = "[erased]") -> str:
+    """A stored report with these written answers replaced, in either format (erasure)."""
+    for w in words:
+        t = w.strip()
+        document = document.replace(quote_html(t), quote_html(replacement))
+        document = document.replace(quote_md(t) + "\n", quote_md(replacement) + "\n")
+    return document

@@ -14,6 +14,9 @@ package did for us is done here and tested by reading every message back with it
   encoded-words (UTF-8, base64) when it is not ASCII; long lines are folded;
 - bodies: text and HTML in quoted-printable (``binascii.b2a_qp``, CRLF line ends, lines of
   at most 76 characters), calendars and attachments in base64;
+- list headers: a ``List-Id`` per cycle (RFC 2919) and, for a participant, a one-click
+  ``List-Unsubscribe`` web link with ``List-Unsubscribe-Post`` (RFC 8058), which bulk-sender
+  rules of the big mail providers ask for;
 - boundaries start with ``=_``, which neither quoted-printable (it writes ``=`` as ``=3D``)
   nor base64 can produce, so no body can ever contain one.
 """
@@ -38,6 +41,8 @@ NUDGES = frozenset({"reminder", "followup"})
 _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+\Z")
 _UNSAFE_IN_ADDRESS = re.compile(r'[\x00-\x20<>"\x7f]')
 _SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*\Z")  # RFC 5646, loosely
+_WEB_URL = re.compile(r"https?://[!#-;=?-~]+\Z")  # printable ASCII without space, < and >
 _LINE = 78  # the recommended longest header line (RFC 5322 §2.1.1)
 _WORD_BYTES = 39  # UTF-8 bytes per encoded-word: "=?utf-8?b?" + 52 base64 + "?=" = 64 chars
 CRLF = "\r\n"
@@ -65,6 +70,10 @@ class Outgoing:
     ics_method: str | None = None
     attachment_name: str | None = None  # an HTML document sent along, e.g. a report
     attachment: str | None = None
+    language: str | None = None  # the recipient's, as Content-Language
+    cycle_id: int | None = None  # for List-Id
+    cycle_name: str = ""
+    unsubscribe_url: str | None = None  # a personal one-click link (participants only)
 
 
 def encoded_words(text: str) -> list[str]:
@@ -123,7 +132,18 @@ def addr_spec(email: str) -> str:
 def mailbox(name: str, display_name: str, email: str) -> str:
     """``Name: Display Name <addr>``; the display name cleaned, quoted or encoded, never the
     address."""
-    spec = f"<{addr_spec(email)}>"
+    return _with_phrase(name, display_name, f"<{addr_spec(email)}>")
+
+
+@lru_cache(maxsize=64)  # the same for every message of a cycle
+def list_id(cycle_id: int, cycle_name: str, sender_email: str) -> str:
+    """``List-Id: "Cycle name" <cycle-ID.samverkan.DOMAIN>``, the sender's domain in ASCII,
+    so that filters can tell one cycle's mail from another's."""
+    domain = addr_spec(sender_email).rpartition("@")[2]
+    return _with_phrase("List-Id", cycle_name, f"<cycle-{int(cycle_id)}.samverkan.{domain}>")
+
+
+def _with_phrase(name: str, display_name: str, spec: str) -> str:
     phrase = clean_header(display_name)
     if not phrase:
         return f"{name}: {spec}"
@@ -187,10 +207,23 @@ def to_bytes(out: Outgoing) -> bytes:
         f"Message-ID: {clean_header(out.message_id)}",
         "Auto-Submitted: auto-generated",
     ]
+    if out.language and _LANGUAGE_TAG.match(out.language):
+        headers.append(f"Content-Language: {out.language}")
+    if out.cycle_id is not None:
+        headers.append(list_id(out.cycle_id, out.cycle_name, out.sender_email))
+    stops = []
+    if out.unsubscribe_url is not None:
+        if not _WEB_URL.match(out.unsubscribe_url):
+            raise ValueError(f"not a web address for List-Unsubscribe: {out.unsubscribe_url!r}")
+        stops.append(f"<{out.unsubscribe_url}>")
     if out.category in NUDGES:
-        # No web link yet: unsubscribing reaches the coordinator, who removes the person.
-        stop = f"<mailto:{addr_spec(out.sender_email)}?subject=unsubscribe>"
-        headers.append(f"List-Unsubscribe: {stop}")
+        # Kept beside the web link for mail programs that only offer a mailto: it reaches
+        # the coordinator, who can take the person off.
+        stops.append(f"<mailto:{addr_spec(out.sender_email)}?subject=unsubscribe>")
+    if stops:
+        headers.append(_fold("List-Unsubscribe", [f"{s}," for s in stops[:-1]] + stops[-1:]))
+    if out.unsubscribe_url is not None:
+        headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click")
     headers.append("MIME-Version: 1.0")
     alternatives = [
         _part('text/plain; charset="utf-8"', "quoted-printable", _qp(out.text)),

@@ -5,6 +5,10 @@ in the database, so the follow-up email and its reminder carry the same link, an
 database holds only the token's SHA-256. Rendered messages carry a placeholder
 (``SVLINK…X``, letters and digits only, so Markdown, HTML and quoted-printable leave it
 alone); the real token is put in only when the message is handed to the transport.
+
+The ``unsubscribe`` link of every message to a participant is not in its text but in its
+``List-Unsubscribe`` header (RFC 8058), made with ``token_for`` from the message's own stage
+and participant when it is sent.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import hashlib
 import hmac
 import re
 
-PURPOSES = ("answers", "rsvp")
+PURPOSES = ("answers", "rsvp", "unsubscribe")
+PATHS = {"answers": "a", "rsvp": "r", "unsubscribe": "u"}  # where each is served
 MARK = "SVLINK"  # every placeholder starts with it
 _PATTERN = re.compile(r"SVLINK(ANSWERS|RSVP)S(\d+)X")
 
@@ -29,6 +34,10 @@ def token_for(key: bytes, purpose: str, stage_id: int, participant_id: int) -> s
     """256 bits, URL-safe: the same for the same participant, stage and purpose."""
     digest = hmac.new(key, f"{purpose}:{stage_id}:{participant_id}".encode(), "sha256").digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def url(base: str, purpose: str, token: str) -> str:
+    return f"{base.rstrip('/')}/{PATHS[purpose]}/{token}"
 
 
 def token_hash(token: str) -> str:

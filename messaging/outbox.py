@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import zlib
 from collections import deque
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, bindparam, or_, update
 from sqlmodel import Session, col, select
 
 from messaging import links
-from messaging.compose import AddressError, Outgoing, to_bytes
+from messaging.compose import Outgoing, to_bytes
 from messaging.ratelimit import RateLimit
 from messaging.transports.base import (
     Envelope,
@@ -32,7 +33,7 @@ from messaging.transports.base import (
     Transport,
     UncertainDelivery,
 )
-from store.models import Message, MessageStatus
+from store.models import Cycle, Message, MessageStatus, Participant
 from store.types import utcnow
 
 READY = (MessageStatus.queued.value, MessageStatus.retry.value)
@@ -47,6 +48,8 @@ class SenderInfo:
     retry_base_seconds: float = 60.0
     lease_seconds: float = 600.0
     link_key: bytes | None = None  # fills personal links in at send time
+    base_url: str | None = None  # of the participants' pages, for the unsubscribe link
+    language: str = "sv"  # of messages to no participant (the coordinator, the steering group)
 
 
 @dataclass
@@ -66,8 +69,35 @@ class DrainReport:
 
 
 def message_id(message: Message | Claimed, domain: str) -> str:
-    """Deterministic per outbox row: a deliberate resend carries the same Message-ID."""
-    return f"<samverkan.{message.cycle_id}.{message.id}.{message.revision}@{domain}>"
+    """The row's Message-ID: the one stored when it was first claimed, so that a retry or a
+    deliberate resend carries the same one."""
+    return message.message_id or new_message_id(message, domain)
+
+
+def new_message_id(message: Message | Claimed, domain: str) -> str:
+    """Unique across installations, not only within one: a random part beside the row's own
+    numbers, since two installations can share a domain and always share row numbers."""
+    row = f"{message.cycle_id}.{message.id}.{message.revision}"
+    return f"<samverkan.{row}.{secrets.token_hex(8)}@{domain}>"
+
+
+def _assign_message_ids(session: Session, won: list[int], domain: str) -> None:
+    """Store a Message-ID for each claimed row that has none, before any is handed over."""
+    fresh = session.execute(
+        select(Message.id, Message.cycle_id, Message.revision).where(
+            col(Message.id).in_(won), col(Message.message_id).is_(None)
+        )
+    ).all()
+    if not fresh:
+        return
+    table = Message.__table__  # type: ignore[attr-defined]
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("row_id"), table.c.message_id.is_(None))
+        .values(message_id=bindparam("new_id")),
+        [{"row_id": row.id, "new_id": new_message_id(row, domain)} for row in fresh],
+    )
+    session.commit()
 
 
 def mark_stale_uncertain(session: Session, *, now: datetime, lease_seconds: float) -> int:
@@ -91,8 +121,10 @@ class Claimed(Protocol):
 
     id: int
     cycle_id: int
+    stage_id: int
     participant_id: int | None
     revision: int
+    message_id: str | None
     to_email: str
     to_key: str
     to_name: str
@@ -105,12 +137,20 @@ class Claimed(Protocol):
     attachment_name: str | None
     attachment: str | None
     attempts: int
+    cycle_name: str  # read with the row, for List-Id
+    language: str | None  # the participant's, for Content-Language
 
 
 def claim_batch(
-    session: Session, *, now: datetime, limit: int, cycle_id: int | None = None
+    session: Session,
+    *,
+    now: datetime,
+    limit: int,
+    cycle_id: int | None = None,
+    domain: str | None = None,
 ) -> list[Claimed]:
-    """Mark up to ``limit`` ready messages as ``sending`` and return them."""
+    """Mark up to ``limit`` ready messages as ``sending`` and return them; with ``domain``,
+    give each that has none its Message-ID."""
     query = (
         select(Message.id)
         .where(
@@ -145,11 +185,20 @@ def claim_batch(
             break
         # Another drain claimed every one of them first (SQLite, where both read the same
         # rows): look again rather than stop while messages are still waiting.
+    if domain is not None:
+        _assign_message_ids(session, won, domain)
     # In queue order: a person gets the invitation before the calendar invite behind it.
     # Plain rows, not ORM objects: read once, never changed (outcomes are bulk UPDATEs).
+    columns: list[Any] = [
+        *Message.__table__.columns,  # type: ignore[attr-defined]
+        col(Cycle.name).label("cycle_name"),
+        col(Participant.language).label("language"),
+    ]
     return list(
         session.execute(
-            select(*Message.__table__.columns)  # type: ignore[attr-defined]
+            select(*columns)
+            .join(Cycle, col(Cycle.id) == Message.cycle_id)
+            .outerjoin(Participant, col(Participant.id) == Message.participant_id)
             .where(col(Message.id).in_(won), Message.status == MessageStatus.sending.value)
             .order_by(col(Message.id))
         ).all()
@@ -159,11 +208,17 @@ def claim_batch(
 def message_bytes(msg: Message | Claimed, sender: SenderInfo, mid: str) -> bytes:
     """The message as the recipient gets it, with their personal links filled in."""
     text, html = msg.text, msg.html
-    if msg.participant_id is not None and (links.MARK in text or links.MARK in html):
+    unsubscribe = None
+    if msg.participant_id is not None:
         if sender.link_key is None:
             raise PermanentFailure("this message has personal links but no key to sign them")
         text = links.fill(text, sender.link_key, msg.participant_id)
         html = links.fill(html, sender.link_key, msg.participant_id)
+        if sender.base_url:
+            token = links.token_for(
+                sender.link_key, "unsubscribe", msg.stage_id, msg.participant_id
+            )
+            unsubscribe = links.url(sender.base_url, "unsubscribe", token)
     try:
         return to_bytes(
             Outgoing(
@@ -181,9 +236,13 @@ def message_bytes(msg: Message | Claimed, sender: SenderInfo, mid: str) -> bytes
                 ics_method=msg.ics_method,
                 attachment_name=msg.attachment_name,
                 attachment=msg.attachment,
+                language=str(getattr(msg, "language", None) or sender.language),
+                cycle_id=msg.cycle_id,
+                cycle_name=getattr(msg, "cycle_name", ""),
+                unsubscribe_url=unsubscribe,
             )
         )
-    except AddressError as exc:
+    except ValueError as exc:  # an address or a link that cannot be written
         raise PermanentFailure(str(exc)) from None
 
 
@@ -289,7 +348,9 @@ async def _drain(
             for transport in transports:
                 await stack.enter_async_context(transport)
             while True:
-                claimed = claim_batch(session, now=now, limit=batch, cycle_id=cycle_id)
+                claimed = claim_batch(
+                    session, now=now, limit=batch, cycle_id=cycle_id, domain=sender.domain
+                )
                 if not claimed:
                     break
                 # One lane per connection; a recipient always rides the same lane, so their

@@ -22,9 +22,11 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Foreign keys are off by default in SQLite; WAL lets readers go on while a tick writes;
-    # the busy timeout makes a second writer wait instead of failing at once.
+    # the busy timeout makes a second writer wait instead of failing at once; secure_delete
+    # zeroes what a change frees, so an erased person's old row is not left in the file.
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA secure_delete=ON")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=15000")
     cur.close()
@@ -50,6 +52,19 @@ def get_engine(url: str) -> Engine:
             f"SAMVERKAN_DATABASE_URL needs a driver that is not installed: {exc.name}"
         ) from None
     return engine
+
+
+def forget_freed_pages(engine: Engine) -> None:
+    """After an erasure: on SQLite, copy the write-ahead log into the database and empty it,
+    since the log still holds the pages as they were before the change.
+
+    PostgreSQL keeps old row versions until (auto)vacuum removes them; nothing here can
+    reach its files.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _alembic_config(engine: Engine) -> Config:

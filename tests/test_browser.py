@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import Session, select
 
 from flows.settings import Settings
-from store.models import MeetingAttendee, Response
+from store.models import MeetingAttendee, Participant, Response
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.smtpd import free_port
 
@@ -119,3 +119,28 @@ def test_rsvp_and_answers_in_a_real_browser(network, server, tmp_path: Path) -> 
         ("what-is-better", None, "I met one person who knew my whole story."),
     }
     assert len(accepted) == 1
+
+
+def test_unsubscribing_in_a_real_browser(network, server, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, settings = server
+    launch_learning_cycle(network, settings, START, WORKSHOP, location="Stadshuset")
+    tick(START)
+    who = "anna.lindqvist@forsakringskassan.example"
+    header = str(read_maildir(Path(settings.mail_dir))[who][-1]["List-Unsubscribe"])
+    url = next(e.strip(" <>") for e in header.split(",") if e.strip(" <>").startswith(base))
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.goto(url)
+        expect(page.get_by_role("heading", level=1)).to_have_text("Inga fler mejl")
+        page.screenshot(path=str(tmp_path / "unsubscribe.png"), full_page=True)
+        page.get_by_role("button", name="Sluta skicka mejl till mig").click()
+        expect(page.get_by_role("status")).to_contain_text("Vi skickar inga fler mejl till dig.")
+        browser.close()
+
+    with Session(network) as s:
+        anna = s.exec(select(Participant).where(Participant.email == who)).one()
+    assert not anna.consent

@@ -177,3 +177,40 @@ def test_the_quick_path_for_plain_ascii_cleans_as_the_full_rules_do(value: str) 
         full = full.replace("=?", "")
     full = " ".join(full.split())
     assert clean_header(value, limit=40) == full[:40].rstrip()
+
+
+def test_a_participants_message_has_one_click_unsubscribe_list_id_and_language() -> None:
+    url = "https://samverkan.coord.example/u/" + "A" * 43
+    msg = parse(
+        to_bytes(
+            outgoing(
+                category="reminder",
+                language="sv",
+                cycle_id=3,
+                cycle_name="Vår 2027",
+                unsubscribe_url=url,
+            )
+        )
+    )
+    assert msg["List-Unsubscribe"] == f"<{url}>, <mailto:s@coord.example?subject=unsubscribe>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Id"] == "Vår 2027 <cycle-3.samverkan.coord.example>"
+    assert msg["Content-Language"] == "sv"
+    plain = parse(to_bytes(outgoing(language="en", cycle_id=3, cycle_name="Spring")))
+    assert plain["List-Unsubscribe"] is None and plain["List-Unsubscribe-Post"] is None
+    assert plain["List-Id"] == "Spring <cycle-3.samverkan.coord.example>"
+
+
+def test_a_cycle_name_cannot_inject_headers_through_list_id() -> None:
+    data = to_bytes(outgoing(cycle_id=1, cycle_name=ATTACK))
+    msg = parse(data)
+    assert msg["Bcc"] is None and b"\nBcc:" not in data
+    assert str(msg["List-Id"]).endswith("<cycle-1.samverkan.coord.example>")
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "https://x.example/u/a b", "https://x.example/u/a>\r\nBcc: e"]
+)
+def test_an_unsubscribe_link_that_is_not_a_plain_web_address_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="not a web address"):
+        to_bytes(outgoing(unsubscribe_url=url))

@@ -297,7 +297,7 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
         assert Counter(str(status) for _, status, _ in outbox) == {"sent": PEOPLE * len(due)}
         per_person: dict[str, Counter[str]] = defaultdict(Counter)
         for _, to, data in received:
-            found_id = re.search(rb"Message-ID: <samverkan\.\d+\.(\d+)\.\d+@", data)
+            found_id = re.search(rb"Message-ID: <samverkan\.\d+\.(\d+)\.\d+\.[0-9a-f]+@", data)
             assert found_id is not None
             per_person[to[0].lower()][stage_of[int(found_id.group(1))]] += 1
         assert len(per_person) == PEOPLE

@@ -151,3 +151,53 @@ def test_leases_and_retries_follow_the_time_the_drain_is_given(network, settings
     report = drain(network, info, lambda: server, now=later + timedelta(seconds=61))
     assert report.sent == 1
     assert [e.recipient for e in server.sent].count("per.holm@vgregion.example") == 1
+
+
+def test_two_installations_never_share_a_message_id(network, settings, tmp_path) -> None:
+    """Two installations alike in every way (domain, cycle, rows) still differ in their ids:
+    a mail program that saw one installation's message must not take the other's for it."""
+    from flows.participants import import_participants
+    from flows.settings import Settings
+    from store.db import open_store
+    from tests.conftest import EXAMPLE_CSV
+
+    other_settings = Settings(database_url=f"sqlite:///{tmp_path / 'other.db'}")
+    other = open_store(other_settings.database_url)
+    import_participants(other, EXAMPLE_CSV)
+    sent: list[set[str]] = []
+    for engine, its_settings in ((network, settings), (other, other_settings)):
+        queue_invitations(engine, its_settings)
+        memory = MemoryTransport()
+        assert drain(engine, sender_info(its_settings), lambda m=memory: m, now=NOW).sent == 13
+        assert all(e.message_id.endswith("@coordination.example>") for e in memory.sent)
+        sent.append({e.message_id for e in memory.sent})
+    other.dispose()
+    assert len(sent[0]) == len(sent[1]) == 13
+    assert not sent[0] & sent[1]
+
+
+class RefusesOnce(MemoryTransport):
+    """A server that says "try again later" to each message the first time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+
+    async def send(self, envelope: Envelope) -> Receipt:
+        if envelope.message_id not in self.refused:
+            self.refused.append(envelope.message_id)
+            raise TemporaryFailure("451 try again later")
+        return await super().send(envelope)
+
+
+def test_a_retried_message_keeps_its_message_id(network, settings) -> None:
+    queue_invitations(network, settings)
+    server = RefusesOnce()
+    first = drain(network, sender_info(settings), lambda: server, now=NOW)
+    assert (first.sent, first.retry) == (0, 13)
+    later = drain(network, sender_info(settings), lambda: server, now=NOW + timedelta(hours=2))
+    assert later.sent == 13
+    assert [e.message_id for e in server.sent] == server.refused  # the same ids, resent
+    with Session(network) as s:
+        stored = {m.message_id for m in s.exec(select(Message))}
+    assert stored == set(server.refused)

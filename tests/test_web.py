@@ -12,9 +12,10 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from flows.resequence import set_cycle_status
 from messaging import links
 from messaging.web.app import create_app
-from store.models import AccessToken, MeetingAttendee, Message, Response
+from store.models import AccessToken, Cycle, CycleStatus, MeetingAttendee, Message, Response
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
@@ -109,7 +110,7 @@ def test_answering_the_follow_up_on_the_personal_page(client, settings, network,
         rows = s.exec(select(Response)).all()
     assert [(r.question_id, r.scale_value, r.text) for r in rows] == [("scale-now", 7, None)]
     bad = client.post(path, data={"q_scale-now": "11"})
-    assert bad.status_code == 422 and "scale-now takes a whole number from 0 to 10" in bad.text
+    assert bad.status_code == 422 and "välj en siffra från 0 till 10" in bad.text
 
     # The reminder goes only to those who have not answered, with the same link.
     tick(WORKSHOP + timedelta(days=12))
@@ -160,3 +161,88 @@ def test_personal_pages_do_not_leak_their_link(client, settings, cycle) -> None:
     assert page.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert client.get("/a/" + "x" * 43).headers["referrer-policy"] == "no-referrer"
+
+
+def saved(engine) -> list[tuple[str, int | None, str | None]]:  # type: ignore[no-untyped-def]
+    with Session(engine) as s:
+        rows = s.exec(select(Response).order_by(Response.question_id)).all()
+    return [(r.question_id, r.scale_value, r.text) for r in rows]
+
+
+def test_only_the_form_encoding_is_taken_and_the_rest_leaves_answers_alone(
+    client, settings, network, cycle
+):
+    tick(WORKSHOP + timedelta(days=7))
+    path = link(Path(settings.mail_dir), ANNA, "a")
+    client.post(path, data={"q_scale-now": "6", "q_what-is-better": "Vi ringer varandra."})
+    before = saved(network)
+    assert before == [("scale-now", 6, None), ("what-is-better", None, "Vi ringer varandra.")]
+    upload = client.post(
+        path,
+        data={"q_scale-now": "3"},
+        files={"q_what-is-better": ("notes.txt", b"secret file", "text/plain")},
+    )
+    as_json = client.post(path, json={"q_scale-now": "2", "q_what-is-better": ""})
+    as_text = client.post(path, content=b"q_scale-now=1", headers={"content-type": "text/plain"})
+    nothing = client.post(path)
+    for refused in (upload, as_json, as_text, nothing):
+        assert refused.status_code == 415, refused.status_code
+        assert '<html lang="sv">' in refused.text
+        assert "Skicka dina svar med formuläret på sidan" in refused.text
+        assert "UploadFile" not in refused.text
+    assert saved(network) == before  # nothing stored, nothing wiped
+    # A form that leaves a question out does not clear that question's answer.
+    client.post(path, data={"q_scale-now": "8"})
+    assert saved(network) == [("scale-now", 8, None), before[1]]
+
+
+def test_form_errors_speak_the_participants_language_without_internal_ids(
+    client, settings, network, cycle
+):
+    tick(WORKSHOP + timedelta(days=7))
+    anna = link(Path(settings.mail_dir), ANNA, "a")
+    sara = link(Path(settings.mail_dir), SARA, "a")
+    bad = client.post(anna, data={"q_scale-now": "11", "q_what-is-better": "Vi ringer varandra."})
+    assert bad.status_code == 422
+    assert "Något i formuläret stämde inte" in bad.text
+    assert "välj en siffra från 0 till 10" in bad.text
+    assert "Vi ringer varandra." in bad.text  # what they wrote is still in the form
+    english = client.post(sara, data={"q_scale-now": "ten"})
+    assert english.status_code == 422 and '<html lang="en">' in english.text
+    assert "choose a number from 0 to 10" in english.text
+    wrong_rsvp = client.post(link(Path(settings.mail_dir), SARA, "r"), data={"answer": "SOON"})
+    assert wrong_rsvp.status_code == 422 and "Please choose one of the answers" in wrong_rsvp.text
+    for page in (bad, english, wrong_rsvp):
+        body = page.text.split('<p class="error"', 1)[1].split("</p>", 1)[0]
+        assert "scale-now" not in body and "SOON" not in body and "ACCEPTED" not in body
+    assert saved(network) == []
+    with Session(network) as s:
+        assert {a.partstat for a in s.exec(select(MeetingAttendee))} == {"NEEDS-ACTION"}
+
+
+def test_rsvp_refuses_what_is_not_a_form(client, settings, network, cycle):
+    path = link(Path(settings.mail_dir), SARA, "r")
+    refused = client.post(path, json={"answer": "ACCEPTED"})
+    assert refused.status_code == 415 and '<html lang="en">' in refused.text
+    with Session(network) as s:
+        assert {a.partstat for a in s.exec(select(MeetingAttendee))} == {"NEEDS-ACTION"}
+
+
+@pytest.mark.parametrize("ending", ["completed", "cancelled"])
+def test_rsvp_links_close_with_their_cycle(client, settings, network, cycle, ending: str):
+    path = link(Path(settings.mail_dir), SARA, "r")
+    assert client.get(path).status_code == 200
+    if ending == "completed":
+        tick(WORKSHOP + timedelta(days=14))  # the reflection has run: the cycle is over
+    else:
+        set_cycle_status(network, settings, cycle_id=cycle, to=CycleStatus.cancelled)
+    with Session(network) as s:
+        assert s.get(Cycle, cycle).status == ending  # type: ignore[union-attr]
+    for response in (
+        client.get(path),
+        client.post(path, data={"answer": "ACCEPTED"}),
+        client.get(f"{path}/thanks"),
+    ):
+        assert response.status_code == 404 and "Sidan finns inte längre" in response.text
+    with Session(network) as s:
+        assert "ACCEPTED" not in {a.partstat for a in s.exec(select(MeetingAttendee))}

@@ -145,12 +145,21 @@ class StageRun:
             yield audience.select((p, o) for p, o in page if not p.erased and p.consent)
 
     def meeting_stage(self) -> Stage | None:
-        """The meeting this stage is about: its anchor if that is a meeting, else the first."""
-        meetings = [s for s in self.plan if s.kind == "meeting"]
-        for s in meetings:
-            if s.key == self.stage.anchor_key:
-                return s
-        return meetings[0] if meetings else None
+        """The meeting this stage is about: the stage itself when it is a meeting, else the
+        first meeting up its chain of anchors, else the plan's first meeting.
+
+        Its RSVP link goes into the stage's emails, so a wrong answer here records a
+        participant's answer on another meeting.
+        """
+        by_key = {s.key: s for s in self.plan}
+        current: Stage | None = self.stage
+        seen: set[str] = set()
+        while current is not None and current.key not in seen:
+            if current.kind == "meeting":
+                return current
+            seen.add(current.key)
+            current = by_key.get(current.anchor_key) if current.anchor_key else None
+        return next((s for s in self.plan if s.kind == "meeting"), None)
 
     def meetings(self) -> dict[str, dict[str, Any]]:
         """Every meeting of the plan in the cycle's zone (once per run: the plan is cached)."""
@@ -370,7 +379,11 @@ def write_drafts(
         for d in drafts
     ]
     run.session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
-    _register_tokens(run, {d.recipient.participant_id for d in drafts})
+    people = {d.recipient.participant_id for d in drafts}
+    # Every message to a participant carries a one-click unsubscribe link in its headers,
+    # made when it is sent from the row's stage and participant: its hash is stored here.
+    run.tokens.update(("unsubscribe", pk(run.stage), pid) for pid in people if pid is not None)
+    _register_tokens(run, people)
     return len(rows)
 
 

@@ -106,6 +106,14 @@ class SMTPTransport:
             timeout=timeout,
         )
 
+    async def check(self) -> None:
+        """Connect, greet and log in, then leave: whether sending could work (sends nothing).
+
+        Raises TemporaryFailure or PermanentFailure saying why not.
+        """
+        await self._connected()
+        await self._drop(polite=True)
+
     async def __aenter__(self) -> SMTPTransport:
         return self
 

@@ -1,10 +1,16 @@
 """The participants' pages (FastAPI + Jinja2), served by ``samverkan serve``.
 
 A page is reached only through a personal link: ``/a/<token>`` for a follow-up's questions,
-``/r/<token>`` for a meeting's RSVP. Only the token's SHA-256 is stored. An unknown token, a
-closed follow-up, a meeting that is over or cancelled, and an erased participant all get the
-same friendly "not found" page, which reveals nothing. Pages work without JavaScript: the
-0-10 scale is a group of radio buttons, usable by keyboard and by screen readers.
+``/r/<token>`` for a meeting's RSVP, ``/u/<token>`` to unsubscribe (the ``List-Unsubscribe``
+link of every message to a participant). Only the token's SHA-256 is stored. An unknown
+token, a closed follow-up, a meeting that is over or cancelled, a cycle that has ended (for
+answers and RSVP) and an erased participant all get the same friendly "not found" page,
+which reveals nothing. Pages work without JavaScript: the 0-10 scale is a group of radio
+buttons, usable by keyboard and by screen readers.
+
+Only the form encoding a browser sends is taken; anything else (a file upload, JSON) is
+refused before anything saved is touched. Unsubscribing also takes ``multipart/form-data``,
+which RFC 8058 lets mail providers use for their one-click POST.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.answers import TEXT_LIMIT, save_answers, save_rsvp
+from flows.consent import withdraw_consent
 from flows.coordinator import template_of
 from flows.settings import Settings
 from messaging import links
@@ -35,6 +42,7 @@ from store.models import (
     Cycle,
     CycleStatus,
     Participant,
+    PartStat,
     Response,
     Stage,
     StageStatus,
@@ -43,6 +51,10 @@ from store.models import (
 from store.types import utcnow
 
 HERE = Path(__file__).parent
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+ENDED = (CycleStatus.cancelled, CycleStatus.completed)
+ANSWERS = {PartStat.accepted.value, PartStat.declined.value, PartStat.tentative.value}
 
 TEXT = {
     "sv": {
@@ -73,6 +85,22 @@ TEXT = {
         },
         "now": "Ditt svar just nu: {answer}.",
         "error": "Något i formuläret stämde inte: {error}",
+        "scale_error": "vid ”{question}” – välj en siffra från {lo} till {hi}.",
+        "form_error": "försök gärna igen.",
+        "rsvp_error": "Välj ett av svaren: ja, nej eller kanske.",
+        "refused_title": "Det gick inte att ta emot",
+        "refused": "Skicka dina svar med formuläret på sidan. Det du har sparat tidigare är "
+        "oförändrat.",
+        "back": "Tillbaka till sidan",
+        "u_title": "Inga fler mejl",
+        "u_ask": "Du får mejl från {sender} om {cycle}. Vill du inte ha fler? Då slutar vi "
+        "skicka mejl till dig: inga fler inbjudningar, påminnelser eller frågor.",
+        "u_button": "Sluta skicka mejl till mig",
+        "u_keep": "Vill du fortsätta få mejl behöver du inte göra något.",
+        "u_done": "Klart. Vi skickar inga fler mejl till dig. Samordnaren ser att du har "
+        "avslutat. Ångrar du dig kan du svara på ett av mejlen.",
+        "u_already": "Du har redan avslutat: vi skickar inga fler mejl till dig.",
+        "u_refused": "Använd knappen på sidan för att avsluta.",
     },
     "en": {
         "send": "Send my answers",
@@ -102,6 +130,22 @@ TEXT = {
         },
         "now": "Your answer now: {answer}.",
         "error": "Something in the form was not right: {error}",
+        "scale_error": "at “{question}”, choose a number from {lo} to {hi}.",
+        "form_error": "please try again.",
+        "rsvp_error": "Please choose one of the answers: yes, no or maybe.",
+        "refused_title": "We could not take this in",
+        "refused": "Please send your answers with the form on the page. What you saved before "
+        "has not changed.",
+        "back": "Back to the page",
+        "u_title": "No more emails",
+        "u_ask": "You get emails from {sender} about {cycle}. Would you rather not? Then we "
+        "stop writing to you: no more invitations, reminders or questions.",
+        "u_button": "Stop sending me emails",
+        "u_keep": "If you want to keep getting emails, you need not do anything.",
+        "u_done": "Done. We will send you no more emails. The coordinator can see that you "
+        "unsubscribed. If you change your mind, you can reply to one of the emails.",
+        "u_already": "You have already unsubscribed: we send you no more emails.",
+        "u_refused": "Please use the button on the page to unsubscribe.",
     },
 }
 
@@ -129,9 +173,14 @@ class Gone(Exception):
     """Unknown, closed, erased: all look the same from outside."""
 
 
+def encoding(request: Request) -> str:
+    """The request body's media type, without parameters such as the charset."""
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
 def followup_closed(session: Session, cycle: Cycle, stage: Stage) -> bool:
     """A follow-up closes when the cycle's reflection has run, or the cycle has ended."""
-    if cycle.status in (CycleStatus.cancelled, CycleStatus.completed):
+    if cycle.status in ENDED:
         return True
     stages = queries.stages_of(session, cycle_id=stage.cycle_id)
     return any(
@@ -202,9 +251,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def gone(request: Request) -> HTMLResponse:
         return pages.TemplateResponse(request, "gone.html", {"lang": "sv"}, status_code=404)
 
+    def refused(request: Request, a: Access, back: str) -> HTMLResponse:
+        """Not the form a browser sends (an upload, JSON, nothing): taken as no answer."""
+        return render(request, "refused.html", a, status=415, back=back)
+
     # -- follow-up answers ----------------------------------------------------------------
 
-    def questions_of(a: Access) -> list[dict[str, Any]]:
+    def questions_of(a: Access, submitted: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The questions with the saved answers, or with what was just sent when it could not
+        be saved (so that nothing typed is lost)."""
         library = template_of(settings, a.cycle).questions
         answers = {
             r.question_id: r
@@ -219,8 +274,26 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             q = library[qid].localised(a.language)
             r = answers.get(qid)
             q["value"] = (r.scale_value if q["kind"] == "scale" else r.text) if r else None
+            if submitted is not None and qid in submitted:
+                given = submitted[qid]
+                if q["kind"] == "scale":
+                    given = int(given) if given.isdigit() else None  # type: ignore[assignment]
+                q["value"] = given
             found.append(q)
         return found
+
+    def scale_errors(a: Access, submitted: dict[str, str]) -> list[str]:
+        """What is wrong with the scale answers, in the participant's words and language."""
+        library = template_of(settings, a.cycle).questions
+        wrong = []
+        for qid, value in submitted.items():
+            q = library[qid]
+            if q.kind != "scale" or not value.strip():
+                continue
+            if not (value.strip().isdigit() and q.min <= int(value) <= q.max):
+                text = q.localised(a.language)["text"]
+                wrong.append(a.text["scale_error"].format(question=text, lo=q.min, hi=q.max))
+        return wrong
 
     def open_followup(session: Session, token: str) -> Access:
         a = access(session, token, "answers")
@@ -239,17 +312,32 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.post("/a/{token}", response_model=None)
     async def answers_post(request: Request, token: str) -> HTMLResponse | RedirectResponse:
-        form = await request.form()
         with Session(db()) as session:
             try:
                 a = open_followup(session, token)
             except Gone:
                 return gone(request)
+            if encoding(request) != FORM:
+                return refused(request, a, back=f"/a/{token}")
+            form = await request.form()
             library = template_of(settings, a.cycle).questions
-            answers: dict[str, int | str | None] = {}
+            submitted: dict[str, str] = {}
             for qid in a.stage.config.get("questions", []):
                 raw = form.get(f"q_{qid}")
-                answers[qid] = str(raw)[:TEXT_LIMIT] if raw is not None else None
+                # A question the form left out keeps its answer; an empty one clears it.
+                if isinstance(raw, str):
+                    submitted[qid] = raw[:TEXT_LIMIT]
+            wrong = scale_errors(a, submitted)
+            if wrong:
+                return render(
+                    request,
+                    "answers.html",
+                    a,
+                    status=422,
+                    questions=questions_of(a, submitted),
+                    error=a.text["error"].format(error=" ".join(wrong)),
+                )
+            answers: dict[str, int | str | None] = dict(submitted)
             try:
                 save_answers(
                     session,
@@ -259,15 +347,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     answers=answers,
                 )
                 session.commit()
-            except InvalidInput as exc:
+            except InvalidInput:
+                # Its message names internal ids; the page says it in the person's language.
                 session.rollback()
                 return render(
                     request,
                     "answers.html",
                     a,
                     status=422,
-                    questions=questions_of(a),
-                    error=a.text["error"].format(error=exc),
+                    questions=questions_of(a, submitted),
+                    error=a.text["error"].format(error=a.text["form_error"]),
                 )
             return RedirectResponse(f"/a/{token}/thanks", status_code=303)
 
@@ -287,7 +376,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         meeting = queries.meeting_of(session, stage_id=a.stage.id)  # type: ignore[arg-type]
         if meeting is None or meeting.cancelled or meeting.ends_at < utcnow():
             raise Gone
-        if a.cycle.status == CycleStatus.cancelled:
+        if a.cycle.status in ENDED:  # closed as the follow-up's answers are
             raise Gone
         return a, meeting
 
@@ -309,7 +398,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 a, meeting = open_meeting(session, token)
             except Gone:
                 return gone(request)
-            return render(request, "rsvp.html", a, m=meeting_view(a, meeting), done=done)
+            return render(
+                request, "rsvp.html", a, m=meeting_view(a, meeting), done=done, error=None
+            )
 
     @app.get("/r/{token}", response_class=HTMLResponse)
     def rsvp_page(request: Request, token: str) -> HTMLResponse:
@@ -317,27 +408,91 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.post("/r/{token}", response_model=None)
     async def rsvp_post(request: Request, token: str) -> HTMLResponse | RedirectResponse:
-        form = await request.form()
         with Session(db()) as session:
             try:
                 a, meeting = open_meeting(session, token)
+            except Gone:
+                return gone(request)
+            if encoding(request) != FORM:
+                return refused(request, a, back=f"/r/{token}")
+            answer = (await request.form()).get("answer")
+            if not isinstance(answer, str) or answer.strip().upper() not in ANSWERS:
+                return render(
+                    request,
+                    "rsvp.html",
+                    a,
+                    status=422,
+                    m=meeting_view(a, meeting),
+                    done=False,
+                    error=a.text["rsvp_error"],
+                )
+            try:
                 save_rsvp(
                     session,
                     meeting_id=meeting.id,
                     participant_id=a.participant.id,  # type: ignore[arg-type]
-                    partstat=str(form.get("answer", "")),
+                    partstat=answer,
                     cycle_id=a.cycle.id,  # type: ignore[arg-type]
                     stage_key=a.stage.key,
                     how="personal page",
                 )
                 session.commit()
-            except (Gone, InvalidInput):
+            except InvalidInput:  # not among the meeting's attendees
                 return gone(request)
             return RedirectResponse(f"/r/{token}/thanks", status_code=303)
 
     @app.get("/r/{token}/thanks", response_class=HTMLResponse)
     def rsvp_thanks(request: Request, token: str) -> HTMLResponse:
         return rsvp_view(request, token, done=True)
+
+    # -- unsubscribe (RFC 8058 one-click) ---------------------------------------------------
+
+    def unsubscribe_view(
+        request: Request, a: Access, state: str, status: int = 200
+    ) -> HTMLResponse:
+        return render(
+            request,
+            "unsubscribe.html",
+            a,
+            status=status,
+            state=state,
+            sender=settings.sender_name,
+        )
+
+    @app.get("/u/{token}", response_class=HTMLResponse)
+    def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+        # Only asks: link scanners and previews open links, and must not unsubscribe anyone.
+        with Session(db()) as session:
+            try:
+                a = access(session, token, "unsubscribe")
+            except Gone:
+                return gone(request)
+            return unsubscribe_view(request, a, "ask" if a.participant.consent else "already")
+
+    @app.post("/u/{token}", response_class=HTMLResponse)
+    async def unsubscribe_post(request: Request, token: str) -> HTMLResponse:
+        # No cookie and no CSRF token are possible: a mail provider posts here on the
+        # person's behalf. The token is the proof, and the one thing it can do is stop mail.
+        with Session(db()) as session:
+            try:
+                a = access(session, token, "unsubscribe")
+            except Gone:
+                return gone(request)
+            one_click = None
+            if encoding(request) in (FORM, MULTIPART):
+                async with request.form() as form:  # removes any uploaded part at once
+                    one_click = form.get("List-Unsubscribe")
+            if one_click != "One-Click":
+                return unsubscribe_view(request, a, "refused", status=400)
+            dropped = withdraw_consent(
+                session,
+                participant_id=pk(a.participant),
+                cycle_id=pk(a.cycle),
+                stage_key=a.stage.key,
+                how="one-click link",
+            )
+            session.commit()
+            return unsubscribe_view(request, a, "already" if dropped is None else "done")
 
     @app.get("/healthz", response_class=PlainTextResponse)
     def health() -> str:
