@@ -7,25 +7,29 @@ whose were missing), and how often each scale value was given. No Python loop wa
 responses: the coarser groups add those aggregates up (exact, since each person has one
 organisation and one role), and count, mean and median are read off the histograms.
 
-Small groups: a group with fewer than ``min_group`` people behind a number (default 3) is
-shown only as "fewer than 3", so that no single service user can be identified.
+Small groups: the counts of a group fewer than ``min_group`` (default 3) were asked, and the
+scale figures of a group with fewer scale answers, are suppressed, so that no single service
+user can be identified; so are enough other cells that no suppressed one can be recovered
+from the margins (secondary suppression, see ``protect``). A suppressed value publishes
+neither itself nor the number of people behind it.
 
 Export schema ``samverkan.indicators/1``, one row per cycle × organisation × role ×
 indicator: ``schema, cycle_id, cycle_name, cycle_start, organisation, role, indicator, value,
 n, suppressed``. ``organisation`` or ``role`` is ``*`` for all. Indicators: ``asked``,
 ``answered``, ``response_rate`` (0-1), ``scale_mean``, ``scale_median``, ``scale_change``
 (the mean's change from the same group in the previous cycle). ``n`` is the number of people
-behind the value; a suppressed value is empty.
+behind the value; both are empty when suppressed.
 """
 
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, func
@@ -61,7 +65,7 @@ class Row:
     role: str
     indicator: str
     value: float | None
-    n: int
+    n: int | None
     suppressed: bool
 
 
@@ -173,6 +177,121 @@ def median(histogram: dict[int, int]) -> float | None:
     return (nth(total // 2 - 1) + nth(total // 2)) / 2
 
 
+# Secondary suppression ---------------------------------------------------------------------
+#
+# One cycle's cells and their margins form a table in which every organisation's cells add up
+# to the organisation, every role's to the role, and organisations and roles to the total.
+# Drawn as a graph, with a node per organisation, per role, one for "all organisations" and
+# one for "all roles", each cell (organisation x role, organisation x *, * x role, * x *) is an
+# edge, and each node is one of those sums. The hidden values can then be moved around any
+# cycle of hidden edges (add to one, take from the next) without changing a single published
+# figure; a hidden edge on no such cycle (a bridge of the hidden edges) is pinned down by the
+# margins, alone or combined. So: hide the small cells, then, while a hidden cell is a bridge,
+# also hide the cheapest path that closes a cycle through it.
+
+Cell = tuple[str, str]  # organisation (or *), role (or *)
+
+# The total is the one figure everybody wants; hide it for another cell's sake only when
+# there is no other way.
+_TOTAL_COST = 10**9
+
+
+def _ends(cell: Cell) -> tuple[str, str]:
+    return f"o:{cell[0]}", f"r:{cell[1]}"
+
+
+def _bridges(edges: set[Cell]) -> list[Cell]:
+    """The cells among ``edges`` that lie on no cycle of ``edges``, in a stable order."""
+    graph: dict[str, list[tuple[str, Cell]]] = defaultdict(list)
+    for cell in sorted(edges):
+        a, b = _ends(cell)
+        graph[a].append((b, cell))
+        graph[b].append((a, cell))
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    found: list[Cell] = []
+    for root in sorted(graph):
+        if root in order:
+            continue
+        order[root] = low[root] = len(order)
+        stack: list[tuple[str, Cell | None, Iterator[tuple[str, Cell]]]] = [
+            (root, None, iter(graph[root]))
+        ]
+        while stack:
+            node, via, neighbours = stack[-1]
+            step = next(neighbours, None)
+            if step is None:
+                stack.pop()
+                if stack:
+                    parent = stack[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                    if low[node] > order[parent]:
+                        found.append(via)  # type: ignore[arg-type]
+                continue
+            other, edge = step
+            if edge == via:
+                continue
+            if other in order:
+                low[node] = min(low[node], order[other])
+            else:
+                order[other] = low[other] = len(order)
+                stack.append((other, edge, iter(graph[other])))
+    return sorted(found)
+
+
+def _cheapest_detour(cells: dict[Cell, int], hidden: set[Cell], bridge: Cell) -> list[Cell]:
+    """The visible cells to hide so that ``bridge`` closes a cycle, fewest people first."""
+    graph: dict[str, list[tuple[str, Cell]]] = defaultdict(list)
+    for cell in sorted(cells):
+        if cell != bridge:
+            a, b = _ends(cell)
+            graph[a].append((b, cell))
+            graph[b].append((a, cell))
+    start, goal = _ends(bridge)
+    best: dict[str, int] = {start: 0}
+    came: dict[str, tuple[str, Cell]] = {}
+    queue = [(0, start)]
+    while queue:
+        cost, node = heapq.heappop(queue)
+        if node == goal:
+            break
+        if cost > best[node]:
+            continue
+        for other, cell in graph[node]:
+            price = 0 if cell in hidden else 1 + cells[cell]
+            if cell == (ALL, ALL) and cell not in hidden:
+                price += _TOTAL_COST
+            if cost + price < best.get(other, cost + price + 1):
+                best[other] = cost + price
+                came[other] = (node, cell)
+                heapq.heappush(queue, (cost + price, other))
+    if goal not in came:
+        # Not reachable when the table is complete; hiding everything is the safe answer.
+        return [c for c in cells if c not in hidden]
+    path, node = [], goal
+    while node != start:
+        node, cell = came[node]
+        path.append(cell)
+    return [c for c in path if c not in hidden]
+
+
+def protect(cells: dict[Cell, int], small: set[Cell]) -> set[Cell]:
+    """The cells to hide: the small ones, and enough others that no margin, nor any
+    combination of margins, gives a hidden one away.
+
+    ``cells`` maps every cell of one cycle's table (with its margins) to the people behind
+    it. Always every cell of the table is given a detour: its graph has no bridge, since
+    each organisation x role cell lies on the cycle through its organisation, the total and
+    its role.
+    """
+    hidden = set(small)
+    while True:
+        bridges = _bridges(hidden)
+        if not bridges:
+            return hidden
+        hidden.update(_cheapest_detour(cells, hidden, bridges[0]))
+
+
 @dataclass
 class Indicators:
     cycles: list[Cycle]  # the cycles shown, oldest first
@@ -182,6 +301,7 @@ class Indicators:
     answered: dict[Group, int]
     scale: dict[Group, tuple[int, float]]
     distribution: dict[Group, dict[int, int]]
+    _hidden: dict[tuple[int, str], set[Group]] = field(default_factory=dict, repr=False)
 
     def previous(self, cycle_id: int) -> int | None:
         i = self.chronology.index(cycle_id)
@@ -191,34 +311,76 @@ class Indicators:
         keys = {g for g in [*self.asked, *self.answered, *self.scale] if g[0] == cycle_id}
         return sorted(keys, key=lambda g: (g[1] == ALL, g[1], g[2] == ALL, g[2]))
 
-    def value(self, group: Group, indicator: str) -> tuple[float | None, int, bool]:
-        """(value, people behind it, suppressed)."""
+    def hidden(self, cycle_id: int, family: str) -> set[Group]:
+        """The groups of one cycle whose counts (``"counts"``: asked, answered, response
+        rate) or scale figures (``"scale"``: mean, median, change) are not published.
+
+        Worked out from that cycle alone, so that every export and report, of one cycle or
+        of many, hides the same cells.
+        """
+        key = (cycle_id, family)
+        if key not in self._hidden:
+            groups = self.groups(cycle_id)
+            if family == "counts":
+                people = {g: self.asked.get(g, 0) for g in groups}
+                small = {g for g in groups if people[g] < self.min_group}
+            else:
+                counts_hidden = self.hidden(cycle_id, "counts")
+                # A group seen to have no answers at all has no scale answers either: hiding
+                # its (empty) figures would protect nothing, so it is no cell to hide.
+                groups = [g for g in groups if g in counts_hidden or self.answered.get(g, 0)]
+                people = {g: self.scale.get(g, (0, 0.0))[0] for g in groups}
+                # A group whose counts are hidden does not show either that none of it
+                # answered the scale.
+                small = {
+                    g
+                    for g in groups
+                    if 0 < people[g] < self.min_group or (not people[g] and g in counts_hidden)
+                }
+            cells = {(g[1], g[2]): n for g, n in people.items()}
+            chosen = protect(cells, {(g[1], g[2]) for g in small})
+            self._hidden[key] = {(cycle_id, org, role) for org, role in chosen}
+        return self._hidden[key]
+
+    def value(self, group: Group, indicator: str) -> tuple[float | None, int | None, bool]:
+        """(value, people behind it, suppressed); a suppressed value shows neither.
+
+        ``(None, 0, False)`` when there is nothing to show (no scale answers, no cycle
+        before).
+        """
         asked, answered = self.asked.get(group, 0), self.answered.get(group, 0)
         n_scale, mean = self.scale.get(group, (0, 0.0))
-        if indicator == "asked":
-            n, value = asked, float(asked)
-        elif indicator == "answered":
-            n, value = max(asked, answered), float(answered)
-        elif indicator == "response_rate":
-            n, value = asked, (answered / asked if asked else 0.0)
-        elif indicator == "scale_mean":
-            n, value = n_scale, mean
-        elif indicator == "scale_median":
-            n, value = n_scale, median(self.distribution.get(group, {})) or 0.0
-        elif indicator == "scale_change":
-            before = self.previous(group[0])
-            prior = self.scale.get((before, group[1], group[2])) if before else None
-            n = min(n_scale, prior[0]) if prior else 0
-            value = mean - prior[1] if prior else 0.0
-            if not prior or not n_scale:
-                return None, 0, False
-        else:
+        if indicator in ("asked", "answered", "response_rate"):
+            if group in self.hidden(group[0], "counts"):
+                return None, None, True
+            value = {
+                "asked": float(asked),
+                "answered": float(answered),
+                "response_rate": answered / asked if asked else 0.0,
+            }[indicator]
+            return round(value, 3), asked, False
+        if indicator not in ("scale_mean", "scale_median", "scale_change"):
             raise KeyError(indicator)
-        if n == 0 and indicator.startswith("scale"):
+        hidden = group in self.hidden(group[0], "scale")
+        if not n_scale and not hidden:
             return None, 0, False
-        if n < self.min_group:
-            return None, n, True
-        return round(value, 3), n, False
+        if indicator == "scale_change":
+            before = self.previous(group[0])
+            if before is None:
+                return None, 0, False
+            prior_group = (before, group[1], group[2])
+            prior_n, prior_mean = self.scale.get(prior_group, (0, 0.0))
+            prior_hidden = prior_group in self.hidden(before, "scale")
+            if not prior_n and not prior_hidden:
+                return None, 0, False
+            if hidden or prior_hidden:
+                return None, None, True
+            return round(mean - prior_mean, 3), min(n_scale, prior_n), False
+        if hidden:
+            return None, None, True
+        if indicator == "scale_mean":
+            return round(mean, 3), n_scale, False
+        return median(self.distribution.get(group, {})), n_scale, False
 
     def rows(self) -> list[Row]:
         out = []

@@ -69,16 +69,21 @@ LABELS = {
         "median": "Median",
         "change": "Change since the cycle before",
         "n": "Answers",
-        "fewer": "fewer than {n}",
+        "hidden": "not shown",
         "everyone": "Everyone",
         "missing": "Voices we did not hear this time: {groups}.",
         "all_heard": "Every organisation and role was heard.",
+        "shown_heard": "Every organisation and role large enough to be shown was heard.",
         "scale": "Answers on the scale",
         "by_role": "By role",
         "by_org": "By organisation",
         "no_words": "No written answers yet.",
         "cycle": "Cycle",
-        "small": "Groups smaller than {n} are not shown, so that no one can be identified.",
+        "small": (
+            "Groups smaller than {n} are not shown, so that no one can be identified; nor are "
+            "some larger ones whose figures, subtracted from a total, would give a smaller one "
+            "away."
+        ),
         "reason": "reason",
     },
     "sv": {
@@ -103,16 +108,20 @@ LABELS = {
         "median": "Median",
         "change": "Förändring sedan förra cykeln",
         "n": "Svar",
-        "fewer": "färre än {n}",
+        "hidden": "visas inte",
         "everyone": "Alla",
         "missing": "Röster vi inte hörde den här gången: {groups}.",
         "all_heard": "Alla organisationer och roller hördes.",
+        "shown_heard": "Alla organisationer och roller som är stora nog att visas hördes.",
         "scale": "Svar på skalan",
         "by_role": "Per roll",
         "by_org": "Per organisation",
         "no_words": "Inga skrivna svar ännu.",
         "cycle": "Cykel",
-        "small": "Grupper mindre än {n} visas inte, så att ingen kan identifieras.",
+        "small": (
+            "Grupper mindre än {n} visas inte, så att ingen kan identifieras; inte heller vissa "
+            "större grupper vars siffror, dragna från en summa, skulle avslöja en mindre."
+        ),
         "reason": "skäl",
     },
 }
@@ -177,7 +186,7 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
 def _value(data: ReportData, group: ind.Group, indicator: str, percent: bool = False) -> str:
     value, _, hidden = data.figures.value(group, indicator)
     if hidden:
-        return data.labels["fewer"].format(n=data.min_group)
+        return data.labels["hidden"]
     if value is None:
         return "–"
     if percent:
@@ -232,16 +241,21 @@ def _role(data: ReportData, role: str) -> str:
 
 def _missing(data: ReportData) -> str:
     cid = pk(data.cycle)
+    # Only groups whose counts are published: naming a hidden group as silent would tell
+    # how many of it answered.
     silent = [
         g
         for g in data.figures.groups(cid)
         if (g[1] == ind.ALL) != (g[2] == ind.ALL)
-        and data.figures.asked.get(g, 0)
-        and not data.figures.answered.get(g, 0)
+        and data.figures.value(g, "asked")[0]
+        and data.figures.value(g, "answered")[0] == 0
     ]
     names = [_role(data, g[2]) if g[1] == ind.ALL else g[1] for g in silent]
     if not names:
-        return data.labels["all_heard"]
+        levels = [
+            g for g in data.figures.hidden(cid, "counts") if (g[1] == ind.ALL) != (g[2] == ind.ALL)
+        ]
+        return data.labels["shown_heard" if levels else "all_heard"]
     return data.labels["missing"].format(groups=", ".join(names))
 
 
@@ -278,8 +292,8 @@ def _svg(fig: Any, label: str) -> str:
 
 def distribution_chart(data: ReportData) -> str | None:
     group = (pk(data.cycle), ind.ALL, ind.ALL)
-    n, _ = data.figures.scale.get(group, (0, 0.0))
-    if n < data.min_group:
+    mean, _, hidden = data.figures.value(group, "scale_mean")
+    if hidden or mean is None:
         return None
     plt = _pyplot()
     hist = data.figures.distribution.get(group, {})

@@ -31,7 +31,7 @@ def table(engine, **kw):  # type: ignore[no-untyped-def]
 
 def test_whole_cycle_and_organisation_indicators(engine, two_cycles) -> None:
     c1, c2 = two_cycles
-    t = table(engine)
+    t = table(engine, min_group=1)  # nothing hidden: every figure against the hand-worked one
     assert t[(c1, "*", "*", "asked")] == (8, 8, False)
     assert t[(c1, "*", "*", "answered")] == (6, 8, False)
     assert t[(c1, "*", "*", "response_rate")] == (0.75, 8, False)
@@ -48,18 +48,27 @@ def test_whole_cycle_and_organisation_indicators(engine, two_cycles) -> None:
     assert t[(c2, "A", "professional", "scale_mean")] == (8, 3, False)
 
 
-def test_small_groups_are_shown_only_as_fewer_than_the_minimum(engine, two_cycles) -> None:
+def test_small_groups_are_shown_only_as_suppressed(engine, two_cycles) -> None:
     c1, c2 = two_cycles
     t = table(engine)
-    assert t[(c1, "A", "professional", "scale_mean")] == (None, 2, True)  # two answers
-    assert t[(c1, "A", "manager", "asked")] == (None, 1, True)
-    assert t[(c1, "A", "manager", "scale_mean")] == (None, 1, True)
-    assert t[(c1, "B", "politician", "response_rate")] == (None, 1, True)
-    assert t[(c2, "A", "professional", "scale_change")] == (None, 2, True)  # 2 the cycle before
-    assert t[(c2, "B", "service_user", "scale_mean")] == (None, 2, True)
+    # Neither the value nor the number of people behind it.
+    assert t[(c1, "A", "professional", "scale_mean")] == (None, None, True)  # two answers
+    assert t[(c1, "A", "manager", "asked")] == (None, None, True)
+    assert t[(c1, "A", "manager", "scale_mean")] == (None, None, True)
+    assert t[(c1, "B", "politician", "response_rate")] == (None, None, True)
+    assert t[(c2, "A", "professional", "scale_change")] == (None, None, True)  # 2 the cycle before
+    assert t[(c2, "B", "service_user", "scale_mean")] == (None, None, True)
+    # Complementary cells: organisation B (4 asked) minus its 3 service users would give the
+    # one politician away, so the service users are hidden too; and in cycle 1 organisation
+    # A's mean minus its professionals' would give its one manager's answer.
+    assert t[(c1, "B", "service_user", "asked")] == (None, None, True)
+    assert t[(c1, "B", "*", "asked")] == (4, 4, False)
+    assert t[(c1, "A", "*", "scale_mean")] == (None, None, True)
+    assert t[(c1, "*", "*", "scale_mean")] == (round(35 / 6, 3), 6, False)
     looser = table(engine, min_group=2)
-    assert looser[(c1, "A", "professional", "scale_mean")] == (7, 2, False)
-    assert looser[(c2, "A", "professional", "scale_change")] == (1, 2, False)
+    assert looser[(c2, "B", "service_user", "scale_mean")] == (6, 2, False)
+    assert looser[(c2, "B", "service_user", "scale_change")] == (round(6 - 16 / 3, 3), 2, False)
+    assert looser[(c1, "A", "professional", "scale_mean")] == (None, None, True)  # the manager
 
 
 def test_one_cycle_still_knows_the_one_before(engine, two_cycles) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from flows.report import build_report
-from store.models import AuditEntry, Response
+from store.models import AuditEntry, Message, Organisation, Participant, Response, Stage
 
 
 def test_html_report_has_the_plan_the_people_the_numbers_and_the_words(
@@ -40,7 +40,7 @@ def test_html_report_has_the_plan_the_people_the_numbers_and_the_words(
         '<th scope="row">Alla</th><td>5</td><td>5</td><td>100%</td>'
         "<td>7.2</td><td>7</td><td>+1.4</td>" in page
     )
-    assert "färre än 3" in page  # small groups hidden
+    assert "<td>visas inte</td>" in page  # small groups hidden
     assert page.count("<svg") == 2  # the distribution and the trend over the two cycles
     assert 'aria-label="Svar på skalan (5: 1, 7: 2, 8: 1, 9: 1)"' in page
     assert "<h2>Med deras egna ord</h2>" in page
@@ -51,10 +51,11 @@ def test_voices_we_did_not_hear_are_named(engine, settings, two_cycles):
     c1, _ = two_cycles
     english = settings.model_copy(update={"coordinator_language": "en"})
     page = build_report(engine, english, c1, "md")
-    assert "Voices we did not hear this time: elected member." in page
+    # The one elected member's silence is not named: that would publish the group's count.
+    assert "Every organisation and role large enough to be shown was heard." in page
     assert "| Everyone | 8 | 6 | 75% | 5.8 | 5.5 | – |" in page
     assert "<svg" not in page
-    assert "| professional | 3 | 2 | 67% | fewer than 3 | fewer than 3 | – |" in page
+    assert "| B | 4 | 3 | 75% | not shown | not shown | – |" in page
 
 
 def test_the_words_are_anonymous(engine, settings, two_cycles):
@@ -64,3 +65,43 @@ def test_the_words_are_anonymous(engine, settings, two_cycles):
         assert s.exec(select(Response)).first() is not None
     for name in ("p1@x.example", "p5@x.example"):
         assert name not in page
+
+
+def test_a_silent_group_large_enough_to_be_shown_is_named(engine, settings, two_cycles):
+    c1, _ = two_cycles
+    with Session(engine) as s:
+        org = Organisation(name="C")
+        s.add(org)
+        s.flush()
+        stage = s.exec(select(Stage).where(Stage.cycle_id == c1)).one()
+        for i in range(3):
+            p = Participant(
+                name=f"c{i}",
+                email=f"c{i}@x.example",
+                email_key=f"c{i}@x.example",
+                organisation_id=org.id,
+                role="professional",
+                language="sv",
+            )
+            s.add(p)
+            s.flush()
+            s.add(
+                Message(
+                    cycle_id=c1,
+                    stage_id=stage.id,
+                    participant_id=p.id,
+                    to_email=p.email,
+                    to_key=p.email_key,
+                    to_name=p.name,
+                    category="followup",
+                    subject="q",
+                    text="q",
+                    html="q",
+                    status="sent",
+                )
+            )
+        s.commit()
+    english = settings.model_copy(update={"coordinator_language": "en"})
+    page = build_report(engine, english, c1, "md")
+    assert "Voices we did not hear this time: C." in page
+    assert "| C | 3 | 0 | 0% | – | – | – |" in page

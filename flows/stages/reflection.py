@@ -39,15 +39,23 @@ def _summary(run: StageRun) -> dict[str, Any]:
         min_group=run.settings.min_group,
     )
     everyone = (pk(run.cycle), ind.ALL, ind.ALL)
+    asked, _, counts_hidden = figures.value(everyone, "asked")
+    answered, _, _ = figures.value(everyone, "answered")
     mean, n_mean, hidden = figures.value(everyone, "scale_mean")
     middle, _, _ = figures.value(everyone, "scale_median")
+    members = run.member_counts[0]
+    # The same rule as the report's tables: a headline number about fewer people than the
+    # minimum (how many came, who said no) would point at them.
+    few_members = 0 < members < run.settings.min_group
     return {
-        "members": run.member_counts[0],
-        "accepted": stats.count(PartStat.accepted.value),
-        "declined": stats.count(PartStat.declined.value),
-        "asked": figures.asked.get(everyone, 0),
-        "answered": figures.answered.get(everyone, 0),
-        "scale_count": n_mean,
+        "members": "" if few_members else members,
+        "members_hidden": few_members,
+        "accepted": "" if few_members else stats.count(PartStat.accepted.value),
+        "declined": "" if few_members else stats.count(PartStat.declined.value),
+        "counts_hidden": counts_hidden,
+        "asked": "" if asked is None else int(asked),
+        "answered": "" if answered is None else int(answered),
+        "scale_count": n_mean or 0,
         "scale_hidden": hidden,
         "min_group": run.settings.min_group,
         "scale_mean": f"{mean:.1f}" if mean is not None else "",
