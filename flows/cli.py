@@ -893,22 +893,36 @@ def report(
     cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
     fmt: Annotated[str, typer.Option("--format", help="html or md")] = "html",
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file")] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Overwrite --out even if it is not an earlier report"),
+    ] = False,
 ) -> None:
     """The reflection report of a cycle: what was done, who took part, the indicators with
-    their trend, and the participants' own words. Printed, or written with --out.
+    their trend, and the participants' own words. Printed, or written with --out (which
+    replaces only an earlier report, unless --force).
 
     Example:  samverkan report 1 --out reflection.html
     """
-    from flows.report import build_report
+    from flows.report import build_report, is_report
 
+    if out is not None and out.exists() and not force and not is_report(out):
+        fail(
+            f"{out} exists and is not a report samverkan wrote; not overwritten "
+            "(use --force to overwrite it)"
+        )
     settings = _settings()
     text = build_report(_engine(settings), settings, cycle_id, fmt)
     if out is None:
         typer.echo(text, nl=False)
         return
+    # Written beside it and renamed, so that a failed write leaves the old file whole.
+    partial = out.with_name(f".{out.name}.partial")
     try:
-        out.write_text(text, encoding="utf-8")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, out)
     except OSError as exc:
+        partial.unlink(missing_ok=True)
         fail(f"cannot write {out}: {exc.strerror}")
     typer.echo(f"wrote {out}")
 

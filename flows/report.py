@@ -12,6 +12,7 @@ import html
 import io
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -350,7 +351,7 @@ def to_markdown(data: ReportData) -> str:
     for qid, texts in data.words.items():
         out += [f"### {data.question_text.get(qid, qid)}", ""]
         out += [quote_md(t) + "\n" for t in texts]
-    return "\n".join(out).rstrip() + "\n"
+    return "\n".join(out).rstrip() + "\n\n" + MD_MARK + "\n"
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -420,11 +421,33 @@ def to_html(data: ReportData) -> str:
         "figure{margin:0}svg{max-width:100%;height:auto}"
     )
     return (
-        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">{HTML_MARK}'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(lab['title'])}: {e(data.cycle.name)}</title><style>{style}</style>"
         f"</head><body>{''.join(parts)}</body></html>\n"
     )
+
+
+# How `samverkan report --out` knows a file it may replace: the HTML report names its
+# generator in a meta tag in its head, the Markdown report ends with a comment (invisible when
+# rendered, and its first line stays the title).
+HTML_MARK = '<meta name="generator" content="samverkan report">'
+MD_MARK = "<!-- written by samverkan report -->"
+
+
+def is_report(path: Path) -> bool:
+    """Whether ``path`` is a reflection report samverkan wrote (HTML or Markdown)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(512)
+            f.seek(0, io.SEEK_END)
+            f.seek(max(0, f.tell() - 512))
+            tail = f.read()
+    except OSError:
+        return False
+    if head.startswith(b"<!DOCTYPE html>") and HTML_MARK.encode() in head:
+        return True
+    return tail.rstrip().endswith(MD_MARK.encode())
 
 
 def build_report(engine: Engine, settings: Settings, cycle_id: int, fmt: str = "html") -> str:
