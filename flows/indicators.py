@@ -433,12 +433,21 @@ def compute(
     return Indicators(chosen, ids, min_group, asked, answered, scale, dist)
 
 
+# A cell that starts like this is a formula to a spreadsheet (=HYPERLINK(...) phones home);
+# OWASP's advice on CSV injection is to make it text with a leading single quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def _text_cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def to_csv(rows: Sequence[Row]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(Row.__dataclass_fields__))
     writer.writeheader()
     for row in rows:
-        data = asdict(row)
+        data = {k: _text_cell(v) if isinstance(v, str) else v for k, v in asdict(row).items()}
         data["value"] = "" if row.value is None else row.value
         writer.writerow(data)
     return buffer.getvalue()

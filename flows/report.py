@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -330,14 +331,14 @@ def trend_chart(data: ReportData) -> str | None:
 
 def to_markdown(data: ReportData) -> str:
     lab = data.labels
-    out = [f"# {lab['title']}: {data.cycle.name}", "", f"## {lab['done']}", ""]
+    out = [f"# {lab['title']}: {md_inline(data.cycle.name)}", "", f"## {lab['done']}", ""]
     out += _md_table(
         [lab["stage"], lab["kind"], lab["when"], lab["status"], lab["sent"]],
         [[s["key"], s["kind"], s["when"], s["status"], str(s["sent"])] for s in data.stages],
     )
     out += ["", f"### {lab['changes']}", ""]
-    out += [f"- {c}" for c in data.changes] or [lab["no_changes"]]
-    out += ["", f"## {lab['took_part']}", "", _missing(data), ""]
+    out += [f"- {md_line(c)}" for c in data.changes] or [lab["no_changes"]]
+    out += ["", f"## {lab['took_part']}", "", md_line(_missing(data)), ""]
     for level, title in (
         ("all", lab["indicators"]),
         ("role", lab["by_role"]),
@@ -349,22 +350,62 @@ def to_markdown(data: ReportData) -> str:
     if not data.words:
         out.append(lab["no_words"])
     for qid, texts in data.words.items():
-        out += [f"### {data.question_text.get(qid, qid)}", ""]
+        out += [f"### {md_inline(data.question_text.get(qid, qid))}", ""]
         out += [quote_md(t) + "\n" for t in texts]
     return "\n".join(out).rstrip() + "\n\n" + MD_MARK + "\n"
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cell(h) for h in head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(md_inline(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md_inline(c) for c in row) + " |" for row in rows]
     return lines
 
 
+# Text that is not ours (participants' words, names of cycles, organisations and stages, the
+# coordinator's reasons) goes into a report as text, never as markup or terminal control:
+# C0 and C1 control characters go (ESC starts the sequences that recolour or clear the
+# terminal of whoever prints the file), and so do the bidirectional overrides that make text
+# read otherwise than it is written.
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Inline Markdown: emphasis, code, links and images, tables, strikethrough, escapes; and the
+# characters that start HTML (tags, entities, autolinks) become entities.
+_MD_INLINE = re.compile(r"([\\`*_\[\]|~])")
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# What makes a line a heading, list item, thematic break or setext underline.
+_MD_LINE_START = re.compile(r"^([#+\-=]|\d+(?=[.)]))")
+
+
+def clean(text: str) -> str:
+    """``text`` without control characters and bidirectional overrides."""
+    return _INVISIBLE.sub("", text)
+
+
+def md_inline(text: str) -> str:
+    """``text`` as literal Markdown within a line: one line, no markup, no HTML."""
+    one_line = " ".join(clean(text).split())
+    escaped = _MD_INLINE.sub(r"\\\1", one_line)
+    return "".join(_MD_ENTITIES.get(c, c) for c in escaped)
+
+
+def md_line(text: str) -> str:
+    """``text`` as literal Markdown at the start of a line (or of a quote)."""
+    inline = md_inline(text)
+    match = _MD_LINE_START.match(inline)
+    if not match:
+        return inline
+    if match.group(1)[0].isdigit():  # "1." and "1)" start a list; "1\." does not
+        end = match.end()
+        return inline[:end] + "\\" + inline[end:]
+    return "\\" + inline
+
+
+def _text(value: str) -> str:
+    """Text that is not ours, for HTML."""
+    return html.escape(clean(value))
+
+
 def _html_table(head: list[str], rows: list[list[str]]) -> str:
-    e = html.escape
+    e = _text
     th = "".join(f'<th scope="col">{e(h)}</th>' for h in head)
     body = "".join(
         "<tr>"
@@ -377,7 +418,7 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def to_html(data: ReportData) -> str:
-    lab, e = data.labels, html.escape
+    lab, e = data.labels, _text
     lang = "sv" if lab is LABELS["sv"] else "en"
     parts = [
         f"<h1>{e(lab['title'])}: {e(data.cycle.name)}</h1>",
@@ -461,12 +502,12 @@ def build_report(engine: Engine, settings: Settings, cycle_id: int, fmt: str = "
 
 def quote_html(text: str) -> str:
     """A participant's words as the HTML report shows them."""
-    return f"<blockquote>{html.escape(text)}</blockquote>"
+    return f"<blockquote>{html.escape(clean(text))}</blockquote>"
 
 
 def quote_md(text: str) -> str:
-    """A participant's words as the Markdown report shows them (one line)."""
-    return f"> {' '.join(text.split())}"
+    """A participant's words as the Markdown report shows them (one line, as plain text)."""
+    return f"> {md_line(text)}"
 
 
 def redact_words(document: str, words: list[str], replacement: str = "[erased]") -> str:
