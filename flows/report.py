@@ -13,6 +13,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,20 +26,73 @@ from flows.coordinator import template_of
 from flows.settings import Settings
 from flows.stages.base import ROLE_LABELS
 from store import queries
-from store.models import Cycle, Response, pk
+from store.models import Cycle, Response, Stage, pk
 
-RESEQUENCING = (
-    "stage.add",
-    "stage.move",
-    "stage.skip",
-    "stage.edit",
-    "stage.reschedule",
-    "stage.cancel",
-    "cycle.pause",
-    "cycle.resume",
-    "cycle.cancel",
-    "cycle.add-participants",
-)
+# Each re-sequencing as the report tells it, from the audit entry's action and stage: the
+# audit log's own detail line is English and written for the coordinator's terminal.
+CHANGES = {
+    "en": {
+        "stage.add": "Added the stage {key}",
+        "stage.move": "Moved the stage {key}",
+        "stage.skip": "Skipped the stage {key}",
+        "stage.edit": "Changed the stage {key}",
+        "stage.reschedule": "Rescheduled the stage {key}",
+        "stage.cancel": "Cancelled the stage {key}",
+        "cycle.pause": "Paused the cycle",
+        "cycle.resume": "Resumed the cycle",
+        "cycle.cancel": "Cancelled the cycle",
+        "cycle.add-participants": "Added participants to the cycle",
+    },
+    "sv": {
+        "stage.add": "Steget {key} lades till",
+        "stage.move": "Steget {key} flyttades",
+        "stage.skip": "Steget {key} hoppades över",
+        "stage.edit": "Steget {key} ändrades",
+        "stage.reschedule": "Steget {key} fick en ny tid",
+        "stage.cancel": "Steget {key} ställdes in",
+        "cycle.pause": "Cykeln pausades",
+        "cycle.resume": "Cykeln återupptogs",
+        "cycle.cancel": "Cykeln avbröts",
+        "cycle.add-participants": "Deltagare lades till i cykeln",
+    },
+}
+RESEQUENCING = tuple(CHANGES["en"])
+STAGE_KINDS = {
+    "en": {
+        "email": "email",
+        "meeting": "meeting",
+        "followup": "follow-up questions",
+        "reflection": "reflection",
+    },
+    "sv": {
+        "email": "e-post",
+        "meeting": "möte",
+        "followup": "uppföljningsfrågor",
+        "reflection": "reflektion",
+    },
+}
+STAGE_STATUSES = {
+    "en": {
+        "pending": "planned",
+        "awaiting_approval": "awaiting approval",
+        "approved": "approved",
+        "running": "running",
+        "done": "done",
+        "skipped": "skipped",
+        "failed": "failed",
+        "cancelled": "cancelled",
+    },
+    "sv": {
+        "pending": "planerat",
+        "awaiting_approval": "väntar på godkännande",
+        "approved": "godkänt",
+        "running": "pågår",
+        "done": "klart",
+        "skipped": "hoppades över",
+        "failed": "misslyckades",
+        "cancelled": "inställt",
+    },
+}
 WORDS = (
     "what-is-better",
     "what-works",
@@ -152,9 +206,9 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
         stages = [
             {
                 "key": s.key,
-                "kind": s.kind,
-                "status": str(s.status),
-                "when": f"{(s.ran_at or s.due_at).astimezone(tz):%Y-%m-%d %H:%M}",
+                "kind": STAGE_KINDS[language].get(s.kind, s.kind),
+                "status": STAGE_STATUSES[language].get(str(s.status), str(s.status)),
+                "when": f"{_when(s).astimezone(tz):%Y-%m-%d %H:%M}",
                 "sent": counts.get(pk(s), {}).get("sent", 0),
             }
             for s in queries.stages_of(session, cycle_id=cycle_id)
@@ -162,9 +216,9 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
         changes = []
         for entry in queries.audit_log(session, cycle_id=cycle_id):
             if entry.action in RESEQUENCING:
-                title = entry.detail.split(" (plan version")[0]
+                told = CHANGES[language][entry.action].format(key=entry.stage_key or "")
                 why = f" ({labels['reason']}: {entry.reason})" if entry.reason else ""
-                changes.append(f"{entry.at.astimezone(tz):%Y-%m-%d}: {title}{why}")
+                changes.append(f"{entry.at.astimezone(tz):%Y-%m-%d}: {told}{why}")
         library = template_of(settings, cycle).questions
         words: dict[str, list[str]] = {}
         rows = session.exec(
@@ -183,6 +237,15 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
     return ReportData(
         cycle, labels, stages, changes, figures, trend, ordered, texts, settings.min_group
     )
+
+
+def _when(stage: Stage) -> datetime:
+    """A meeting's own start (kept current when it is rescheduled); for any other stage,
+    when it ran or is due. A meeting's stage runs when its invite goes out, weeks before."""
+    starts = stage.config.get("starts_at") if stage.kind == "meeting" else None
+    if starts:
+        return datetime.fromisoformat(starts)
+    return stage.ran_at or stage.due_at
 
 
 def _value(data: ReportData, group: ind.Group, indicator: str, percent: bool = False) -> str:
@@ -283,12 +346,23 @@ def _pyplot() -> Any:
     return plt
 
 
-def _svg(fig: Any, label: str) -> str:
+# Matplotlib's Dublin Core metadata (an RDF block) is not allowed in an SVG inside HTML;
+# with every key set to None it writes no <metadata> at all.
+_NO_METADATA = {"Format": None, "Type": None, "Creator": None, "Date": None}
+
+
+def _svg(fig: Any, label: str, name: str) -> str:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight")
+    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata=_NO_METADATA)
     _pyplot().close(fig)
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]
+    # Every chart numbers its elements from 1 (figure_1, axes_1, ...): prefix the ids and
+    # the references to them, so that two charts in one page do not share ids.
+    svg = re.sub(r'(\bid="|href="#|url\(#)', rf"\g<1>{name}-", svg)
+    # The figure is the image, named by its label with the numbers; the drawing inside is
+    # not read out a second time, tick by tick.
+    svg = svg.replace("<svg ", '<svg aria-hidden="true" ', 1)
     return f'<figure role="img" aria-label="{html.escape(label)}">{svg}</figure>'
 
 
@@ -298,14 +372,17 @@ def distribution_chart(data: ReportData) -> str | None:
     if hidden or mean is None:
         return None
     plt = _pyplot()
+    from matplotlib import ticker
+
     hist = data.figures.distribution.get(group, {})
     fig, ax = plt.subplots(figsize=(6, 2.6))
     ax.bar(range(11), [hist.get(v, 0) for v in range(11)], color="#0b4f8a")
     ax.set_xticks(range(11))
     ax.set_xlabel("0–10")
     ax.set_ylabel(data.labels["n"])
+    ax.yaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # people come whole
     counts = ", ".join(f"{v}: {hist[v]}" for v in sorted(hist))
-    return _svg(fig, f"{data.labels['scale']} ({counts})")
+    return _svg(fig, f"{data.labels['scale']} ({counts})", "distribution")
 
 
 def trend_chart(data: ReportData) -> str | None:
@@ -323,7 +400,7 @@ def trend_chart(data: ReportData) -> str | None:
     ax.set_ylabel(data.labels["mean"])
     fig.autofmt_xdate()
     label = ", ".join(f"{name}: {value:g}" for name, value in points)
-    return _svg(fig, f"{data.labels['trend']} ({label})")
+    return _svg(fig, f"{data.labels['trend']} ({label})", "trend")
 
 
 # Output ------------------------------------------------------------------------------------
@@ -465,7 +542,7 @@ def to_html(data: ReportData) -> str:
         f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">{HTML_MARK}'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(lab['title'])}: {e(data.cycle.name)}</title><style>{style}</style>"
-        f"</head><body>{''.join(parts)}</body></html>\n"
+        f"</head><body><main>{''.join(parts)}</main></body></html>\n"
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 from sqlmodel import Session, select
 
 from flows.report import build_report
@@ -35,7 +38,9 @@ def test_html_report_has_the_plan_the_people_the_numbers_and_the_words(
     page = build_report(engine, settings, c2, "html")
     assert page.startswith("<!DOCTYPE html>") and '<html lang="sv">' in page
     assert "<h2>Vad vi gjorde</h2>" in page and '<th scope="row">followup</th>' in page
-    assert "skip reminder in cycle 2 (skäl: everyone had answered)" in page
+    # The change in the report's language, not the audit log's English line.
+    assert "<li>" in page and "Steget reminder hoppades över (skäl: everyone had answered)" in page
+    assert "skip reminder in cycle 2" not in page
     assert (
         '<th scope="row">Alla</th><td>5</td><td>5</td><td>100%</td>'
         "<td>7.2</td><td>7</td><td>+1.4</td>" in page
@@ -105,3 +110,82 @@ def test_a_silent_group_large_enough_to_be_shown_is_named(engine, settings, two_
     page = build_report(engine, english, c1, "md")
     assert "Voices we did not hear this time: C." in page
     assert "| C | 3 | 0 | 0% | – | – | – |" in page
+
+
+def add_workshop(engine, cycle_id: int) -> None:  # type: ignore[no-untyped-def]
+    """A workshop whose invite went out on 15 November, for a meeting on 10 February."""
+    from datetime import UTC, datetime
+
+    with Session(engine) as s:
+        s.add(
+            Stage(
+                cycle_id=cycle_id,
+                key="workshop",
+                kind="meeting",
+                position=-1,
+                due_at=datetime(2026, 11, 15, 8, 0, tzinfo=UTC),
+                ran_at=datetime(2026, 11, 15, 8, 0, 5, tzinfo=UTC),
+                template="workshop",
+                status="done",
+                config={"starts_at": "2027-02-10T09:00:00+01:00", "duration_minutes": 120},
+            )
+        )
+        when = datetime(2027, 1, 20, 10, 0, tzinfo=UTC)
+        s.add(
+            AuditEntry(cycle_id=cycle_id, at=when, action="stage.reschedule", stage_key="workshop")
+        )
+        s.add(AuditEntry(cycle_id=cycle_id, at=when, action="cycle.add-participants"))
+        s.commit()
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        (
+            "sv",
+            [
+                "| workshop | möte | 2027-02-10 09:00 | klart | 0 |",
+                "| followup | uppföljningsfrågor | 2027-06-01 02:00 | klart | 5 |",
+                "Steget workshop fick en ny tid",
+                "Deltagare lades till i cykeln",
+            ],
+        ),
+        (
+            "en",
+            [
+                "| Stage | Kind | When | Status | Sent |",
+                "| workshop | meeting | 2027-02-10 09:00 | done | 0 |",
+                "| followup | follow-up questions | 2027-06-01 02:00 | done | 5 |",
+                "Rescheduled the stage workshop",
+                "Added participants to the cycle",
+            ],
+        ),
+    ],
+)
+def test_the_plan_is_told_in_the_reports_language_with_the_workshops_own_date(
+    engine, settings, two_cycles, language: str, expected: list[str]
+):
+    _, c2 = two_cycles
+    add_workshop(engine, c2)
+    chosen = settings.model_copy(update={"coordinator_language": language})
+    page = build_report(engine, chosen, c2, "md")
+    for line in expected:
+        assert line in page, line
+    assert "2026-11-15" not in page  # when the invite went out is not the workshop's date
+    assert "stage.reschedule" not in page and "cycle.add-participants" not in page
+
+
+def test_the_html_report_is_one_main_landmark_with_plain_svg_charts(engine, settings, two_cycles):
+    _, c2 = two_cycles
+    page = build_report(engine, settings, c2, "html")
+    body = page.split("<body>", 1)[1]
+    assert body.startswith("<main>") and body.endswith("</main></body></html>\n")
+    assert "<metadata" not in page and "rdf:" not in page and "dc:" not in page
+    charts = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(charts) == 2
+    # The distribution's count axis (the y axis) is labelled in whole numbers: 0, 1, 2.
+    ticks = re.findall(r'ytick_\d+">.*?<text[^>]*>([^<]*)</text>', charts[0], re.S)
+    assert ticks and all(re.fullmatch(r"[0-9]+", t) for t in ticks), ticks
+    # Ids are unique in the page, although both charts come from the same library.
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))

@@ -1,0 +1,53 @@
+"""The HTML reflection report in a real headless Chromium, checked by axe-core."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.report import build_report
+from tests.test_browser import CHROMIUM, FLAGS
+from tests.test_report import add_workshop
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        shutil.which(CHROMIUM) is None,
+        reason="no Chromium at /usr/bin/chromium (Debian's chromium package); "
+        "make test installs it where apt-get can",
+    ),
+]
+
+
+@pytest.mark.parametrize("language", ["sv", "en"])
+def test_the_report_passes_axe_in_a_real_browser(
+    engine, settings, two_cycles, tmp_path: Path, language: str
+) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect, sync_playwright
+
+    _, c2 = two_cycles
+    add_workshop(engine, c2)
+    chosen = settings.model_copy(update={"coordinator_language": language})
+    report = tmp_path / "reflection.html"
+    report.write_text(build_report(engine, chosen, c2, "html"), encoding="utf-8")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        page.goto(report.as_uri())
+        expect(page.get_by_role("main")).to_have_count(1)
+        expect(page.get_by_role("heading", level=1)).to_have_text(
+            {"sv": "Reflektion: Cycle 2", "en": "Reflection: Cycle 2"}[language]
+        )
+        figures = page.get_by_role("img")
+        expect(figures).to_have_count(2)  # the distribution and the trend, each one image
+        results = Axe().run(page, options={"resultTypes": ["violations"]})
+        page.screenshot(path=str(tmp_path / f"report-{language}.png"), full_page=True)
+        browser.close()
+    violations = {
+        v["id"]: [n["target"] for n in v["nodes"]] for v in results.response["violations"]
+    }
+    assert violations == {}, results.generate_report()
