@@ -210,9 +210,12 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
                 "status": STAGE_STATUSES[language].get(str(s.status), str(s.status)),
                 "when": f"{_when(s).astimezone(tz):%Y-%m-%d %H:%M}",
                 "sent": counts.get(pk(s), {}).get("sent", 0),
+                # How many a stage for part of the network reached is the size of that part.
+                "narrow": s.kind != "reflection" and s.audience != "all",
             }
             for s in queries.stages_of(session, cycle_id=cycle_id)
         ]
+        members = queries.active_member_counts(session, cycle_id=cycle_id)[0]
         changes = []
         for entry in queries.audit_log(session, cycle_id=cycle_id):
             if entry.action in RESEQUENCING:
@@ -234,6 +237,15 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
     figures = ind.compute(engine, cycle_ids=[cycle_id], min_group=settings.min_group)
     trend = ind.compute(engine, min_group=settings.min_group)
     texts = {q: library[q].text[language] for q in ordered if q in library}  # type: ignore[index]
+    # A stage's count of messages is a count of people: shown under the same rule as the
+    # indicators (a follow-up's count is the number asked), so a network too small to show
+    # shows none, and a stage for part of it never does.
+    everyone = (cycle_id, ind.ALL, ind.ALL)
+    few = everyone in figures.hidden(cycle_id, "counts") or 0 < members < settings.min_group
+    for stage in stages:
+        narrow = stage.pop("narrow")
+        if narrow or (few and stage["kind"] != STAGE_KINDS[language]["reflection"]):
+            stage["sent"] = labels["hidden"]
     return ReportData(
         cycle, labels, stages, changes, figures, trend, ordered, texts, settings.min_group
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session, select
@@ -114,8 +115,6 @@ def test_a_silent_group_large_enough_to_be_shown_is_named(engine, settings, two_
 
 def add_workshop(engine, cycle_id: int) -> None:  # type: ignore[no-untyped-def]
     """A workshop whose invite went out on 15 November, for a meeting on 10 February."""
-    from datetime import UTC, datetime
-
     with Session(engine) as s:
         s.add(
             Stage(
@@ -189,3 +188,45 @@ def test_the_html_report_is_one_main_landmark_with_plain_svg_charts(engine, sett
     # Ids are unique in the page, although both charts come from the same library.
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids))
+
+
+def test_how_many_a_stage_reached_is_not_shown_for_part_of_the_network(
+    engine, settings, two_cycles
+):
+    c1, _ = two_cycles
+    with Session(engine) as s:
+        manager = s.exec(select(Participant).where(Participant.role == "manager")).one()
+        stage = Stage(
+            cycle_id=c1,
+            key="managers",
+            kind="email",
+            position=5,
+            due_at=datetime(2027, 1, 2, tzinfo=UTC),
+            template="progress-note",
+            status="done",
+            audience="role=manager",
+        )
+        s.add(stage)
+        s.flush()
+        s.add(
+            Message(
+                cycle_id=c1,
+                stage_id=stage.id,
+                participant_id=manager.id,
+                to_email=manager.email,
+                to_key=manager.email_key,
+                to_name=manager.name,
+                category="email",
+                subject="q",
+                text="q",
+                html="q",
+                status="sent",
+            )
+        )
+        s.commit()
+    page = build_report(engine, settings, c1, "md")
+    assert "| managers | e-post | 2027-01-02 01:00 | klart | visas inte |" in page  # one manager
+    assert "| followup | uppföljningsfrågor | 2027-01-01 01:00 | klart | 8 |" in page
+    tighter = settings.model_copy(update={"min_group": 9})  # fewer asked than that in all
+    page = build_report(engine, tighter, c1, "md")
+    assert "| followup | uppföljningsfrågor | 2027-01-01 01:00 | klart | visas inte |" in page
