@@ -28,7 +28,7 @@ import heapq
 import io
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -275,21 +275,63 @@ def _cheapest_detour(cells: dict[Cell, int], hidden: set[Cell], bridge: Cell) ->
     return [c for c in path if c not in hidden]
 
 
-def protect(cells: dict[Cell, int], small: set[Cell]) -> set[Cell]:
+def _relations(cells: Iterable[Cell]) -> list[tuple[list[Cell], Cell]]:
+    """Every margin of the table as (the cells that add up to it, the margin)."""
+    present = sorted(cells)
+    found: dict[Cell, list[Cell]] = defaultdict(list)
+    for org, role in present:
+        if org != ALL and role != ALL:
+            found[(org, ALL)].append((org, role))
+            found[(ALL, role)].append((org, role))
+    by_org = [c for c in present if c[0] != ALL and c[1] == ALL]
+    by_role = [c for c in present if c[0] == ALL and c[1] != ALL]
+    return [(parts, whole) for whole, parts in sorted(found.items())] + [
+        (by_org, (ALL, ALL)),
+        (by_role, (ALL, ALL)),
+    ]
+
+
+def _at_their_least(
+    hidden: set[Cell], relation: tuple[list[Cell], Cell], figures: Sequence[Floor]
+) -> bool:
+    """Whether a shown margin leaves its hidden cells just their least possible values (a
+    listed group has someone in it; nothing is negative), which pins each of them."""
+    parts, whole = relation
+    if whole in hidden:
+        return False
+    gone = [c for c in parts if c in hidden]
+    return bool(gone) and any(
+        sum(values.get(c, 0) for c in gone) == least * len(gone) for values, least in figures
+    )
+
+
+Floor = tuple[dict[Cell, float], float]  # one figure's value per cell, and its least value
+
+
+def protect(cells: dict[Cell, int], small: set[Cell], figures: Sequence[Floor] = ()) -> set[Cell]:
     """The cells to hide: the small ones, and enough others that no margin, nor any
     combination of margins, gives a hidden one away.
 
     ``cells`` maps every cell of one cycle's table (with its margins) to the people behind
     it. Always every cell of the table is given a detour: its graph has no bridge, since
     each organisation x role cell lies on the cycle through its organisation, the total and
-    its role.
+    its role. ``figures`` are the published figures of those cells with their least values:
+    a margin that leaves its hidden cells exactly their least would pin them, so one more of
+    its cells is hidden (or the margin itself, when all of them are).
     """
     hidden = set(small)
+    relations = _relations(cells)
     while True:
         bridges = _bridges(hidden)
-        if not bridges:
+        if bridges:
+            hidden.update(_cheapest_detour(cells, hidden, bridges[0]))
+            continue
+        pinned = next((r for r in relations if _at_their_least(hidden, r, figures)), None)
+        if pinned is None:
             return hidden
-        hidden.update(_cheapest_detour(cells, hidden, bridges[0]))
+        parts, whole = pinned
+        shown = sorted((cells[c], c) for c in parts if c not in hidden)
+        hidden.add(shown[0][1] if shown else whole)
 
 
 @dataclass
@@ -324,6 +366,10 @@ class Indicators:
             if family == "counts":
                 people = {g: self.asked.get(g, 0) for g in groups}
                 small = {g for g in groups if people[g] < self.min_group}
+                values: list[tuple[Mapping[Group, float], float]] = [
+                    (self.asked, 1.0),
+                    (self.answered, 0.0),
+                ]
             else:
                 counts_hidden = self.hidden(cycle_id, "counts")
                 # A group seen to have no answers at all has no scale answers either: hiding
@@ -337,8 +383,17 @@ class Indicators:
                     for g in groups
                     if 0 < people[g] < self.min_group or (not people[g] and g in counts_hidden)
                 }
+                sums = {
+                    g: float(sum(v * n for v, n in self.distribution.get(g, {}).items()))
+                    for g in groups
+                }
+                values = [(people, 0.0), (sums, 0.0)]
             cells = {(g[1], g[2]): n for g, n in people.items()}
-            chosen = protect(cells, {(g[1], g[2]) for g in small})
+            figures = [
+                ({(g[1], g[2]): float(v) for g, v in by_group.items() if g[0] == cycle_id}, least)
+                for by_group, least in values
+            ]
+            chosen = protect(cells, {(g[1], g[2]) for g in small}, figures)
             self._hidden[key] = {(cycle_id, org, role) for org, role in chosen}
         return self._hidden[key]
 

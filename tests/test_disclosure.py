@@ -55,6 +55,22 @@ def _num(text: str) -> Fraction | None:
     return Fraction(text) if text not in ("", None) else None
 
 
+FLOORS = {"asked": 1, "answered": 0, "n_scale": 0, "sum": 0}
+
+
+def _relations(cells: list[Cell]) -> list[tuple[list[Cell], Cell]]:
+    """Every margin as (the cells that add up to it, the margin)."""
+    present = set(cells)
+    found = []
+    for org in sorted({c[0] for c in cells if c[0] != ALL}):
+        found.append(([c for c in cells if c[0] == org and c[1] != ALL], (org, ALL)))
+    for role in sorted({c[1] for c in cells if c[1] != ALL}):
+        found.append(([c for c in cells if c[1] == role and c[0] != ALL], (ALL, role)))
+    found.append(([c for c in cells if c[0] != ALL and c[1] == ALL], (ALL, ALL)))
+    found.append(([c for c in cells if c[0] == ALL and c[1] != ALL], (ALL, ALL)))
+    return [(parts, whole) for parts, whole in found if whole in present]
+
+
 def _solve(cells: list[Cell], known: dict[Cell, Fraction]) -> dict[Cell, Fraction]:
     """Every unknown cell that the margin equations pin down, with its value."""
     unknown = [c for c in cells if c not in known]
@@ -168,6 +184,17 @@ def attack(export_csv: str) -> list[str]:
             for q in (*COUNTS, *SCALE):
                 for cell, value in _solve(sorted(listed[cycle_id]), k(q)).items():
                     learn(cycle_id, q, cell, value)
+                # Bounds: a listed group has someone asked, and nothing is negative. When
+                # what a margin leaves for its hidden cells is just their least, each is that.
+                floor = Fraction(FLOORS[q])
+                for parts, whole in _relations(sorted(listed[cycle_id])):
+                    if whole not in k(q):
+                        continue
+                    unknown = [c for c in parts if c not in k(q)]
+                    rest = k(q)[whole] - sum(k(q)[c] for c in parts if c in k(q))
+                    if unknown and rest == floor * len(unknown):
+                        for cell in unknown:
+                            learn(cycle_id, q, cell, floor)
         for before, after in itertools.pairwise(cycles):
             for cell in listed[after]:
                 change = _num(rows.get((after, cell, "scale_change"), {}).get("value", ""))
@@ -384,6 +411,17 @@ def build(engine, people: list[tuple[str, str, list[int | None]]]) -> None:  # t
         *[("B", "service_user", [3, 3])] * 3,
         ("B", "politician", [-1, -1]),
         *[("C", "professional", [-1, -1])] * 3,
+    ],
+    min_group=3,
+)
+# One manager and one elected member, and no others anywhere: what organisation A's total
+# leaves beside its professionals is 2, so both would be 1 (each group has someone in it).
+@example(
+    people=[
+        *[("A", "professional", [5, 6])] * 3,
+        ("A", "manager", [4, 4]),
+        ("A", "politician", [7, 7]),
+        *[("B", "service_user", [3, 3])] * 3,
     ],
     min_group=3,
 )
