@@ -387,7 +387,9 @@ class Indicators:
                     g: float(sum(v * n for v, n in self.distribution.get(g, {}).items()))
                     for g in groups
                 }
-                values = [(people, 0.0), (sums, 0.0)]
+                # How far the answers fall short of all being 10: nothing left means 10s.
+                gaps = {g: 10.0 * people[g] - sums[g] for g in groups}
+                values = [(people, 0.0), (sums, 0.0), (gaps, 0.0)]
             cells = {(g[1], g[2]): n for g, n in people.items()}
             figures = [
                 ({(g[1], g[2]): float(v) for g, v in by_group.items() if g[0] == cycle_id}, least)

@@ -39,7 +39,8 @@ from store.models import Cycle, Message, Organisation, Participant, Response, St
 
 ALL = "*"
 COUNTS = ("asked", "answered")
-SCALE = ("n_scale", "sum")
+# "gap" is 10 x n - sum: how far the answers fall short of all being 10 (never negative).
+SCALE = ("n_scale", "sum", "gap")
 
 Cell = tuple[str, str]  # organisation, role
 
@@ -55,7 +56,7 @@ def _num(text: str) -> Fraction | None:
     return Fraction(text) if text not in ("", None) else None
 
 
-FLOORS = {"asked": 1, "answered": 0, "n_scale": 0, "sum": 0}
+FLOORS = {"asked": 1, "answered": 0, "n_scale": 0, "sum": 0, "gap": 0}
 
 
 def _relations(cells: list[Cell]) -> list[tuple[list[Cell], Cell]]:
@@ -178,6 +179,8 @@ def attack(export_csv: str) -> list[str]:
                 n = k("n_scale").get(cell)
                 if n is not None and cell in mean[cycle_id]:
                     learn(cycle_id, "sum", cell, Fraction(round(mean[cycle_id][cell] * n)))
+                if n is not None and cell in k("sum"):
+                    learn(cycle_id, "gap", cell, 10 * n - k("sum")[cell])
                 if n and cell in k("sum") and cell not in mean[cycle_id]:
                     mean[cycle_id][cell] = k("sum")[cell] / n
                     changed = True
@@ -411,6 +414,17 @@ def build(engine, people: list[tuple[str, str, list[int | None]]]) -> None:  # t
         *[("B", "service_user", [3, 3])] * 3,
         ("B", "politician", [-1, -1]),
         *[("C", "professional", [-1, -1])] * 3,
+    ],
+    min_group=3,
+)
+# Everyone in B answered 10: B's total and its service users' mean leave the elected member
+# nothing but 10 as well.
+@example(
+    people=[
+        *[("A", "professional", [5, 6])] * 3,
+        *[("B", "service_user", [10, 10])] * 3,
+        ("B", "politician", [10, 10]),
+        *[("B", "manager", [10, 10])] * 3,
     ],
     min_group=3,
 )
