@@ -81,6 +81,7 @@ STAGE_STATUSES = {
         "skipped": "skipped",
         "failed": "failed",
         "cancelled": "cancelled",
+        "held": "held (it follows a cancelled meeting)",
     },
     "sv": {
         "pending": "planerat",
@@ -91,6 +92,7 @@ STAGE_STATUSES = {
         "skipped": "hoppades över",
         "failed": "misslyckades",
         "cancelled": "inställt",
+        "held": "vilande (följer ett inställt möte)",
     },
 }
 WORDS = (

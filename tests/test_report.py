@@ -230,3 +230,12 @@ def test_how_many_a_stage_reached_is_not_shown_for_part_of_the_network(
     tighter = settings.model_copy(update={"min_group": 9})  # fewer asked than that in all
     page = build_report(engine, tighter, c1, "md")
     assert "| followup | uppföljningsfrågor | 2027-01-01 01:00 | klart | visas inte |" in page
+
+
+@pytest.mark.parametrize("language", ["sv", "en"])
+def test_every_stage_status_has_a_name_in_the_reports_language(language: str) -> None:
+    from flows.report import STAGE_STATUSES
+    from store.models import StageStatus
+
+    missing = [s.value for s in StageStatus if s.value not in STAGE_STATUSES[language]]
+    assert missing == []
