@@ -121,6 +121,22 @@ def handled(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# Ids are integers of the store (PostgreSQL's integer is 32 bits): a larger one names no cycle,
+# and is answered here, since the database would fail on it.
+MAX_ID = 2**31 - 1
+
+
+def _cycle_id(value: int) -> int:
+    if abs(value) > MAX_ID:
+        fail(f"no cycle with id {value} (see: samverkan cycle list)")
+    return value
+
+
+def _in_range(option: str, value: float, low: float, high: float, unit: str = "") -> None:
+    if not low <= value <= high:  # false for nan too
+        fail(f"{option} {value:g}: use {low:g} to {high:g}{unit}")
+
+
 def _settings() -> Any:
     from flows.settings import load_settings
 
@@ -304,6 +320,8 @@ def templates_schema() -> None:
 
 # cycles ------------------------------------------------------------------------------------
 
+ShownId = Annotated[int, typer.Argument(metavar="ID", help="The cycle's id", callback=_cycle_id)]
+
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
     values: dict[str, str] = {}
@@ -415,7 +433,7 @@ def _counts(messages: dict[str, int]) -> str:
 @cycle_app.command("show")
 @handled
 def cycle_show(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a cycle's plan: each stage's timing, due time, status and messages.
@@ -459,7 +477,7 @@ def cycle_show(
 @app.command("drafts")
 @handled
 def drafts(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     stage_key: Annotated[str, typer.Argument(metavar="STAGE_KEY", help="e.g. invitation")],
     participant: Annotated[
         str | None,
@@ -497,7 +515,7 @@ def drafts(
 @app.command("approve")
 @handled
 def approve(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     stage_key: Annotated[str, typer.Argument(metavar="STAGE_KEY", help="e.g. invitation")],
     reason: Annotated[str | None, typer.Option("--reason", help="Kept in the audit log")] = None,
 ) -> None:
@@ -515,7 +533,7 @@ def approve(
 @app.command("audit")
 @handled
 def audit(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show every action and stage transition of a cycle, oldest first.
@@ -551,7 +569,7 @@ def audit(
 
 # changing a running cycle ------------------------------------------------------------------
 
-CycleId = Annotated[int, typer.Argument(metavar="CYCLE", help="The cycle's id")]
+CycleId = Annotated[int, typer.Argument(metavar="CYCLE", help="The cycle's id", callback=_cycle_id)]
 StageKey = Annotated[str, typer.Argument(metavar="KEY", help="The stage's key, e.g. workshop")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the effects; change nothing.")]
 Reason = Annotated[str | None, typer.Option("--reason", help="Kept in the audit log.")]
@@ -1012,18 +1030,22 @@ def outbox(
     from messaging.outbox import listing, resend_uncertain
 
     engine = _engine(_settings())
+
+    def digits(text: str) -> bool:  # int() takes more than ASCII digits, but not "²"
+        return text.isascii() and text.isdigit()
+
     if args and args[0] == "resend":
-        if len(args) != 2 or not args[1].isdigit():
+        if len(args) != 2 or not digits(args[1]):
             fail("usage: samverkan outbox resend ID --uncertain")
         if not uncertain:
             fail("say what to resend: --uncertain")
-        _cycle_exists(engine, int(args[1]))
+        _cycle_exists(engine, _cycle_id(int(args[1])))
         n = resend_uncertain(engine, cycle_id=int(args[1]), reason=reason)
         typer.echo(f"queued {n} uncertain messages again; the next tick sends them")
         return
-    if len(args) != 1 or not args[0].isdigit():
+    if len(args) != 1 or not digits(args[0]):
         fail("usage: samverkan outbox ID [--status S] | samverkan outbox resend ID --uncertain")
-    cycle_id = int(args[0])
+    cycle_id = _cycle_id(int(args[0]))
     _cycle_exists(engine, cycle_id)
     rows = listing(engine, cycle_id=cycle_id, statuses=status)
     if as_json:
@@ -1068,6 +1090,7 @@ def serve(
     \b
     Example:  samverkan serve --host 0.0.0.0 --port 8000
     """
+    _in_range("--port", port, 1, 65535)
     import uvicorn
 
     from messaging.web.app import create_app
@@ -1134,6 +1157,7 @@ def deploy(
     """
     from flows.distributed import register
 
+    _in_range("--interval", interval, 5, 86400, " seconds")
     done = register(pool=pool, interval=interval, senders=senders)
     made = "created" if done.created_pool else "exists"
     typer.echo(f"work pool {done.pool} ({made}, type process)")
@@ -1168,9 +1192,10 @@ def worker(
     from flows.distributed import run_embedded, run_pool_worker
 
     if pool is not None:
+        if limit is not None:
+            _in_range("--limit", limit, 1, 1000, " runs")
         raise typer.Exit(run_pool_worker(pool, limit))
-    if every < 1:
-        fail(f"--every {every:g}: use at least 1 second")
+    _in_range("--every", every, 1, 86400, " seconds")
     settings = _settings()
     _engine(settings)  # fail on a bad database before Prefect starts
     from flows.cycle import run_tick
