@@ -21,27 +21,47 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="samverkan",
-    help=(
-        "Run facilitated collaboration cycles between organisations: invitations, workshops "
-        "with calendar invites, reminders, follow-up questions and reflection.\n\n"
-        "Example:  samverkan demo"
-    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _group_help(text: str, example: str) -> str:
+    # \b keeps click from re-wrapping the example into the sentence before it.
+    return f"{text}\n\n\b\nExample:  {example}"
+
+
 participants_app = typer.Typer(
-    help="Import and list the network's participants.", no_args_is_help=True
+    help=_group_help(
+        "Import and list the network's participants.", "samverkan participants import network.csv"
+    ),
+    no_args_is_help=True,
 )
-templates_app = typer.Typer(help="List and check process templates.", no_args_is_help=True)
+templates_app = typer.Typer(
+    help=_group_help("List and check process templates.", "samverkan templates list"),
+    no_args_is_help=True,
+)
 cycle_app = typer.Typer(
-    help="Launch, list, show, pause, resume and cancel cycles.", no_args_is_help=True
+    help=_group_help(
+        "Launch, list, show, pause, resume and cancel cycles.", "samverkan cycle show 1"
+    ),
+    no_args_is_help=True,
 )
 stage_app = typer.Typer(
-    help="Change the stages of a running cycle (each with --dry-run).", no_args_is_help=True
+    help=_group_help(
+        "Change the stages of a running cycle (each with --dry-run).",
+        "samverkan stage skip 1 workshop-reminder --dry-run",
+    ),
+    no_args_is_help=True,
 )
-inbox_app = typer.Typer(help="Read participants' calendar replies.", no_args_is_help=True)
+inbox_app = typer.Typer(
+    help=_group_help(
+        "Read participants' calendar replies.", "samverkan inbox import ~/Maildir/replies"
+    ),
+    no_args_is_help=True,
+)
 
 
 def _version(value: bool) -> None:
@@ -67,6 +87,7 @@ def _main(
     """Run facilitated collaboration cycles between organisations: invitations, workshops
     with calendar invites, reminders, follow-up questions and reflection.
 
+    \b
     Example:  samverkan demo
     """
 
@@ -98,6 +119,22 @@ def handled(func: F) -> F:
             fail(str(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+# Ids are integers of the store (PostgreSQL's integer is 32 bits): a larger one names no cycle,
+# and is answered here, since the database would fail on it.
+MAX_ID = 2**31 - 1
+
+
+def _cycle_id(value: int) -> int:
+    if abs(value) > MAX_ID:
+        fail(f"no cycle with id {value} (see: samverkan cycle list)")
+    return value
+
+
+def _in_range(option: str, value: float, low: float, high: float, unit: str = "") -> None:
+    if not low <= value <= high:  # false for nan too
+        fail(f"{option} {value:g}: use {low:g} to {high:g}{unit}")
 
 
 def _settings() -> Any:
@@ -137,6 +174,7 @@ def participants_import(
     Roles: service_user, professional, manager, politician, facilitator. Languages: sv, en.
     A known email (any case) updates that participant.
 
+    \b
     Example:  samverkan participants import network.csv
     """
     from flows.participants import import_participants
@@ -154,6 +192,7 @@ def participants_list(
     """List participants with their organisation, role and language, and whether they still
     get mail (not those who unsubscribed or were erased).
 
+    \b
     Example:  samverkan participants list --json
     """
     from store import queries
@@ -199,6 +238,7 @@ def participants_export(
 ) -> None:
     """Print everything stored about one person, as JSON (right of access).
 
+    \b
     Example:  samverkan participants export anna@example.org > anna.json
     """
     from flows.privacy import export_person
@@ -216,6 +256,7 @@ def participants_erase(
     """Erase one person's personal data (name, email, written answers, messages to them).
     Their scale answers stay as anonymous numbers; they get no further mail.
 
+    \b
     Example:  samverkan participants erase anna@example.org --yes --reason "asked by phone"
     """
     from flows.privacy import erase_person
@@ -237,6 +278,7 @@ def participants_erase(
 def templates_list() -> None:
     """List the process templates that cycles can be launched from.
 
+    \b
     Example:  samverkan templates list
     """
     from flows.templates import list_templates, load_template
@@ -262,6 +304,7 @@ def templates_validate(
     """Check a template: its process.yaml, its anchors, and every email in both languages,
     rendered with the example values of its variables.
 
+    \b
     Example:  samverkan templates validate process_templates/learning-cycle
     """
     from flows.validation import validate_template
@@ -276,6 +319,7 @@ def templates_validate(
 def templates_schema() -> None:
     """Print the JSON schema of process.yaml, for editors.
 
+    \b
     Example:  samverkan templates schema > process.schema.json
     """
     from flows.templates import json_schema
@@ -284,6 +328,8 @@ def templates_schema() -> None:
 
 
 # cycles ------------------------------------------------------------------------------------
+
+ShownId = Annotated[int, typer.Argument(metavar="ID", help="The cycle's id", callback=_cycle_id)]
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -327,8 +373,9 @@ def cycle_launch(
     """Launch a cycle. Every email of every stage is rendered first, for one participant of
     each language and role; any error stops the launch and nothing is created.
 
+    \b
     Example:
-      samverkan cycle launch learning-cycle --name "Spring 2027" --start 2027-01-20T09:00
+      samverkan cycle launch learning-cycle --name "Spring 2027" --start 2027-01-20T09:00 \\
         --var workshop_at=2027-02-10T09:00 --var location="Stadshuset, Göteborg"
     """
     from flows.coordinator import launch_cycle
@@ -358,6 +405,7 @@ def cycle_list(
 ) -> None:
     """List cycles.
 
+    \b
     Example:  samverkan cycle list
     """
     from store import queries
@@ -394,11 +442,12 @@ def _counts(messages: dict[str, int]) -> str:
 @cycle_app.command("show")
 @handled
 def cycle_show(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a cycle's plan: each stage's timing, due time, status and messages.
 
+    \b
     Example:  samverkan cycle show 1
     """
     from flows.coordinator import cycle_overview
@@ -439,7 +488,7 @@ def cycle_show(
 @app.command("drafts")
 @handled
 def drafts(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     stage_key: Annotated[str, typer.Argument(metavar="STAGE_KEY", help="e.g. invitation")],
     participant: Annotated[
         str | None,
@@ -448,6 +497,7 @@ def drafts(
 ) -> None:
     """Show the rendered drafts of a stage (or a preview, before it has run).
 
+    \b
     Example:  samverkan drafts 1 invitation --participant anna@example.org
     """
     from flows.coordinator import stage_drafts
@@ -476,13 +526,14 @@ def drafts(
 @app.command("approve")
 @handled
 def approve(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     stage_key: Annotated[str, typer.Argument(metavar="STAGE_KEY", help="e.g. invitation")],
     reason: Annotated[str | None, typer.Option("--reason", help="Kept in the audit log")] = None,
 ) -> None:
     """Approve a stage's drafts; they are sent on the next tick. Approving a stage that has
     not run yet approves it in advance.
 
+    \b
     Example:  samverkan approve 1 invitation
     """
     from flows.coordinator import approve_stage
@@ -493,11 +544,12 @@ def approve(
 @app.command("audit")
 @handled
 def audit(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show every action and stage transition of a cycle, oldest first.
 
+    \b
     Example:  samverkan audit 1
     """
     from store import queries
@@ -528,7 +580,7 @@ def audit(
 
 # changing a running cycle ------------------------------------------------------------------
 
-CycleId = Annotated[int, typer.Argument(metavar="CYCLE", help="The cycle's id")]
+CycleId = Annotated[int, typer.Argument(metavar="CYCLE", help="The cycle's id", callback=_cycle_id)]
 StageKey = Annotated[str, typer.Argument(metavar="KEY", help="The stage's key, e.g. workshop")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the effects; change nothing.")]
 Reason = Annotated[str | None, typer.Option("--reason", help="Kept in the audit log.")]
@@ -595,10 +647,11 @@ def stage_add(
 ) -> None:
     """Add a stage to a running cycle, at a time or relative to another stage.
 
+    \b
     Examples:
-      samverkan stage add 1 --kind meeting --key second-workshop --after followup
+      samverkan stage add 1 --kind meeting --key second-workshop --after followup \\
         --offset 1d --starts 2027-03-10T13:00 --duration 3h --location "Stadshuset"
-      samverkan stage add 1 --kind email --key politicians --template progress-note
+      samverkan stage add 1 --kind email --key politicians --template progress-note \\
         --audience role=politician --after workshop --offset 1d --dry-run
     """
     from flows.resequence import add_stage
@@ -640,6 +693,7 @@ def stage_move(
     """Move a stage that has not run after or before another. A stage with a relative time
     takes the other stage as its new anchor.
 
+    \b
     Example:  samverkan stage move 1 followup-reminder --after reflection --dry-run
     """
     from flows.resequence import move_stage
@@ -667,6 +721,7 @@ def stage_skip(
 ) -> None:
     """Skip a stage that has not run (its drafts, if any, are dropped).
 
+    \b
     Example:  samverkan stage skip 1 workshop-reminder --reason "everyone has answered"
     """
     from flows.resequence import skip_stage
@@ -705,6 +760,7 @@ def stage_edit(
     """Change a stage that has not run: its email, audience, who is left out, or approval.
     Drafts waiting for approval are dropped and made again on the next tick.
 
+    \b
     Example:  samverkan stage edit 1 followup --audience "role=professional,manager" --approval
     """
     from flows.resequence import edit_stage
@@ -737,6 +793,7 @@ def stage_reschedule(
     already announced, everyone invited gets a calendar update, and the stages that follow it
     (reminders, follow-ups) move with it.
 
+    \b
     Example:  samverkan stage reschedule 1 workshop --at 2027-02-17T09:00 --dry-run
     """
     from flows.resequence import reschedule_stage
@@ -764,6 +821,7 @@ def stage_cancel(
     """Cancel a stage. Cancelling an announced meeting sends everyone invited a calendar
     cancellation and cancels the reminders that depend on it.
 
+    \b
     Example:  samverkan stage cancel 1 workshop --reason "the board meets that day"
     """
     from flows.resequence import cancel_stage
@@ -801,6 +859,7 @@ def cycle_pause(
 ) -> None:
     """Pause a cycle: no stage runs until it is resumed.
 
+    \b
     Example:  samverkan cycle pause 1 --reason "waiting for the board"
     """
     _cycle_status(cycle_id, "paused", dry_run, reason, expect_version)
@@ -813,6 +872,7 @@ def cycle_resume(
 ) -> None:
     """Resume a paused cycle; stages that fell due meanwhile run on the next tick.
 
+    \b
     Example:  samverkan cycle resume 1
     """
     _cycle_status(cycle_id, "running", dry_run, reason, expect_version)
@@ -826,6 +886,7 @@ def cycle_cancel(
     """Cancel a cycle: stages still to run are cancelled, unsent messages dropped, and
     announced meetings still ahead are cancelled in everyone's calendar.
 
+    \b
     Example:  samverkan cycle cancel 1 --dry-run
     """
     _cycle_status(cycle_id, "cancelled", dry_run, reason, expect_version)
@@ -853,6 +914,7 @@ def cycle_add_participants(
     """Add late joiners to a cycle. They receive the invitation and the current invite of
     meetings still ahead, unless --no-catch-up.
 
+    \b
     Example:  samverkan cycle add-participants 1 --email new.person@kommun.example
     """
     from flows.resequence import add_participants
@@ -878,6 +940,7 @@ def inbox_import(
     meetings, from people not invited, or to an out-of-date invitation are listed, not
     recorded.
 
+    \b
     Example:  samverkan inbox import ~/Maildir/samverkan-replies
     """
     from flows.inbox import import_replies
@@ -984,6 +1047,7 @@ def outbox(
     out and before the server confirmed it: it may have arrived. Such messages are never sent
     again on their own; resend them when you have decided to.
 
+    \b
     Examples:
       samverkan outbox 1 --status failed --status uncertain
       samverkan outbox resend 1 --uncertain
@@ -991,18 +1055,22 @@ def outbox(
     from messaging.outbox import listing, resend_uncertain
 
     engine = _engine(_settings())
+
+    def digits(text: str) -> bool:  # int() takes more than ASCII digits, but not "²"
+        return text.isascii() and text.isdigit()
+
     if args and args[0] == "resend":
-        if len(args) != 2 or not args[1].isdigit():
+        if len(args) != 2 or not digits(args[1]):
             fail("usage: samverkan outbox resend ID --uncertain")
         if not uncertain:
             fail("say what to resend: --uncertain")
-        _cycle_exists(engine, int(args[1]))
+        _cycle_exists(engine, _cycle_id(int(args[1])))
         n = resend_uncertain(engine, cycle_id=int(args[1]), reason=reason)
         typer.echo(f"queued {n} uncertain messages again; the next tick sends them")
         return
-    if len(args) != 1 or not args[0].isdigit():
+    if len(args) != 1 or not digits(args[0]):
         fail("usage: samverkan outbox ID [--status S] | samverkan outbox resend ID --uncertain")
-    cycle_id = int(args[0])
+    cycle_id = _cycle_id(int(args[0]))
     _cycle_exists(engine, cycle_id)
     rows = listing(engine, cycle_id=cycle_id, statuses=status)
     if as_json:
@@ -1044,8 +1112,10 @@ def serve(
     """Serve the participants' pages (follow-up answers, meeting RSVP). Set
     SAMVERKAN_BASE_URL to the address participants reach it by, so links in emails point here.
 
+    \b
     Example:  samverkan serve --host 0.0.0.0 --port 8000
     """
+    _in_range("--port", port, 1, 65535)
     import uvicorn
 
     from messaging.web.app import create_app
@@ -1069,6 +1139,7 @@ def tick(
     """Run every stage that is due, then deliver the outbox. Run it from cron or a loop;
     with --now you can walk a cycle through weeks in seconds.
 
+    \b
     Example:  samverkan tick --now 2027-02-08T09:00
     """
     from flows import plan
@@ -1106,10 +1177,12 @@ def deploy(
     run per due cycle, and deliver runs, all on the work pool --pool. Start workers on it
     with `samverkan worker --pool NAME`. Needs PREFECT_API_URL (README: 'Keeping it running').
 
+    \b
     Example:  PREFECT_API_URL=http://127.0.0.1:4200/api samverkan deploy --pool samverkan
     """
     from flows.distributed import register
 
+    _in_range("--interval", interval, 5, 86400, " seconds")
     done = register(pool=pool, interval=interval, senders=senders)
     made = "created" if done.created_pool else "exists"
     typer.echo(f"work pool {done.pool} ({made}, type process)")
@@ -1136,13 +1209,17 @@ def worker(
     (embedded mode: Prefect starts once, not on every tick). With --pool: a Prefect worker
     that runs the deployments of `samverkan deploy` (distributed mode). Stop with Ctrl-C.
 
-    Examples:  samverkan worker --every 30
-               PREFECT_API_URL=http://127.0.0.1:4200/api samverkan worker --pool samverkan
+    \b
+    Examples:
+      samverkan worker --every 30
+      PREFECT_API_URL=http://127.0.0.1:4200/api samverkan worker --pool samverkan
     """
     from flows.distributed import preflight, run_embedded, run_pool_worker
 
-    if pool is None and every < 1:
-        fail(f"--every {every:g}: use at least 1 second")
+    if pool is not None and limit is not None:
+        _in_range("--limit", limit, 1, 1000, " runs")
+    if pool is None:
+        _in_range("--every", every, 1, 86400, " seconds")
     settings = _settings()
     preflight(settings)  # store, link key and mail server, before any run is taken
     if pool is not None:
@@ -1166,6 +1243,7 @@ def demo(
     """Walk a whole learning cycle on an example network, in a fresh folder, with a simulated
     clock: import, launch, approve, invite, remind, follow up, reflect.
 
+    \b
     Example:  samverkan demo
     """
     from flows.demo import run_demo

@@ -4,7 +4,9 @@
 Maildir, and records each attendee's PARTSTAT on the meeting. A reply is matched on the
 meeting's UID and the attendee's address (case-insensitively); one with a SEQUENCE below the
 meeting's current one answers an out-of-date invitation and is not recorded. Nothing is
-guessed: unknown meetings and attendees are reported.
+guessed: unknown meetings and attendees are reported, and so is a reply that came in an email
+from someone other than the attendee it answers for. A file that cannot be read is one line
+of the report; the other files are read all the same.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
 
 from icalendar import Calendar, Component
 from sqlalchemy import Engine
@@ -61,12 +65,25 @@ def _files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in {".eml", ".ics"})
 
 
-def _calendars(data: bytes) -> Iterator[str]:
-    """The calendar texts in a file: the file itself, or the calendar parts of an email."""
+@dataclass(frozen=True)
+class _Read:
+    texts: list[str]  # the calendars in the file
+    senders: frozenset[str] | None = None  # the email's From addresses; None for an .ics
+
+
+def _read(data: bytes) -> _Read:
+    """The calendar texts in a file (the file itself, or the calendar parts of an email)."""
     if data.lstrip().upper().startswith(b"BEGIN:VCALENDAR"):
-        yield data.decode("utf-8", errors="replace")
-        return
-    message = message_from_bytes(data, policy=policy.default)
+        return _Read([data.decode("utf-8", errors="replace")])
+    message = cast(EmailMessage, message_from_bytes(data, policy=policy.default))
+    senders = None
+    if message["From"] is not None:
+        addresses = getattr(message["From"], "addresses", ())
+        senders = frozenset(a.addr_spec.lower() for a in addresses if a.addr_spec)
+    return _Read(list(_calendars(message)), senders)
+
+
+def _calendars(message: EmailMessage) -> Iterator[str]:
     for part in message.walk():
         name = (part.get_filename() or "").lower()
         if part.get_content_type() in {"text/calendar", "application/ics"} or name.endswith(".ics"):
@@ -83,28 +100,49 @@ def import_replies(engine: Engine, path: Path) -> InboxReport:
         for file in files:
             report.files += 1
             try:
-                texts = list(_calendars(file.read_bytes()))
-            except (OSError, ValueError, LookupError) as exc:
-                report.problems.append(f"{file.name}: unreadable ({exc})")
+                read = _read(file.read_bytes())
+            except (OSError, *_BROKEN) as exc:
+                report.problems.append(f"{file.name}: unreadable ({_one_line(exc)})")
                 continue
-            if not texts:
+            if read.senders is not None and not read.senders:
+                report.problems.append(f"{file.name}: its From address cannot be read")
+                continue
+            if not read.texts:
                 report.problems.append(f"{file.name}: no calendar part")
-            for text in texts:
+            for text in read.texts:
                 try:
                     cal = Calendar.from_ical(text)
-                except ValueError as exc:
-                    report.problems.append(f"{file.name}: not a valid calendar ({exc})")
+                    method = str(cal.get("METHOD", "")).upper()
+                except _BROKEN as exc:
+                    report.problems.append(f"{file.name}: not a valid calendar ({_one_line(exc)})")
                     continue
-                method = str(cal.get("METHOD", "")).upper()
                 if method != "REPLY":
                     report.problems.append(f"{file.name}: METHOD:{method or 'none'}, not a reply")
                     continue
                 for event in cal.walk("VEVENT"):
-                    report_one(session, file.name, event, report)
+                    try:
+                        report_one(session, file.name, event, report, senders=read.senders)
+                    except _BROKEN as exc:
+                        report.problems.append(f"{file.name}: not a valid reply ({_one_line(exc)})")
     return report
 
 
-def report_one(session: Session, name: str, event: Component, report: InboxReport) -> None:
+# What a malformed file or property raises while it is read (never a database error).
+_BROKEN = (ValueError, LookupError, TypeError, AttributeError)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def report_one(
+    session: Session,
+    name: str,
+    event: Component,
+    report: InboxReport,
+    *,
+    senders: frozenset[str] | None = None,
+) -> None:
     uid = str(event.get("UID", ""))
     attendees = event.get("ATTENDEE")
     attendees = attendees if isinstance(attendees, list) else [attendees] if attendees else []
@@ -123,11 +161,20 @@ def report_one(session: Session, name: str, event: Component, report: InboxRepor
             f"{name}: {address}: PARTSTAT {partstat or 'missing'} is not an answer"
         )
         return
+    if senders is not None and address not in senders:
+        report.problems.append(
+            f"{name}: sent by {', '.join(sorted(senders))}, not by the attendee {address}"
+        )
+        return
     meeting = session.exec(select(Meeting).where(Meeting.uid == uid)).first()
     if meeting is None:
         report.problems.append(f"{name}: unknown meeting UID {uid or '(none)'} (from {address})")
         return
-    sequence = int(event.get("SEQUENCE", 0))
+    raw_sequence = str(event.get("SEQUENCE", 0)).strip()
+    if not (raw_sequence.isascii() and raw_sequence.isdigit()):
+        report.problems.append(f"{name}: {address}: SEQUENCE {raw_sequence!r} is not a number")
+        return
+    sequence = int(raw_sequence)
     if sequence < meeting.sequence:
         report.problems.append(
             f"{name}: {address} answered an out-of-date invitation "

@@ -17,6 +17,9 @@ from store.errors import InvalidInput
 
 _DURATION = re.compile(r"(\d+)\s*(w|d|h|m)", re.I)
 _UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60}
+# Far enough for any plan, near enough that a time plus an offset stays a valid date.
+MAX_DAYS = 3650
+YEARS = (1970, 2199)
 
 
 class PlanError(InvalidInput):
@@ -32,6 +35,8 @@ def parse_duration(text: str) -> timedelta:
     if not compact or _DURATION.sub("", compact):
         raise InvalidInput(f"invalid duration {raw!r}: use e.g. 2d, 3h, 90m, 1w or 1d12h")
     seconds = sum(int(n) * _UNIT[u.lower()] for n, u in _DURATION.findall(compact))
+    if seconds > MAX_DAYS * 86400:
+        raise InvalidInput(f"duration {raw!r} is too long: at most {MAX_DAYS} days")
     return timedelta(seconds=seconds)
 
 
@@ -64,6 +69,10 @@ def parse_when(text: str, tz: ZoneInfo, *, what: str = "date") -> datetime:
         raise InvalidInput(
             f"invalid {what} {raw!r}: use ISO 8601, e.g. 2027-02-10T09:00 or 2027-02-10T09:00+01:00"
         ) from None
+    if not YEARS[0] <= value.year <= YEARS[1]:
+        raise InvalidInput(
+            f"invalid {what} {raw!r}: the year must be between {YEARS[0]} and {YEARS[1]}"
+        )
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
         # A wall-clock time skipped by a daylight-saving jump does not exist.

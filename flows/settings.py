@@ -10,7 +10,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from store.errors import ConfigError
 
-REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "process_templates"
+
+def _bundled_templates() -> Path:
+    here = Path(__file__).resolve().parent
+    installed = here / "process_templates"  # where a wheel puts them
+    return installed if installed.is_dir() else here.parent / "process_templates"
+
+
+# The process templates that come with samverkan: process_templates/ in a checkout.
+REPO_TEMPLATES = _bundled_templates()
 
 
 class Settings(BaseSettings):

@@ -16,10 +16,12 @@ with raw HTML disabled. Subjects are cleaned for headers (see ``messaging.header
 from __future__ import annotations
 
 import re
+import string
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, wraps
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -27,8 +29,12 @@ from urllib.parse import unquote
 import yaml
 from jinja2 import StrictUndefined, UndefinedError, meta, pass_context
 from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
+from jinja2.nodes import Concat
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
@@ -91,10 +97,183 @@ class _Compiled:
     personal: frozenset[str]  # front-matter fields that use participant or links
 
 
+# What one template may build. Jinja's sandbox guards what a template may touch, not how
+# much it makes: without these a line such as {{ 'A' * 1000000000 }} or {{ 9**9**9 }} takes
+# the machine's memory while a template is validated. Each value (a string, a list) holds at
+# most MAX_SIZE characters or items, each number at most MAX_INT_BITS bits (about the 4,300
+# digits Python prints), each rendered part at most MAX_OUTPUT characters.
+MAX_SIZE = 1_000_000
+MAX_INT_BITS = 14_000
+MAX_OUTPUT = 1_000_000
+_PRINTF = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+_SIZED = (str, bytes, list, tuple)
+
+
+def _too_large(what: str) -> SecurityError:
+    return SecurityError(f"the template builds too large a value ({what})")
+
+
+def _check_size(value: Any) -> Any:
+    if isinstance(value, _SIZED) and len(value) > MAX_SIZE:
+        raise _too_large(f"more than {MAX_SIZE} characters or items")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise _too_large(f"a number of more than {MAX_INT_BITS} bits")
+    return value
+
+
+def _check_amount(value: Any) -> None:
+    """A number that says how much to make (a width, a count) is at most MAX_SIZE."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SIZE:
+        raise _too_large(f"{value} is more than {MAX_SIZE}")
+
+
+def _check_printf(fmt: str, args: Any) -> None:
+    for width, precision in _PRINTF.findall(fmt):
+        for n in (width, precision):
+            if n == "*":
+                for arg in args if isinstance(args, tuple) else (args,):
+                    _check_amount(arg)
+            elif n:
+                _check_amount(int(n))
+
+
+def _check_format(fmt: str, args: Any) -> None:
+    """str.format: widths in the format, or taken from the arguments ({:{width}})."""
+    try:
+        specs = [spec for _, _, spec, _ in string.Formatter().parse(fmt) if spec]
+    except ValueError:
+        return  # str.format reports it
+    for spec in specs:
+        for n in re.findall(r"\d+", spec):
+            _check_amount(int(n))
+        if "{" in spec:
+            for arg in args:
+                _check_amount(arg)
+
+
+def _check_replace(text: Any, old: Any, new: Any) -> None:
+    if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+        times = len(text) + 1 if not old else text.count(old)
+        if len(text) + times * (len(new) - len(old)) > MAX_SIZE:
+            raise _too_large(f"more than {MAX_SIZE} characters")
+
+
+def _check_join(separator: Any, items: list[Any]) -> None:
+    size = sum(len(i) if isinstance(i, _SIZED) else 1 for i in items)
+    if size + len(str(separator)) * max(len(items) - 1, 0) > MAX_SIZE:
+        raise _too_large(f"more than {MAX_SIZE} characters")
+
+
+def _bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    skip = 0 if _PassArg.from_obj(func) is None else 1  # the context Jinja passes first
+
+    @wraps(func)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        value, rest = args[skip], args[skip + 1 :]
+        for arg in (*rest, *kwargs.values()):
+            _check_amount(arg)
+        if name == "join":
+            value = list(value)
+            args = (*args[:skip], value, *rest)
+            _check_join(rest[0] if rest else kwargs.get("d", ""), value)
+        elif name == "replace" and len(rest) >= 2:
+            _check_replace(str(value), rest[0], rest[1])
+        elif name == "format":
+            _check_printf(str(value), tuple(rest))
+        elif name == "indent":
+            width = rest[0] if rest else kwargs.get("width", 4)
+            if isinstance(width, int):
+                _check_amount(str(value).count("\n") * width)
+        return _check_size(func(*args, **kwargs))
+
+    return bounded
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse, before it is computed, a result larger than the limits."""
+    ints = isinstance(left, int) and isinstance(right, int)
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, _SIZED) and isinstance(n, int) and len(seq) * n > MAX_SIZE:
+                raise _too_large(f"more than {MAX_SIZE} characters or items")
+        if ints and left.bit_length() + right.bit_length() > MAX_INT_BITS + 1:
+            raise _too_large(f"a number of more than {MAX_INT_BITS} bits")
+    elif operator == "**" and ints and abs(left) > 1 and right > 0:
+        if right > MAX_INT_BITS or right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
+            raise _too_large(f"a number of more than {MAX_INT_BITS} bits")
+    elif operator == "%" and isinstance(left, str):
+        _check_printf(left, right)
+    elif operator == "+" and isinstance(left, _SIZED) and isinstance(right, _SIZED):
+        _check_amount(len(left) + len(right))
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    def visit_Concat(self, node: Concat, frame: Frame) -> None:
+        # a ~ b: the only way to build a string that is not an operator or a call
+        self.write("environment.check_size(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, with a limit on how much a template may build (see MAX_SIZE)."""
+
+    code_generator_class = _BoundedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    check_size = staticmethod(_check_size)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        return _check_size(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            for arg in (*args, *kwargs.values()):
+                _check_amount(arg)
+            name = getattr(__obj, "__name__", "")
+            if name == "replace" and len(args) >= 2:
+                _check_replace(owner, args[0], args[1])
+            elif name == "join" and args:
+                items = list(args[0])
+                _check_join(owner, items)
+                args = (items, *args[1:])
+            elif name == "expandtabs":
+                width = args[0] if args else kwargs.get("tabsize", 8)
+                if isinstance(width, int):
+                    _check_amount(owner.count("\t") * width)
+        return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = value.__self__
+
+        @wraps(wrapped)
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            _check_format(fmt, (*args, *kwargs.values()))
+            return _check_size(wrapped(*args, **kwargs))
+
+        return bounded
+
+
+def _render(template: Any, context: dict[str, Any]) -> str:
+    """Render with the output capped at MAX_OUTPUT characters."""
+    parts: list[str] = []
+    size = 0
+    for part in template.generate(context):
+        size += len(part)
+        if size > MAX_OUTPUT:
+            raise _too_large(f"an email longer than {MAX_OUTPUT} characters")
+        parts.append(part)
+    return "".join(parts)
+
+
 def _environment(finalize: Any) -> ImmutableSandboxedEnvironment:
     # Immutable: a template cannot change the values it is given, which are shared by all
     # recipients of a stage.
-    env = ImmutableSandboxedEnvironment(
+    env = _BoundedEnvironment(
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -103,6 +282,7 @@ def _environment(finalize: Any) -> ImmutableSandboxedEnvironment:
         finalize=finalize,
     )
     env.filters.update(datetime=_datetime_filter, date=_date_filter, time=_time_filter)
+    env.filters.update({name: _bounded_filter(name, f) for name, f in env.filters.items()})
     return env
 
 
@@ -207,7 +387,7 @@ def markdown_html(template: Any, masked: _MaskedMarkdown, context: dict[str, Any
     values: list[Any] = []
     token = _masked_values.set(values)
     try:
-        text = template.render(context)
+        text = _render(template, context)
     finally:
         _masked_values.reset(token)
     return masked.html(text, values)
@@ -271,6 +451,17 @@ _PERSONAL = {"participant", "links"}  # the context values that differ between r
 _MASK_ENV = _environment(_mask)
 
 
+# What a template's own code can raise while rendering (1/0, range(10**9), 'a' - 1 …).
+_RENDER_ERRORS = (
+    JinjaTemplateError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    ArithmeticError,
+)
+
+
 class EmailTemplates:
     """The emails of one process template folder, compiled once and rendered many times."""
 
@@ -303,17 +494,15 @@ class EmailTemplates:
             key = (name, language, "subject")
             if shared is not None and "subject" not in compiled.personal:
                 if key not in shared:
-                    shared[key] = compiled.subject.render(context)
+                    shared[key] = _render(compiled.subject, context)
                 subject = shared[key]
             else:
-                subject = compiled.subject.render(context)
-            text = compiled.text_body.render(context)
+                subject = _render(compiled.subject, context)
+            text = _render(compiled.text_body, context)
             body = markdown_html(compiled.md_body, compiled.markdown, context)
         except UndefinedError as exc:
             raise TemplateError(f"{where}: {exc.message}") from None
-        except JinjaTemplateError as exc:
-            raise TemplateError(f"{where}: {exc}") from None
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except _RENDER_ERRORS as exc:
             raise TemplateError(f"{where}: {exc}") from None
         subject = clean_header(subject)
         if not subject:
@@ -388,6 +577,8 @@ def render_extra(
     if tmpl is None:
         return None
     try:
-        return clean_header(tmpl.render({**context, "language": language}))
+        return clean_header(_render(tmpl, {**context, "language": language}))
     except UndefinedError as exc:
         raise TemplateError(f"{templates.path(name, language)}: {exc.message}") from None
+    except _RENDER_ERRORS as exc:
+        raise TemplateError(f"{templates.path(name, language)}: {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -37,11 +38,13 @@ def invoke(*args: str):  # type: ignore[no-untyped-def]
     return runner.invoke(app, list(args))
 
 
-def all_commands() -> list[list[str]]:
+def all_commands(*, groups: bool = False) -> list[list[str]]:
     found: list[list[str]] = []
 
     def walk(cmd: Any, path: list[str]) -> None:
         if hasattr(cmd, "commands"):  # a group (typer ships its own click)
+            if groups:
+                found.append(path)
             for name, sub in cmd.commands.items():
                 walk(sub, [*path, name])
         else:
@@ -52,11 +55,33 @@ def all_commands() -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("command", all_commands(), ids=lambda c: " ".join(c))
-def test_every_command_has_help_with_an_example(command: list[str]) -> None:
+def example_lines(help_text: str) -> list[str]:
+    """The lines of the paragraphs of a help text that show an example, as written."""
+    paragraphs = inspect.cleandoc(help_text).split("\n\n")
+    return [
+        line
+        for p in paragraphs
+        if "Example" in p
+        for line in p.splitlines()
+        if line.strip() != "\b"
+    ]
+
+
+@pytest.mark.parametrize("command", all_commands(groups=True), ids=lambda c: " ".join(c) or "-")
+def test_every_help_shows_its_examples_as_written(command: list[str]) -> None:
+    """Each command and group has an example of itself, and --help keeps its lines as they are
+    in the source (one command per line, continuation lines as written), not re-wrapped."""
+    cmd: Any = get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    lines = example_lines(cmd.help or "")
+    shown = " ".join(["samverkan", *command])
+    assert any(shown in line for line in lines), f"{shown} --help has no example of itself"
     result = invoke(*command, "--help")
-    assert result.exit_code == 0
-    assert "Example" in result.output, f"samverkan {' '.join(command)} --help has no example"
+    assert result.exit_code == 0, result.output
+    output = result.output.splitlines()
+    for line in lines:
+        assert f"  {line}" in output, f"{shown} --help re-wrapped {line!r}:\n{result.output}"
 
 
 def test_version_and_help() -> None:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.plan import (
+    MAX_DAYS,
     PlanError,
     PlanItem,
     Timing,
@@ -112,7 +113,7 @@ def test_every_relative_time_is_its_anchor_time_plus_its_offset(items: list[Plan
             assert due[item.key] == base + item.timing.offset
 
 
-@given(st.integers(0, 10_000_000))
+@given(st.integers(0, MAX_DAYS * 24 * 60))  # longer ones are refused (tests/test_bounds.py)
 def test_durations_round_trip_by_the_minute(minutes: int) -> None:
     delta = timedelta(minutes=minutes)
     assert parse_duration(format_duration(delta)) == delta

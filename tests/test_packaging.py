@@ -1,0 +1,165 @@
+"""A wheel built from the project works on its own: installed in a fresh virtual environment,
+away from the checkout, it has the bundled process templates, the migrations and the pages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE_CSV
+
+ROOT = Path(__file__).resolve().parent.parent
+# What a build must not pick up from a working copy (caches, earlier builds, local state).
+JUNK = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+    "samverkan-demo*",
+    "mail",
+    "*.db",
+    "*.key",
+)
+
+
+def files_under(folder: Path) -> set[str]:
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from a clean copy of the sources, with the backend already installed."""
+    where = tmp_path_factory.mktemp("build")
+    source = where / "src"
+    shutil.copytree(ROOT, source, ignore=JUNK)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "-w",
+            str(where / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (found,) = (where / "dist").glob("samverkan-*.whl")
+    return found
+
+
+@pytest.mark.subprocess
+def test_the_wheel_holds_every_data_file(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {
+        f"{inside}/{f}"
+        for folder, inside in [
+            ("process_templates", "flows/process_templates"),
+            ("store/migrations", "store/migrations"),
+            ("messaging/web/templates", "messaging/web/templates"),
+        ]
+        for f in files_under(ROOT / folder)
+    }
+    assert "flows/process_templates/learning-cycle/process.yaml" in expected
+    assert expected - names == set()
+
+
+@pytest.mark.subprocess
+def test_an_installed_wheel_launches_the_bundled_learning_cycle(
+    wheel: Path, tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # The dependencies come from the project's environment, after the venv's own packages, so
+    # samverkan itself can only be the installed wheel.
+    (site,) = (venv / "lib").glob("python*/site-packages")
+    deps = sysconfig.get_paths()["purelib"]
+    (site / "dependencies.pth").write_text(f"{deps}\n")
+    installed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    elsewhere = tmp_path / "office"
+    elsewhere.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SAMVERKAN_", "PREFECT_", "PYTHON"))
+    }
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    env["SAMVERKAN_DATABASE_URL"] = f"sqlite:///{elsewhere / 'samverkan.db'}"
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(a) for a in args],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    where = run(python, "-c", "import flows; print(flows.__file__)")
+    assert where.stdout.strip().startswith(str(site)), where.stdout + where.stderr
+    samverkan = venv / "bin" / "samverkan"
+    listed = run(samverkan, "templates", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("learning-cycle  "), listed.stdout
+    assert "(broken" not in listed.stdout
+    assert run(samverkan, "participants", "import", EXAMPLE_CSV).returncode == 0
+    launched = run(
+        samverkan,
+        "cycle",
+        "launch",
+        "learning-cycle",
+        "--name",
+        "Vår 2027",
+        "--start",
+        "2027-01-20T09:00",
+        "--var",
+        "workshop_at=2027-02-10T09:00",
+        "--var",
+        "location=Stadshuset",
+    )
+    assert (launched.returncode, launched.stdout.strip(), launched.stderr) == (0, "1", "")
+    shown = run(samverkan, "cycle", "show", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "cycle 1: Vår 2027 (learning-cycle), running, 13 participants" in shown.stdout
