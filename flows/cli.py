@@ -132,6 +132,12 @@ def _cycle_id(value: int) -> int:
     return value
 
 
+def _cycle_ids(values: list[int] | None) -> list[int] | None:
+    for value in values or []:
+        _cycle_id(value)
+    return values
+
+
 def _in_range(option: str, value: float, low: float, high: float, unit: str = "") -> None:
     if not low <= value <= high:  # false for nan too
         fail(f"{option} {value:g}: use {low:g} to {high:g}{unit}")
@@ -953,7 +959,7 @@ def inbox_import(
 @app.command("report")
 @handled
 def report(
-    cycle_id: Annotated[int, typer.Argument(metavar="ID", help="The cycle's id")],
+    cycle_id: ShownId,
     fmt: Annotated[str, typer.Option("--format", help="html or md")] = "html",
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file")] = None,
     force: Annotated[
@@ -995,7 +1001,9 @@ def report(
 def indicators(
     cycle: Annotated[
         list[int] | None,
-        typer.Option("--cycle", help="Only this cycle; repeat for more [default: all]"),
+        typer.Option(
+            "--cycle", help="Only this cycle; repeat for more [default: all]", callback=_cycle_ids
+        ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
 ) -> None:

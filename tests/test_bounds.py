@@ -68,6 +68,8 @@ def cycle(settings) -> int:  # type: ignore[no-untyped-def]
         ["stage", "reschedule", "{id}", "workshop", "--at", "2027-02-17T09:00"],
         ["cycle", "pause", "{id}"],
         ["cycle", "add-participants", "{id}", "--email", "lars.ek@goteborg.example"],
+        ["report", "{id}"],
+        ["indicators", "--cycle", "{id}"],
     ],
     ids=lambda c: " ".join(c[:2]) if isinstance(c, list) else c,
 )
