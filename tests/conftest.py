@@ -136,65 +136,77 @@ def two_cycles(engine):  # type: ignore[no-untyped-def]
         s.flush()
         ids = []
         for n, month in ((1, 1), (2, 6)):
-            start = datetime(2027, month, 1, tzinfo=UTC)
-            cycle = Cycle(
-                name=f"Cycle {n}",
-                template="learning-cycle",
-                timezone="Europe/Stockholm",
-                start_at=start,
-            )
-            s.add(cycle)
-            s.flush()
-            stage = Stage(
-                cycle_id=cycle.id,
-                key="followup",
-                kind="followup",
-                position=0,
-                due_at=start,
-                template="followup",
-                status="done",
-            )
-            s.add(stage)
-            s.flush()
+            stage = followup_ran(s, f"Cycle {n}", datetime(2027, month, 1, tzinfo=UTC))
             for key, value in SCALES[n].items():
-                p = people[key]
-                s.add(
-                    Message(
-                        cycle_id=cycle.id,
-                        stage_id=stage.id,
-                        participant_id=p.id,
-                        to_email=p.email,
-                        to_key=p.email_key,
-                        to_name=p.name,
-                        category="followup",
-                        subject="q",
-                        text="q",
-                        html="q",
-                        status="sent",
-                    )
-                )
+                asked(s, stage, people[key])
                 if value is not None:
-                    s.add(
-                        Response(
-                            cycle_id=cycle.id,
-                            stage_id=stage.id,
-                            participant_id=p.id,
-                            question_id="scale-now",
-                            scale_value=value,
-                        )
-                    )
-                    s.add(
-                        Response(
-                            cycle_id=cycle.id,
-                            stage_id=stage.id,
-                            participant_id=p.id,
-                            question_id="what-is-better",
-                            text="better",
-                        )
-                    )
-            ids.append(cycle.id)
+                    answered(s, stage, people[key], "scale-now", scale=value)
+                    answered(s, stage, people[key], "what-is-better", text="better")
+            ids.append(stage.cycle_id)
         s.commit()
     return ids
+
+
+def followup_ran(
+    s: Session, name: str, start: datetime, *, timezone: str = "Europe/Stockholm"
+) -> Stage:
+    """A cycle named ``name`` whose follow-up stage ran at ``start`` (indicators, reports)."""
+    cycle = Cycle(name=name, template="learning-cycle", timezone=timezone, start_at=start)
+    s.add(cycle)
+    s.flush()
+    stage = Stage(
+        cycle_id=cycle.id,
+        key="followup",
+        kind="followup",
+        position=0,
+        due_at=start,
+        template="followup",
+        status="done",
+    )
+    s.add(stage)
+    s.flush()
+    return stage
+
+
+def asked(s: Session, stage: Stage, person: Participant, *, category: str = "followup") -> None:
+    """The message ``stage`` sent to ``person``."""
+    s.add(
+        Message(
+            cycle_id=stage.cycle_id,
+            stage_id=stage.id,
+            participant_id=person.id,
+            to_email=person.email,
+            to_key=person.email_key,
+            to_name=person.name,
+            category=category,
+            subject="q",
+            text="q",
+            html="q",
+            status="sent",
+        )
+    )
+
+
+def answered(
+    s: Session,
+    stage: Stage,
+    person: Participant,
+    question: str,
+    *,
+    scale: int | None = None,
+    text: str | None = None,
+) -> None:
+    """``person``'s answer to one question of ``stage``."""
+    s.add(
+        Response(
+            cycle_id=stage.cycle_id,
+            stage_id=stage.id,
+            participant_id=person.id,
+            question_id=question,
+            scale_value=scale,
+            text=text,
+        )
+    )
 
 
 def tick(now: datetime):  # type: ignore[no-untyped-def]

@@ -36,6 +36,7 @@ from flows.cli import app
 from flows.indicators import compute, to_csv, to_json
 from flows.report import build_report
 from store.models import Cycle, Message, Organisation, Participant, Response, Stage
+from tests.conftest import answered, asked, followup_ran
 
 ALL = "*"
 COUNTS = ("asked", "answered")
@@ -355,49 +356,15 @@ def build(engine, people: list[tuple[str, str, list[int | None]]]) -> None:  # t
         s.add_all(members)
         s.flush()
         for n in range(2):
-            start = datetime(2027, 1 + 5 * n, 1, tzinfo=UTC)
-            cycle = Cycle(name=f"C{n}", template="learning-cycle", timezone="UTC", start_at=start)
-            s.add(cycle)
-            s.flush()
-            stage = Stage(
-                cycle_id=cycle.id,
-                key="followup",
-                kind="followup",
-                position=0,
-                due_at=start,
-                template="followup",
-                status="done",
+            stage = followup_ran(
+                s, f"C{n}", datetime(2027, 1 + 5 * n, 1, tzinfo=UTC), timezone="UTC"
             )
-            s.add(stage)
-            s.flush()
             for p, (_, _, answers) in zip(members, people, strict=True):
                 if answers[n] is None:
                     continue
-                s.add(
-                    Message(
-                        cycle_id=cycle.id,
-                        stage_id=stage.id,
-                        participant_id=p.id,
-                        to_email=p.email,
-                        to_key=p.email_key,
-                        to_name=p.name,
-                        category="followup",
-                        subject="q",
-                        text="q",
-                        html="q",
-                        status="sent",
-                    )
-                )
+                asked(s, stage, p)
                 if answers[n] >= 0:
-                    s.add(
-                        Response(
-                            cycle_id=cycle.id,
-                            stage_id=stage.id,
-                            participant_id=p.id,
-                            question_id="scale-now",
-                            scale_value=answers[n],
-                        )
-                    )
+                    answered(s, stage, p, "scale-now", scale=answers[n])
         s.commit()
 
 

@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import Session, select
 
 from flows.report import build_report
-from store.models import AuditEntry, Message, Organisation, Participant, Response, Stage
+from store.models import AuditEntry, Organisation, Participant, Response, Stage
+from tests.conftest import asked
 
 
 def test_html_report_has_the_plan_the_people_the_numbers_and_the_words(
@@ -91,21 +92,7 @@ def test_a_silent_group_large_enough_to_be_shown_is_named(engine, settings, two_
             )
             s.add(p)
             s.flush()
-            s.add(
-                Message(
-                    cycle_id=c1,
-                    stage_id=stage.id,
-                    participant_id=p.id,
-                    to_email=p.email,
-                    to_key=p.email_key,
-                    to_name=p.name,
-                    category="followup",
-                    subject="q",
-                    text="q",
-                    html="q",
-                    status="sent",
-                )
-            )
+            asked(s, stage, p)
         s.commit()
     english = settings.model_copy(update={"coordinator_language": "en"})
     page = build_report(engine, english, c1, "md")
@@ -208,21 +195,7 @@ def test_how_many_a_stage_reached_is_not_shown_for_part_of_the_network(
         )
         s.add(stage)
         s.flush()
-        s.add(
-            Message(
-                cycle_id=c1,
-                stage_id=stage.id,
-                participant_id=manager.id,
-                to_email=manager.email,
-                to_key=manager.email_key,
-                to_name=manager.name,
-                category="email",
-                subject="q",
-                text="q",
-                html="q",
-                status="sent",
-            )
-        )
+        asked(s, stage, manager, category="email")
         s.commit()
     page = build_report(engine, settings, c1, "md")
     assert "| managers | e-post | 2027-01-02 01:00 | klart | visas inte |" in page  # one manager

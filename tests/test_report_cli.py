@@ -95,7 +95,8 @@ def hostile(engine):  # type: ignore[no-untyped-def]
 
     from sqlmodel import Session
 
-    from store.models import Cycle, Message, Organisation, Participant, Response, Stage
+    from store.models import Organisation, Participant
+    from tests.conftest import answered, asked, followup_ran
 
     names = [HOSTILE_ORG, "@SUM(1+1)", "\t=1+1", "-2+3", "\r=1", "Plain"]
     with Session(engine) as s:
@@ -118,56 +119,13 @@ def hostile(engine):  # type: ignore[no-untyped-def]
         ids = []
         for n, (name, score) in enumerate(((HOSTILE_CYCLE, 8), ("=1+2", 5))):
             start = datetime(2027, 1 + 5 * n, 1, tzinfo=UTC)
-            cycle = Cycle(name=name, template="learning-cycle", timezone="UTC", start_at=start)
-            s.add(cycle)
-            s.flush()
-            stage = Stage(
-                cycle_id=cycle.id,
-                key="followup",
-                kind="followup",
-                position=0,
-                due_at=start,
-                template="followup",
-                status="done",
-            )
-            s.add(stage)
-            s.flush()
+            stage = followup_ran(s, name, start, timezone="UTC")
             for i, p in enumerate(people):
-                s.add(
-                    Message(
-                        cycle_id=cycle.id,
-                        stage_id=stage.id,
-                        participant_id=p.id,
-                        to_email=p.email,
-                        to_key=p.email_key,
-                        to_name=p.name,
-                        category="followup",
-                        subject="q",
-                        text="q",
-                        html="q",
-                        status="sent",
-                    )
-                )
-                s.add(
-                    Response(
-                        cycle_id=cycle.id,
-                        stage_id=stage.id,
-                        participant_id=p.id,
-                        question_id="scale-now",
-                        scale_value=score,
-                    )
-                )
+                asked(s, stage, p)
+                answered(s, stage, p, "scale-now", scale=score)
                 if i < len(HOSTILE_WORDS):
-                    s.add(
-                        Response(
-                            cycle_id=cycle.id,
-                            stage_id=stage.id,
-                            participant_id=p.id,
-                            question_id="what-works",
-                            text=HOSTILE_WORDS[i],
-                        )
-                    )
-            ids.append(cycle.id)
+                    answered(s, stage, p, "what-works", text=HOSTILE_WORDS[i])
+            ids.append(stage.cycle_id)
         s.commit()
     return ids
 
