@@ -13,21 +13,9 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.settings import REPO_TEMPLATES
 from tests.conftest import EXAMPLE_CSV
+from tests.test_cli import LAUNCH
 
 runner = CliRunner()
-LAUNCH = [
-    "cycle",
-    "launch",
-    "learning-cycle",
-    "--name",
-    "Vår 2027",
-    "--start",
-    "2027-01-20T09:00",
-    "--var",
-    "workshop_at=2027-02-10T09:00",
-    "--var",
-    "location=Stadshuset",
-]
 HUGE = "99999999999999999999999"  # beyond 64 bits
 BIG = str(2**31)  # beyond PostgreSQL's integer
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE_CSV
+from tests.test_cli import LAUNCH
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a build must not pick up from a working copy (caches, earlier builds, local state).
@@ -145,20 +146,7 @@ def test_an_installed_wheel_launches_the_bundled_learning_cycle(
     assert listed.stdout.startswith("learning-cycle  "), listed.stdout
     assert "(broken" not in listed.stdout
     assert run(samverkan, "participants", "import", EXAMPLE_CSV).returncode == 0
-    launched = run(
-        samverkan,
-        "cycle",
-        "launch",
-        "learning-cycle",
-        "--name",
-        "Vår 2027",
-        "--start",
-        "2027-01-20T09:00",
-        "--var",
-        "workshop_at=2027-02-10T09:00",
-        "--var",
-        "location=Stadshuset",
-    )
+    launched = run(samverkan, *LAUNCH)
     assert (launched.returncode, launched.stdout.strip(), launched.stderr) == (0, "1", "")
     shown = run(samverkan, "cycle", "show", "1")
     assert shown.returncode == 0, shown.stderr
