@@ -457,8 +457,9 @@ _RENDER_ERRORS = (
     TypeError,
     ValueError,
     AttributeError,
-    KeyError,
+    LookupError,
     ArithmeticError,
+    RecursionError,  # a macro that calls itself
 )
 
 

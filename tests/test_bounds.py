@@ -171,6 +171,7 @@ BOMBS = {
     ),
     "long-output": "{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}",
     "division": "{{ 1 / 0 }}",
+    "recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
 }
 
 
