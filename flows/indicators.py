@@ -376,12 +376,11 @@ class Indicators:
                 # its (empty) figures would protect nothing, so it is no cell to hide.
                 groups = [g for g in groups if g in counts_hidden or self.answered.get(g, 0)]
                 people = {g: self.scale.get(g, (0, 0.0))[0] for g in groups}
-                # A group whose counts are hidden does not show either that none of it
-                # answered the scale.
+                # A group whose counts are hidden shows no scale figures either: their n is a
+                # floor under its hidden counts (with the margins it can pin a small group's
+                # size), and none would tell that none of it answered the scale.
                 small = {
-                    g
-                    for g in groups
-                    if 0 < people[g] < self.min_group or (not people[g] and g in counts_hidden)
+                    g for g in groups if 0 < people[g] < self.min_group or g in counts_hidden
                 }
                 sums = {
                     g: float(sum(v * n for v, n in self.distribution.get(g, {}).items()))

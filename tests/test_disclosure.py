@@ -406,6 +406,17 @@ def build(engine, people: list[tuple[str, str, list[int | None]]]) -> None:  # t
     ],
     min_group=3,
 )
+# A's scale n (10) is a floor under A's hidden counts: with the total asked (11) it would
+# leave B's one person as the only possible size, had A's scale figures been shown.
+@example(
+    people=[
+        *[("A", "professional", [5, 5])] * 10,
+        ("B", "professional", [-1, -1]),
+        *[("C", "professional", [6, 6])] * 5,
+        *[("C", "professional", [-1, -1])] * 15,
+    ],
+    min_group=3,
+)
 def test_no_hidden_value_can_be_worked_out_of_a_random_network(
     engine, people: list[tuple[str, str, list[int | None]]], min_group: int
 ) -> None:
@@ -413,11 +424,21 @@ def test_no_hidden_value_can_be_worked_out_of_a_random_network(
     figures = compute(engine, min_group=min_group)
     export = to_csv(figures.rows())
     assert attack(export) == []
-    for r in json.loads(to_json(figures.rows())):
+    rows = json.loads(to_json(figures.rows()))
+    for r in rows:
         if r["suppressed"]:
             assert r["n"] is None and r["value"] is None
         else:
             assert r["n"] >= min_group
+    # A group whose counts are hidden shows no scale n either: it would bound those counts.
+    counts_hidden = {
+        (r["cycle_id"], r["organisation"], r["role"])
+        for r in rows
+        if r["indicator"] == "asked" and r["suppressed"]
+    }
+    for r in rows:
+        if r["indicator"].startswith("scale_") and r["n"] is not None:
+            assert (r["cycle_id"], r["organisation"], r["role"]) not in counts_hidden, r
 
 
 @pytest.mark.prefect

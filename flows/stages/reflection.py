@@ -46,7 +46,7 @@ def _summary(run: StageRun) -> dict[str, Any]:
     members = run.member_counts[0]
     # The same rule as the report's tables: a headline number about fewer people than the
     # minimum (how many came, who said no) would point at them.
-    few_members = 0 < members < run.settings.min_group
+    few_members = 0 < members < run.settings.min_group or counts_hidden
     return {
         "members": "" if few_members else members,
         "members_hidden": few_members,
