@@ -274,6 +274,11 @@ def participants_erase(
         f"erased {email}: {done['written_answers']} written answers and "
         f"{done['messages']} messages cleared, {done['dropped']} unsent messages dropped"
     )
+    if not done["log_emptied"]:
+        typer.echo(
+            "note: another process is reading the database, so its write-ahead log (which "
+            "still holds the old rows) is emptied only when that process stops or writes"
+        )
 
 
 # templates ---------------------------------------------------------------------------------

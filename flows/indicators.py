@@ -379,9 +379,7 @@ class Indicators:
                 # A group whose counts are hidden shows no scale figures either: their n is a
                 # floor under its hidden counts (with the margins it can pin a small group's
                 # size), and none would tell that none of it answered the scale.
-                small = {
-                    g for g in groups if 0 < people[g] < self.min_group or g in counts_hidden
-                }
+                small = {g for g in groups if 0 < people[g] < self.min_group or g in counts_hidden}
                 sums = {
                     g: float(sum(v * n for v, n in self.distribution.get(g, {}).items()))
                     for g in groups

@@ -27,6 +27,7 @@ from store.models import (
     AuditEntry,
     Cycle,
     CycleMember,
+    Meeting,
     MeetingAttendee,
     Message,
     MessageStatus,
@@ -122,7 +123,11 @@ class _Scrub:
             found.append((name.strip(), ERASED))
         # As an HTML report quotes them (an apostrophe in a name, say).
         found += [(html.escape(v), r) for v, r in found if html.escape(v) != v]
-        self.patterns = [(re.compile(re.escape(v), re.IGNORECASE), r) for v, r in found]
+        # Whole words only, erasing "Ann" must leave "planning" as it is; but a name in the
+        # genitive ("Annas", "Sara Ahmadis kontor") is still theirs.
+        self.patterns = [
+            (re.compile(rf"(?<!\w){re.escape(v)}(?=s?(?!\w))", re.IGNORECASE), r) for v, r in found
+        ]
         self.values = [v for v, _ in found]
         self.needles = [v.lower() for v, _ in found]
 
@@ -134,7 +139,7 @@ class _Scrub:
         return text
 
     def finds(self, *texts: str | None) -> bool:
-        return any(n in t.lower() for t in texts if t for n in self.needles)
+        return any(p.search(t) for t in texts if t for p, _ in self.patterns)
 
     def where(self, *columns: Any) -> Any:
         """SQL that narrows the search: any of ``columns`` may hold the address or the name
@@ -146,7 +151,25 @@ class _Scrub:
         )
 
 
-MESSAGE_TEXT = ("to_email", "to_name", "subject", "text", "html", "ics", "attachment")
+MESSAGE_TEXT = (
+    "to_email",
+    "to_name",
+    "subject",
+    "text",
+    "html",
+    "ics",
+    "attachment",
+    "attachment_name",
+    "server_reply",
+    "last_error",
+)
+
+
+def _scrub_values(values: dict[str, Any] | None, scrub: _Scrub) -> dict[str, Any] | None:
+    """A JSON column's text values scrubbed (a cycle's variables, a stage's settings)."""
+    if not values:
+        return values
+    return {k: scrub(v) if isinstance(v, str) else v for k, v in values.items()}
 
 
 def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> dict[str, int]:
@@ -192,10 +215,10 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
         # or a reason typed with their name in any capitals: every one is read.
         mentioned = mentioned | col(Message.attachment).is_not(None)
         for m in session.exec(select(Message).where(mentioned, col(Message.to_key) != placeholder)):
+            if m.attachment and words:  # first: an answer may hold their own name
+                m.attachment = redact_words(m.attachment, words, ERASED)
             for name in MESSAGE_TEXT:
                 setattr(m, name, scrub(getattr(m, name)))
-            if m.attachment and words:
-                m.attachment = redact_words(m.attachment, words, ERASED)
             session.add(m)
         texts = session.exec(
             update(Response)
@@ -210,15 +233,29 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
                 entry.detail = scrub(entry.detail) or ""
                 entry.reason = scrub(entry.reason)
                 session.add(entry)
+        # An audience names people only by address (`email=…`): a name there is an
+        # organisation's, which must keep matching.
+        by_address = _Scrub(p.email, "", placeholder)
         for stage in session.exec(select(Stage)):
-            if scrub.finds(stage.audience, stage.note):
-                stage.audience = scrub(stage.audience) or "all"
-                stage.note = scrub(stage.note)
+            config = _scrub_values(stage.config, scrub)
+            if (
+                by_address.finds(stage.audience)
+                or scrub.finds(stage.note)
+                or config != stage.config
+            ):
+                stage.audience = by_address(stage.audience) or "all"
+                stage.note, stage.config = scrub(stage.note), config or {}
                 session.add(stage)
+        for meeting_row in session.exec(select(Meeting)):
+            if scrub.finds(meeting_row.summary, meeting_row.location):
+                meeting_row.summary = scrub(meeting_row.summary) or ""
+                meeting_row.location = scrub(meeting_row.location) or ""
+                session.add(meeting_row)
         for cycle in session.exec(select(Cycle)):
             kept = [e for e in cycle.steering or [] if e.lower() != key]
-            if kept != list(cycle.steering or []):
-                cycle.steering = kept
+            variables = _scrub_values(cycle.variables, scrub)
+            if kept != list(cycle.steering or []) or variables != cycle.variables:
+                cycle.steering, cycle.variables = kept, variables or {}
                 session.add(cycle)
         p.name, p.email, p.email_key = ERASED, placeholder, placeholder
         p.erased, p.consent, p.updated_at = True, False, utcnow()
@@ -231,5 +268,10 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
             f"messages cleared, {dropped} unsent messages dropped",
             reason=scrub(reason),
         )
-    forget_freed_pages(engine)
-    return {"messages": scrubbed, "dropped": dropped, "written_answers": texts}
+    emptied = forget_freed_pages(engine)
+    return {
+        "messages": scrubbed,
+        "dropped": dropped,
+        "written_answers": texts,
+        "log_emptied": emptied,
+    }

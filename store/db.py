@@ -54,17 +54,20 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
-def forget_freed_pages(engine: Engine) -> None:
+def forget_freed_pages(engine: Engine) -> bool:
     """After an erasure: on SQLite, copy the write-ahead log into the database and empty it,
-    since the log still holds the pages as they were before the change.
+    since the log still holds the pages as they were before the change. False when another
+    process's read kept it from being emptied.
 
     PostgreSQL keeps old row versions until (auto)vacuum removes them; nothing here can
     reach its files.
     """
     if engine.dialect.name != "sqlite":
-        return
+        return True
     with engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        # (busy, log frames, checkpointed): busy when a reader kept it past the busy timeout.
+        busy = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").scalar()
+    return not busy
 
 
 def _alembic_config(engine: Engine) -> Config:

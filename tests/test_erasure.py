@@ -36,7 +36,8 @@ START = datetime.now(TZ).replace(second=0, microsecond=0) + timedelta(days=2)
 WORKSHOP = START + timedelta(days=21)
 SARA, NAME = "sara.ahmadi@goteborg.example", "Sara Ahmadi"
 ANNA = "anna.lindqvist@forsakringskassan.example"
-HER_WORDS = "Vi träffas & pratar – det är 'mycket bättre' nu, tack vare <Lotta>"
+HER_WORDS = f"{NAME} här: vi träffas & pratar – det är 'mycket bättre' nu, tack vare <Lotta>"
+HER_FRAGMENTS = ("mycket bättre", "tack vare")  # what is left if her name were taken out first
 ANNAS_WORDS = "Vi ringer varandra innan vi skickar vidare."
 
 
@@ -79,7 +80,7 @@ def answer_on_page(settings: Any, engine: Engine, who: str, words: str, scale: i
 
 def test_after_erasure_a_dump_of_the_store_holds_nothing_of_the_person(network, settings):
     cycle_id = launch_learning_cycle(
-        network, settings, START, WORKSHOP, location="Stadshuset", steering=[SARA.upper()]
+        network, settings, START, WORKSHOP, location=f"Hos {NAME}s team", steering=[SARA.upper()]
     )
     add_stage(
         network,
@@ -121,6 +122,9 @@ def test_after_erasure_a_dump_of_the_store_holds_nothing_of_the_person(network, 
     assert NAME.lower() not in after.lower()
     for form in forms(HER_WORDS):
         assert form not in after, form
+    for fragment in HER_FRAGMENTS:
+        assert fragment not in after, fragment
+    assert "Hos [erased]s team" in after  # the workshop's place, in everyone's invite
     # A name is found in any capitals, also beyond ASCII.
     assert "karin ström" in after.lower()
     erased = CliRunner().invoke(
@@ -161,3 +165,12 @@ def test_the_cli_says_what_it_erased_and_refuses_an_unknown_person(settings) -> 
     again = runner.invoke(app, ["participants", "erase", SARA, "--yes"])
     assert again.exit_code == 2
     assert again.output.strip() == f"error: no participant with email {SARA}"
+
+
+def test_a_name_is_erased_as_a_whole_word_and_in_the_genitive() -> None:
+    from flows.privacy import _Scrub
+
+    scrub = _Scrub("ann@x.example", "Ann", "erased-1@invalid")
+    assert scrub("Planning with Ann, ANN's team and Anns kollegor (ann@x.example)") == (
+        "Planning with [erased], [erased]'s team and [erased]s kollegor (erased-1@invalid)"
+    )

@@ -210,6 +210,9 @@ def test_form_errors_speak_the_participants_language_without_internal_ids(
     english = client.post(sara, data={"q_scale-now": "ten"})
     assert english.status_code == 422 and '<html lang="en">' in english.text
     assert "choose a number from 0 to 10" in english.text
+    for not_ascii in ("²", "٣"):  # digits to Python, not a number on the scale
+        odd = client.post(sara, data={"q_scale-now": not_ascii})
+        assert odd.status_code == 422 and "choose a number from 0 to 10" in odd.text
     wrong_rsvp = client.post(link(Path(settings.mail_dir), SARA, "r"), data={"answer": "SOON"})
     assert wrong_rsvp.status_code == 422 and "Please choose one of the answers" in wrong_rsvp.text
     for page in (bad, english, wrong_rsvp):

@@ -200,8 +200,7 @@ class StageRun:
         """A personal link (with a placeholder for the token, filled in at send time)."""
         assert recipient.participant_id is not None
         self.tokens.add((purpose, pk(stage), recipient.participant_id))
-        path = "a" if purpose == "answers" else "r"
-        return f"{self.settings.base}/{path}/{links.placeholder(purpose, pk(stage))}"
+        return links.url(self.settings.base, purpose, links.placeholder(purpose, pk(stage)))
 
     def links_for(self, recipient: Recipient) -> dict[str, str]:
         """``links.answers`` (a follow-up, or the one a reminder is about) and

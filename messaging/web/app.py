@@ -173,6 +173,11 @@ class Gone(Exception):
     """Unknown, closed, erased: all look the same from outside."""
 
 
+def _digits(text: str) -> bool:
+    """A whole number written in ASCII digits ("²" and "٣" are digits to str.isdigit)."""
+    return text.isascii() and text.isdigit()
+
+
 def encoding(request: Request) -> str:
     """The request body's media type, without parameters such as the charset."""
     return request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -277,7 +282,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             if submitted is not None and qid in submitted:
                 given = submitted[qid]
                 if q["kind"] == "scale":
-                    given = int(given) if given.isdigit() else None  # type: ignore[assignment]
+                    given = int(given) if _digits(given) else None  # type: ignore[assignment]
                 q["value"] = given
             found.append(q)
         return found
@@ -290,7 +295,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             q = library[qid]
             if q.kind != "scale" or not value.strip():
                 continue
-            if not (value.strip().isdigit() and q.min <= int(value) <= q.max):
+            if not (_digits(value.strip()) and q.min <= int(value) <= q.max):
                 text = q.localised(a.language)["text"]
                 wrong.append(a.text["scale_error"].format(question=text, lo=q.min, hi=q.max))
         return wrong
