@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from store.models import Cycle, Message, MessageStatus, Participant
 from store.types import utcnow
 
 READY = (MessageStatus.queued.value, MessageStatus.retry.value)
+_monotonic = time.monotonic  # how long a drain has run (a test's own clock replaces it)
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,13 @@ async def _drain(
     At most one batch is ever in flight: after a crash only its messages can be in doubt.
     """
     report = DrainReport()
+    started = _monotonic()
+
+    def clock() -> datetime:
+        # The drain's clock runs on from the time it was given: a batch claimed late in a
+        # long drain is stamped then, or another drain would take its claim for a crashed one.
+        return now + timedelta(seconds=_monotonic() - started)
+
     with Session(engine, expire_on_commit=False) as session:
         report.uncertain = mark_stale_uncertain(
             session, now=now, lease_seconds=sender.lease_seconds
@@ -348,8 +357,9 @@ async def _drain(
             for transport in transports:
                 await stack.enter_async_context(transport)
             while True:
+                at = clock()
                 claimed = claim_batch(
-                    session, now=now, limit=batch, cycle_id=cycle_id, domain=sender.domain
+                    session, now=at, limit=batch, cycle_id=cycle_id, domain=sender.domain
                 )
                 if not claimed:
                     break
@@ -362,7 +372,7 @@ async def _drain(
                 try:
                     await asyncio.gather(
                         *(
-                            _worker(t, lane, sender, now, limit, report, outcomes)
+                            _worker(t, lane, sender, at, limit, report, outcomes)
                             for t, lane in zip(transports, lanes, strict=True)
                             if lane
                         )

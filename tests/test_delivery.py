@@ -181,6 +181,7 @@ def test_a_worker_killed_mid_stage_loses_nothing_and_doubles_nothing(
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
         worker = start_worker(env, subprocess.DEVNULL)
         go(worker)
+        started = time.monotonic()  # the worker's drain runs on from NOW by this clock
         deadline = time.monotonic() + 120
         while len(server.recorder.messages) < 600 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -196,7 +197,8 @@ def test_a_worker_killed_mid_stage_loses_nothing_and_doubles_nothing(
         # A new worker, a moment later by the same clock: the messages the dead one had in
         # flight are now in doubt.
         monkeypatch.setenv("SAMVERKAN_SENDING_LEASE_SECONDS", "0.001")
-        report = deliver(Settings(), engine, NOW + timedelta(seconds=1))
+        later = NOW + timedelta(seconds=time.monotonic() - started + 1)
+        report = deliver(Settings(), engine, later)
         received = Counter(to[0] for _, to, _ in server.recorder.messages)
         assert max(received.values()) == 1  # no recipient has it twice
         got = statuses(engine)

@@ -201,3 +201,38 @@ def test_a_retried_message_keeps_its_message_id(network, settings) -> None:
     with Session(network) as s:
         stored = {m.message_id for m in s.exec(select(Message))}
     assert stored == set(server.refused)
+
+
+def test_a_long_drain_keeps_its_claims_fresh_for_the_other_drains(
+    network, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drain's clock runs on from the time it was given: a batch claimed 750 s into a
+    drain (under a strict rate cap, say) is stamped then, not at the drain's start, so
+    another drain looking for crashed claims does not take it for one."""
+    import messaging.outbox as outbox
+
+    queue_invitations(network, settings)  # 13 queued
+    elapsed = [0.0]
+    monkeypatch.setattr(outbox, "_monotonic", lambda: elapsed[0])
+    found_stale: list[int] = []
+
+    class Slow(MemoryTransport):
+        async def send(self, envelope: Envelope) -> Receipt:
+            elapsed[0] += 250  # each message takes 250 s: a batch of 2 stays within the lease
+            with Session(network) as other:  # what another drain sees meanwhile
+                found_stale.append(
+                    outbox.mark_stale_uncertain(
+                        other,
+                        now=NOW + timedelta(seconds=elapsed[0]),
+                        lease_seconds=settings.sending_lease_seconds,
+                    )
+                )
+                other.commit()
+            return await super().send(envelope)
+
+    slow = Slow()
+    report = drain(network, sender_info(settings), lambda: slow, now=NOW, batch=2)
+    assert (report.sent, report.uncertain) == (13, 0)
+    assert set(found_stale) == {0}
+    with Session(network) as s:
+        assert {m.status for m in s.exec(select(Message))} == {"sent"}
