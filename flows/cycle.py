@@ -21,7 +21,8 @@ from typing import Any
 from store.models import CycleStatus
 
 # Quiet, offline defaults for Prefect; set before Prefect is imported, and only where the
-# user has not chosen otherwise (see DESIGN.md, "Prefect, as measured here").
+# user has not chosen otherwise. Without them, runs on a machine with no internet printed
+# telemetry errors and exit tracebacks.
 _PREFECT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",

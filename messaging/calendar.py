@@ -1,9 +1,9 @@
 """iCalendar invites (iMIP): REQUEST and CANCEL for one attendee, with a VTIMEZONE.
 
-Shaped as ../shared/MAIL-AND-CALENDAR.md lists: METHOD in the calendar (and, in compose.py,
-on the MIME part), ORGANIZER = the sender, the recipient as the single ATTENDEE with
-RSVP=TRUE, a UID stable for the meeting's life, SEQUENCE from the database, DTSTAMP in UTC,
-and times with a TZID whose VTIMEZONE is written in the RRULE form (one Outlook version
+Shaped as calendar clients need it (RFC 5545, RFC 5546, RFC 6047): METHOD in the calendar (and,
+in compose.py, on the MIME part), ORGANIZER = the sender, the recipient as the single ATTENDEE
+with RSVP=TRUE, a UID stable for the meeting's life, SEQUENCE from the database, DTSTAMP in
+UTC, and times with a TZID whose VTIMEZONE is written in the RRULE form (one Outlook version
 mishandled the RDATE form that ``add_missing_timezones`` writes).
 """
 

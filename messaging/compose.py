@@ -1,8 +1,9 @@
 """Assemble one participant's message as bytes ready for any transport.
 
-Shape (see ../shared/MAIL-AND-CALENDAR.md): a plain message is ``multipart/alternative``
-(text, HTML); a calendar message is ``multipart/mixed`` holding that alternative with a third
-``text/calendar; method=…`` part, plus the same calendar as an ``invite.ics`` attachment.
+Shape (the one Outlook, Gmail and Apple Mail accept as an invitation): a plain message is
+``multipart/alternative`` (text, HTML); a calendar message is ``multipart/mixed`` holding that
+alternative with a third ``text/calendar; method=…`` part, plus the same calendar as an
+``invite.ics`` attachment.
 
 The shape is fixed, so the message is written directly rather than through ``EmailMessage``:
 building and flattening an ``EmailMessage`` cost about 2.3 ms a message here, most of the

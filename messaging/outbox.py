@@ -1,10 +1,10 @@
 """The outbox: claim queued messages, hand them to a transport, record every outcome.
 
-Guarantees (DESIGN.md, "Delivery guarantees"): a message is claimed in the database
-(``sending``) before it reaches the transport and marked ``sent`` right after, so that after a
-crash only messages that were in flight can be in doubt. Those are marked ``uncertain``, never
-resent silently. Temporary failures go to ``retry`` with exponential backoff and jitter;
-permanent ones, or too many attempts, end in ``failed`` with the reason.
+Guarantees (README, "Delivery: every message sent once, or reported"): a message is claimed in
+the database (``sending``) before it reaches the transport and marked ``sent`` right after, so
+that after a crash only messages that were in flight can be in doubt. Those are marked
+``uncertain``, never resent silently. Temporary failures go to ``retry`` with exponential
+backoff and jitter; permanent ones, or too many attempts, end in ``failed`` with the reason.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def get_engine(url: str) -> Engine:
     """Return the engine for ``url``, created on first use.
 
     Created lazily rather than at import: a module-level engine cannot be pickled into a
-    served Prefect flow (see DESIGN.md, "Prefect, as measured here").
+    served Prefect flow, which is pickled by value ("cannot pickle '_thread.RLock'").
     """
     try:
         if url.startswith("sqlite"):
