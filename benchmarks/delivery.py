@@ -74,7 +74,7 @@ def setup(folder: Path, people: int, port: int) -> tuple[object, object, int]:
             "SAMVERKAN_SMTP_CONCURRENCY": str(CONNECTIONS),
         }
     )
-    from flows.coordinator import launch_cycle
+    from flows.cycles.launch import launch_cycle
     from flows.settings import Settings
     from store.db import open_store
     from store.models import Organisation, Participant, Stage
@@ -127,9 +127,9 @@ def run_stage(settings, engine, stage_id: int) -> tuple[int, float, float]:  # t
     """The workshop invitation stage: draft into the outbox, then deliver over SMTP.
 
     Returns the number sent and the seconds spent drafting and delivering."""
-    from flows.coordinator import template_of
-    from flows.delivery import deliver
+    from flows.cycles.delivery import deliver
     from flows.stages import execute
+    from flows.templates import template_of
     from store.models import Cycle
 
     with Session(engine) as s:
@@ -145,7 +145,7 @@ def run_stage(settings, engine, stage_id: int) -> tuple[int, float, float]:  # t
 def stage_round(port: int, people: int = 5000) -> tuple[float, float, float, bytes]:
     """One run of (1): msg/s end to end, ms per message drafting and delivering, and one of
     the messages as sent (for (2) and (3))."""
-    from flows.delivery import sender_info
+    from flows.cycles.delivery import sender_info
     from messaging.outbox import message_bytes
     from store.models import Message
 
@@ -291,7 +291,7 @@ def tick_time(cycles: int, port: int) -> float:
                     ],
                 )
             s.commit()
-        from flows.cycle import tick
+        from flows.orchestration.flows import tick
 
         quiet = datetime(2027, 1, 1, tzinfo=UTC)  # before anything is due
         tick(quiet)  # warm up
@@ -306,7 +306,7 @@ def tick_time(cycles: int, port: int) -> float:
 def main() -> None:
     import platform
 
-    from flows.cycle import quiet_prefect
+    from flows.orchestration.flows import quiet_prefect
 
     def say(text: str) -> None:
         print(text, flush=True)

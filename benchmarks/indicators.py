@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, insert, text
 from sqlmodel import Session, select
 
-from flows import indicators as ind
+from flows.reporting import indicators as ind
 from store.db import open_store
 from store.models import Cycle, Message, Organisation, Participant, Response, Stage
 

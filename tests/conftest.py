@@ -81,7 +81,7 @@ def engine(settings: Settings):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def network(engine):  # type: ignore[no-untyped-def]
     """The bundled example network: 13 participants, 5 organisations, every role."""
-    from flows.participants import import_participants
+    from flows.people.participants import import_participants
 
     import_participants(engine, EXAMPLE_CSV)
     return engine
@@ -92,8 +92,8 @@ def prefect_harness() -> Iterator[None]:
     """One Prefect test server for the whole session, with flow heartbeats off."""
     from prefect.testing.utilities import prefect_test_harness
 
-    import flows.cycle  # noqa: F401  (applies the quiet Prefect defaults before import)
-    from flows.cycle import quiet_prefect
+    import flows.orchestration.flows  # noqa: F401  (applies the quiet Prefect defaults before import)
+    from flows.orchestration.flows import quiet_prefect
 
     with prefect_test_harness(server_startup_timeout=120), quiet_prefect():
         yield
@@ -211,7 +211,7 @@ def answered(
 
 def tick(now: datetime):  # type: ignore[no-untyped-def]
     """Run the tick flow at a simulated time (inside the session's Prefect harness)."""
-    from flows.cycle import tick as tick_flow
+    from flows.orchestration.flows import tick as tick_flow
 
     return tick_flow(now)
 
@@ -227,7 +227,8 @@ def launch_learning_cycle(
     **extra: object,
 ) -> int:
     """Launch the bundled learning cycle named "Vår 2027" (and approve its invitation)."""
-    from flows.coordinator import approve_stage, launch_cycle
+    from flows.cycles.approve import approve_stage
+    from flows.cycles.launch import launch_cycle
 
     cycle_id = launch_cycle(
         engine,

@@ -47,7 +47,7 @@ pytestmark = [
 def server(network, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Settings]]:
     import uvicorn
 
-    from messaging.web.app import create_app
+    from flows.web.app import create_app
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

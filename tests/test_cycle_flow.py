@@ -17,14 +17,11 @@ import vobject
 from icalendar import Calendar
 from sqlmodel import Session, select
 
-from flows.coordinator import (
-    approve_stage,
-    cycle_overview,
-    launch_cycle,
-    record_answers,
-    record_rsvp,
-    template_of,
-)
+from flows.cycles.approve import approve_stage
+from flows.cycles.launch import launch_cycle
+from flows.cycles.overview import cycle_overview
+from flows.people.answers import record_answers, record_rsvp
+from flows.templates import template_of
 from store.models import Cycle, Message, Stage, pk
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.smtpd import RecordingSMTP
@@ -313,8 +310,8 @@ def test_a_cycle_whose_template_is_gone_does_not_stop_the_others(network, settin
 def test_a_stage_moved_into_the_future_after_the_tick_chose_it_is_not_sent(network, settings):
     """The tick has picked the due reminder when a coordinator moves the workshop a week on;
     the claim, made afterwards, must see the new time and leave the reminder for later."""
-    from flows.cycle import _next_runnable
-    from flows.resequence import reschedule_stage
+    from flows.cycles.resequence import reschedule_stage
+    from flows.orchestration.flows import _next_runnable
     from flows.stages import execute
     from store import queries
     from store.db import session_scope
@@ -350,8 +347,8 @@ def test_a_fanned_out_tick_passes_its_time_to_the_runs_it_starts(network, settin
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.settings import PREFECT_API_URL
 
-    from flows.cycle import tick as tick_flow
-    from flows.distributed import register
+    from flows.orchestration.deploy import register
+    from flows.orchestration.flows import tick as tick_flow
     from flows.stages import execute
 
     monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))

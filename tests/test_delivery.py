@@ -18,9 +18,11 @@ from pathlib import Path
 
 from sqlmodel import Session, func, select
 
-from flows.coordinator import approve_stage, cycle_overview, launch_cycle
-from flows.delivery import deliver
-from flows.participants import import_participants
+from flows.cycles.approve import approve_stage
+from flows.cycles.delivery import deliver
+from flows.cycles.launch import launch_cycle
+from flows.cycles.overview import cycle_overview
+from flows.people.participants import import_participants
 from flows.settings import Settings
 from flows.stages import execute
 from messaging.outbox import listing, resend_uncertain
@@ -58,7 +60,7 @@ def queue_invitations(
         stage = s.exec(
             select(Stage).where(Stage.cycle_id == cycle_id, Stage.key == "invitation")
         ).one()
-    from flows.coordinator import template_of
+    from flows.templates import template_of
     from store.models import Cycle
 
     with Session(engine) as s:
@@ -137,7 +139,7 @@ def test_resending_uncertain_messages_is_deliberate(network, settings, monkeypat
 WORKER = """
 import os, sys
 from datetime import datetime, UTC
-from flows.delivery import deliver
+from flows.cycles.delivery import deliver
 from flows.settings import Settings
 from store.db import open_store
 settings = Settings()

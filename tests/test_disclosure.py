@@ -33,8 +33,8 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.indicators import compute, to_csv, to_json
-from flows.report import build_report
+from flows.reporting.indicators import compute, to_csv, to_json
+from flows.reporting.report import build_report
 from store.models import Cycle, Message, Organisation, Participant, Response, Stage
 from tests.conftest import answered, asked, followup_ran
 
@@ -286,7 +286,7 @@ def report_cells(page: str, labels: dict[str, Any]) -> dict[tuple[str, str], lis
 
 
 def test_the_report_shows_no_number_the_export_hides(settings, engine, two_cycles) -> None:
-    from flows.report import LABELS
+    from flows.reporting.report import LABELS
     from flows.stages.base import ROLE_LABELS
 
     english = settings.model_copy(update={"coordinator_language": "en"})

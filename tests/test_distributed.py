@@ -238,7 +238,7 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
             csv.write_text("name,email,organisation,role,language\n" + "\n".join(rows) + "\n")
             settings = Settings()
             engine = open_store(store_url)
-            from flows.participants import import_participants
+            from flows.people.participants import import_participants
 
             import_participants(engine, csv)
             now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -316,7 +316,7 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
 
 
 def test_the_embedded_loop_reports_a_failed_tick_and_goes_on() -> None:
-    from flows.distributed import run_embedded
+    from flows.orchestration.deploy import run_embedded
 
     said: list[str] = []
     calls: list[datetime] = []

@@ -22,10 +22,10 @@ from markupsafe import escape
 from sqlalchemy import Engine, MetaData, make_url, select
 from typer.testing import CliRunner
 
-from flows import indicators as ind
 from flows.cli import app
-from flows.resequence import add_stage
-from messaging.web.app import create_app
+from flows.cycles.resequence import add_stage
+from flows.reporting import indicators as ind
+from flows.web.app import create_app
 from tests.conftest import EXAMPLE_CSV, launch_learning_cycle, read_maildir, tick
 from tests.test_web import Pages
 
@@ -168,7 +168,7 @@ def test_the_cli_says_what_it_erased_and_refuses_an_unknown_person(settings) -> 
 
 
 def test_a_name_is_erased_as_a_whole_word_and_in_the_genitive() -> None:
-    from flows.privacy import _Scrub
+    from flows.people.privacy import _Scrub
 
     scrub = _Scrub("ann@x.example", "Ann", "erased-1@invalid")
     assert scrub("Planning with Ann, ANN's team and Anns kollegor (ann@x.example)") == (

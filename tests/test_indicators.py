@@ -19,7 +19,7 @@ import json
 
 import pytest
 
-from flows.indicators import compute, median, to_csv, to_json
+from flows.reporting.indicators import compute, median, to_csv, to_json
 
 
 def table(engine, **kw):  # type: ignore[no-untyped-def]

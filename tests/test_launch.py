@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, func, select
 
-from flows.coordinator import approve_stage, cycle_overview, launch_cycle, stage_drafts
+from flows.cycles.approve import approve_stage, stage_drafts
+from flows.cycles.launch import launch_cycle
+from flows.cycles.overview import cycle_overview
 from flows.settings import REPO_TEMPLATES
 from store.errors import InvalidInput, NotFound, StateError, TemplateError
 from store.models import Cycle, Message, Stage
@@ -164,7 +166,7 @@ def test_an_error_in_a_meeting_update_or_cancellation_stops_launch_add_and_edit(
 ) -> None:
     """A meeting's update and cancellation go out only when it moves or is called off; an error
     in them must stop the launch, or the stage add or edit that brings them in, at once."""
-    from flows.resequence import add_stage, edit_stage
+    from flows.cycles.resequence import add_stage, edit_stage
     from tests.test_cli import invoke
 
     root = tmp_path / "templates"

@@ -13,9 +13,9 @@ import pytest
 from icalendar import Calendar
 from sqlmodel import Session, select
 
-from flows.participants import import_participants
-from flows.resequence import add_participants, add_stage, reschedule_stage
-from messaging.web.app import create_app
+from flows.cycles.resequence import add_participants, add_stage, reschedule_stage
+from flows.people.participants import import_participants
+from flows.web.app import create_app
 from store.models import Meeting, MeetingAttendee, Participant, Stage
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.test_web import Pages

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from flows.delivery import sender_info
+from flows.cycles.delivery import sender_info
 from messaging.outbox import claim_batch, drain, resend_uncertain
 from messaging.transports.base import Envelope, Receipt, TemporaryFailure
 from messaging.transports.memory import MemoryTransport
@@ -156,7 +156,7 @@ def test_leases_and_retries_follow_the_time_the_drain_is_given(network, settings
 def test_two_installations_never_share_a_message_id(network, settings, tmp_path) -> None:
     """Two installations alike in every way (domain, cycle, rows) still differ in their ids:
     a mail program that saw one installation's message must not take the other's for it."""
-    from flows.participants import import_participants
+    from flows.people.participants import import_participants
     from flows.settings import Settings
     from store.db import open_store
     from tests.conftest import EXAMPLE_CSV

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from flows.participants import import_participants
+from flows.people.participants import import_participants
 from store.errors import ImportRejected, InvalidInput
 from store.models import Organisation, Participant
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.plan import (
+from flows.cycles.plan import (
     MAX_DAYS,
     PlanError,
     PlanItem,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.plan import Plan, PlanError, Step, Timing, first_runnable, resolve
+from flows.cycles.plan import Plan, PlanError, Step, Timing, first_runnable, resolve
 
 T0 = datetime(2027, 1, 20, 8, 0, tzinfo=UTC)
 

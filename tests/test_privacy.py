@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, select
 
-from flows import indicators as ind
-from flows.coordinator import record_answers
-from flows.privacy import erase_person, export_person
+from flows.people.answers import record_answers
+from flows.people.privacy import erase_person, export_person
+from flows.reporting import indicators as ind
 from store.errors import NotFound
 from store.models import AccessToken, Message, Participant, Response
 from tests.conftest import launch_learning_cycle, read_maildir, tick

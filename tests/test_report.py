@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import Session, select
 
-from flows.report import build_report
+from flows.reporting.report import build_report
 from store.models import AuditEntry, Organisation, Participant, Response, Stage
 from tests.conftest import asked
 
@@ -207,7 +207,7 @@ def test_how_many_a_stage_reached_is_not_shown_for_part_of_the_network(
 
 @pytest.mark.parametrize("language", ["sv", "en"])
 def test_every_stage_status_has_a_name_in_the_reports_language(language: str) -> None:
-    from flows.report import STAGE_STATUSES
+    from flows.reporting.report import STAGE_STATUSES
     from store.models import StageStatus
 
     missing = [s.value for s in StageStatus if s.value not in STAGE_STATUSES[language]]

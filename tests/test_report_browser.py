@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.report import build_report
+from flows.reporting.report import build_report
 from tests.test_browser import CHROMIUM, FLAGS
 from tests.test_report import add_workshop
 

@@ -17,11 +17,9 @@ import pytest
 import vobject
 from icalendar import Calendar
 
-from flows.coordinator import cycle_overview
-from flows.inbox import import_replies
-from flows.participants import import_participants
-from flows.plan import PlanError
-from flows.resequence import (
+from flows.cycles.overview import cycle_overview
+from flows.cycles.plan import PlanError
+from flows.cycles.resequence import (
     add_participants,
     add_stage,
     cancel_stage,
@@ -31,6 +29,8 @@ from flows.resequence import (
     set_cycle_status,
     skip_stage,
 )
+from flows.people.inbox import import_replies
+from flows.people.participants import import_participants
 from store.errors import InvalidInput, StateError
 from store.models import CycleStatus
 from tests.conftest import launch_learning_cycle, read_maildir, tick

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flows.coordinator import cycle_overview
+from flows.cycles.overview import cycle_overview
 from flows.settings import REPO_TEMPLATES
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 

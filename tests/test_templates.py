@@ -9,7 +9,7 @@ import pytest
 
 from flows.settings import REPO_TEMPLATES, Settings
 from flows.templates import json_schema, list_templates, load_template
-from flows.validation import validate_template
+from flows.templates.validation import validate_template
 from store.errors import TemplateError
 
 

@@ -14,10 +14,10 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from flows.cli import app as cli
-from flows.coordinator import template_of
-from flows.privacy import erase_person
+from flows.people.privacy import erase_person
 from flows.stages import execute
-from messaging.web.app import create_app
+from flows.templates import template_of
+from flows.web.app import create_app
 from store.models import AuditEntry, Cycle, Message, Participant, Stage
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.test_web import ANNA, SARA, Pages

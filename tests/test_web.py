@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from flows.resequence import set_cycle_status
+from flows.cycles.resequence import set_cycle_status
+from flows.web.app import create_app
 from messaging import links
-from messaging.web.app import create_app
 from store.models import AccessToken, Cycle, CycleStatus, MeetingAttendee, Message, Response
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
-from flows.plan import first_runnable
+from flows.cycles.plan import first_runnable
 from flows.settings import Settings
 from flows.stages import email, followup, meeting, reflection
 from flows.stages.base import (

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
-from flows.audience import parse_audience
+from flows.people.audience import parse_audience
 from flows.settings import Settings
 from flows.templates import ProcessTemplate
 from messaging import links

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows import indicators as ind
+from flows.reporting import indicators as ind
 from flows.stages.base import Draft, Recipient, StageRun
 from store import queries
 from store.db import engine_of
@@ -78,7 +78,7 @@ def draft(run: StageRun, recipient: Recipient) -> Draft:
 def _report(run: StageRun) -> str:
     """The HTML report, built once per stage run whatever the number of recipients."""
     if "report" not in run.memo:
-        from flows.report import build_report
+        from flows.reporting.report import build_report
 
         engine = engine_of(run.session)
         run.memo["report"] = build_report(engine, run.settings, pk(run.cycle), "html")

@@ -18,13 +18,13 @@ from typing import Any
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
-from flows import plan as planning
-from flows.audience import parse_audience
-from flows.coordinator import plan_items, template_of
+from flows.cycles import plan as planning
+from flows.cycles.launch import plan_items
+from flows.people.audience import parse_audience
 from flows.settings import Settings
 from flows.stages import KINDS, meeting, render_every_email
 from flows.stages.base import Draft, StageRun, write_drafts
-from flows.templates import KEY, LANGUAGES, UNLESS_RULE, ProcessTemplate
+from flows.templates import KEY, LANGUAGES, UNLESS_RULE, ProcessTemplate, template_of
 from flows.wording import plural
 from store import queries
 from store.errors import InvalidInput, NotFound, StateError

@@ -1,16 +1,19 @@
 """Participants' answers and calendar answers, stored the same way whichever path they came by
-(their personal page, a calendar reply, the demo)."""
+(their personal page, a calendar reply, the demo, the coordinator)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from flows.templates import Question
+from flows.settings import Settings
+from flows.templates import Question, template_of
 from store import queries
-from store.errors import InvalidInput
-from store.models import MeetingAttendee, PartStat, Response, Stage
+from store.db import session_scope
+from store.errors import InvalidInput, NotFound, StateError
+from store.models import MeetingAttendee, PartStat, Response, Stage, pk
 from store.types import utcnow
 
 TEXT_LIMIT = 5000
@@ -103,3 +106,59 @@ def save_rsvp(
         detail=f"participant {participant_id}: {value} ({how})",
         actor="participant",
     )
+
+
+def _member(session: Session, cycle_id: int, email: str) -> int:
+    person = queries.find_participant(session, email=email)
+    if person is None or person.id not in {
+        p.id for p, _ in queries.members(session, cycle_id=cycle_id)
+    }:
+        raise NotFound(f"{email} is not a participant of cycle {cycle_id}")
+    return person.id  # type: ignore[return-value]
+
+
+def record_rsvp(engine: Engine, *, cycle_id: int, key: str, email: str, partstat: str) -> None:
+    """Record a participant's answer to a meeting invite (ACCEPTED, DECLINED, TENTATIVE)."""
+    with session_scope(engine) as session:
+        stage = queries.get_stage(session, cycle_id=cycle_id, key=key)
+        meeting = queries.meeting_of(session, stage_id=pk(stage))
+        if meeting is None:
+            raise StateError(f"the meeting {key!r} has not been announced yet")
+        pid = _member(session, cycle_id, email)
+        if pid not in queries.partstats(session, meeting_id=pk(meeting)):
+            raise NotFound(f"{email} was not invited to {key!r}")
+        save_rsvp(
+            session,
+            meeting_id=pk(meeting),
+            participant_id=pid,
+            partstat=partstat,
+            cycle_id=cycle_id,
+            stage_key=key,
+            how="recorded by the coordinator",
+        )
+
+
+def record_answers(
+    engine: Engine,
+    settings: Settings,
+    *,
+    cycle_id: int,
+    key: str,
+    email: str,
+    answers: Mapping[str, int | str],
+) -> None:
+    """Store a participant's answers to a follow-up stage (replacing earlier ones)."""
+    with session_scope(engine) as session:
+        cycle = queries.get_cycle(session, cycle_id=cycle_id)
+        stage = queries.get_stage(session, cycle_id=cycle_id, key=key)
+        if stage.kind != "followup":
+            raise StateError(f"stage {key!r} asks no questions")
+        pid = _member(session, cycle_id, email)
+        save_answers(
+            session,
+            stage=stage,
+            participant_id=pid,
+            questions=template_of(settings, cycle).questions,
+            answers=dict(answers),
+            actor="coordinator",
+        )

@@ -28,10 +28,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flows.answers import TEXT_LIMIT, save_answers, save_rsvp
-from flows.consent import withdraw_consent
-from flows.coordinator import template_of
+from flows.people.answers import TEXT_LIMIT, save_answers, save_rsvp
+from flows.people.consent import withdraw_consent
 from flows.settings import Settings
+from flows.templates import template_of
 from messaging import links
 from messaging.render import format_datetime
 from store import queries

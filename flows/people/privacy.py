@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, or_, update
 from sqlmodel import Session, col, select
 
-from flows.report import redact_words
+from flows.reporting.report import redact_words
 from store import queries
 from store.db import forget_freed_pages, session_scope
 from store.errors import NotFound

@@ -1,8 +1,8 @@
 """Distributed mode: samverkan's flows as Prefect deployments run by workers on a work pool.
 
 ``register`` (``samverkan deploy``) creates a process work pool if it is missing and three
-deployments whose entrypoints are module paths (``flows.cycle.tick`` …), so a worker needs
-samverkan installed, not a copy of some directory:
+deployments whose entrypoints are module paths (``flows.orchestration.flows.tick`` …), so a worker
+needs samverkan installed, not a copy of some directory:
 
 - ``tick/samverkan-tick`` on an interval schedule, with ``fan_out``: it starts one
   ``advance`` run per cycle that has a stage due, and ``deliver`` runs for mail waiting for
@@ -69,7 +69,7 @@ def register(*, pool: str, interval: float, senders: int) -> Registered:
     from prefect.deployments.runner import EntrypointType
     from prefect.exceptions import ObjectNotFound
 
-    from flows.cycle import advance, send, tick
+    from flows.orchestration.flows import advance, send, tick
 
     created = False
     try:

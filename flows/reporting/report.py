@@ -21,10 +21,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from flows import indicators as ind
-from flows.coordinator import template_of
+from flows.reporting import indicators as ind
 from flows.settings import Settings
 from flows.stages.base import ROLE_LABELS
+from flows.templates import template_of
 from store import queries
 from store.models import Cycle, Response, Stage, pk
 

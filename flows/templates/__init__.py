@@ -16,10 +16,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flows import plan
-from flows.settings import REPO_TEMPLATES
+from flows.cycles import plan
+from flows.settings import REPO_TEMPLATES, Settings
 from messaging.render import EmailTemplates
 from store.errors import InvalidInput, NotFound, TemplateError
+from store.models import Cycle
 
 LANGUAGES = ("sv", "en")
 KINDS = ("email", "meeting", "followup", "reflection")
@@ -279,3 +280,8 @@ def _check(t: ProcessTemplate, path: Path) -> None:
 
 def json_schema() -> dict[str, Any]:
     return ProcessSpec.model_json_schema()
+
+
+def template_of(settings: Settings, cycle: Cycle) -> ProcessTemplate:
+    """The template a cycle was launched from, loaded from the templates folder."""
+    return load_template(find_template(settings.templates_dir, cycle.template))

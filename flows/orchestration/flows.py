@@ -45,12 +45,13 @@ if not os.environ.get("PREFECT_API_URL"):
 
 from prefect import flow  # noqa: E402
 
-from flows.coordinator import launch_cycle, template_of  # noqa: E402
-from flows.delivery import deliver  # noqa: E402
-from flows.plan import first_runnable  # noqa: E402
+from flows.cycles.delivery import deliver  # noqa: E402
+from flows.cycles.launch import launch_cycle  # noqa: E402
+from flows.cycles.plan import first_runnable  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from flows.stages import task_for  # noqa: E402
 from flows.stages.base import StageOutcome  # noqa: E402
+from flows.templates import template_of  # noqa: E402
 from flows.wording import plural  # noqa: E402
 from messaging.outbox import DrainReport  # noqa: E402
 from store import queries  # noqa: E402

@@ -75,7 +75,7 @@ def answer_on_their_pages(settings: Any, engine: Any, mail: Path) -> int:
 
     import httpx
 
-    from messaging.web.app import create_app
+    from flows.web.app import create_app
 
     app = create_app(settings, engine)
     pattern = re.compile(re.escape(settings.base) + r"(/a/[A-Za-z0-9_-]+)")
@@ -109,14 +109,11 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
     os.environ.setdefault("SAMVERKAN_SENDER_NAME", "Samordningsförbundet Göteborg")
     os.environ.setdefault("SAMVERKAN_COORDINATOR_EMAIL", "tomas.wik@samordningsforbund.example")
 
-    from flows.coordinator import (
-        approve_stage,
-        cycle_overview,
-        launch_cycle,
-        record_rsvp,
-        stage_drafts,
-    )
-    from flows.participants import import_participants
+    from flows.cycles.approve import approve_stage, stage_drafts
+    from flows.cycles.launch import launch_cycle
+    from flows.cycles.overview import cycle_overview
+    from flows.people.answers import record_rsvp
+    from flows.people.participants import import_participants
     from flows.settings import load_settings
     from store.db import open_store
 
@@ -150,7 +147,7 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         f"workshop {workshop:%Y-%m-%d %H:%M} ({settings.timezone})"
     )
 
-    from flows.cycle import quiet_prefect, tick
+    from flows.orchestration.flows import quiet_prefect, tick
 
     def step(label: str, when: datetime) -> None:
         report = tick(when)
@@ -206,7 +203,7 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
     invites = delivered(mail / "sara.ahmadi@goteborg.example")
     if len(invites) > 1:
         echo(f"Open a calendar invite in any mail program: {invites[1]}")
-    from flows.report import build_report
+    from flows.reporting.report import build_report
 
     report_path = root / f"reflection-{cycle_id}.html"
     report_path.write_text(build_report(engine, settings, cycle_id, "html"), encoding="utf-8")

@@ -6,7 +6,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from flows.coordinator import launch_cycle
+from flows.cycles.launch import launch_cycle
 from flows.settings import Settings
 from flows.templates import LANGUAGES, find_template, load_template
 from store.db import open_store, session_scope
@@ -43,7 +43,7 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
                     )
                 )
         starts = [v for k, v in examples.items() if template.spec.variables[k].type == "datetime"]
-        from flows import plan
+        from flows.cycles import plan
 
         tz = plan.zone(settings.timezone)
         earliest = min((plan.parse_when(s, tz) for s in starts), default=None)

@@ -183,7 +183,7 @@ def participants_import(
     \b
     Example:  samverkan participants import network.csv
     """
-    from flows.participants import import_participants
+    from flows.people.participants import import_participants
 
     settings = _settings()
     result = import_participants(_engine(settings), file)
@@ -247,7 +247,7 @@ def participants_export(
     \b
     Example:  samverkan participants export anna@example.org > anna.json
     """
-    from flows.privacy import export_person
+    from flows.people.privacy import export_person
 
     _print_json(export_person(_engine(_settings()), email=email))
 
@@ -265,7 +265,7 @@ def participants_erase(
     \b
     Example:  samverkan participants erase anna@example.org --yes --reason "asked by phone"
     """
-    from flows.privacy import erase_person
+    from flows.people.privacy import erase_person
 
     if not yes and not typer.confirm(f"Erase everything personal about {email}?"):
         fail("nothing was erased")
@@ -318,7 +318,7 @@ def templates_validate(
     \b
     Example:  samverkan templates validate process_templates/learning-cycle
     """
-    from flows.validation import validate_template
+    from flows.templates.validation import validate_template
 
     settings = _settings()
     report = validate_template(settings, path)
@@ -389,7 +389,7 @@ def cycle_launch(
       samverkan cycle launch learning-cycle --name "Spring 2027" --start 2027-01-20T09:00 \\
         --var workshop_at=2027-02-10T09:00 --var location="Stadshuset, Göteborg"
     """
-    from flows.coordinator import launch_cycle
+    from flows.cycles.launch import launch_cycle
 
     settings = _settings()
     cycle_id = launch_cycle(
@@ -461,7 +461,7 @@ def cycle_show(
     \b
     Example:  samverkan cycle show 1
     """
-    from flows.coordinator import cycle_overview
+    from flows.cycles.overview import cycle_overview
 
     data = cycle_overview(_engine(_settings()), cycle_id=cycle_id)
     if as_json:
@@ -511,7 +511,7 @@ def drafts(
     \b
     Example:  samverkan drafts 1 invitation --participant anna@example.org
     """
-    from flows.coordinator import stage_drafts
+    from flows.cycles.approve import stage_drafts
 
     settings = _settings()
     result = stage_drafts(
@@ -547,7 +547,7 @@ def approve(
     \b
     Example:  samverkan approve 1 invitation
     """
-    from flows.coordinator import approve_stage
+    from flows.cycles.approve import approve_stage
 
     typer.echo(approve_stage(_engine(_settings()), cycle_id=cycle_id, key=stage_key, reason=reason))
 
@@ -665,7 +665,7 @@ def stage_add(
       samverkan stage add 1 --kind email --key politicians --template progress-note \\
         --audience role=politician --after workshop --offset 1d --dry-run
     """
-    from flows.resequence import add_stage
+    from flows.cycles.resequence import add_stage
 
     _change(
         add_stage,
@@ -707,7 +707,7 @@ def stage_move(
     \b
     Example:  samverkan stage move 1 followup-reminder --after reflection --dry-run
     """
-    from flows.resequence import move_stage
+    from flows.cycles.resequence import move_stage
 
     _change(
         move_stage,
@@ -735,7 +735,7 @@ def stage_skip(
     \b
     Example:  samverkan stage skip 1 workshop-reminder --reason "everyone has answered"
     """
-    from flows.resequence import skip_stage
+    from flows.cycles.resequence import skip_stage
 
     _change(
         skip_stage,
@@ -774,7 +774,7 @@ def stage_edit(
     \b
     Example:  samverkan stage edit 1 followup --audience "role=professional,manager" --approval
     """
-    from flows.resequence import edit_stage
+    from flows.cycles.resequence import edit_stage
 
     _change(
         edit_stage,
@@ -807,7 +807,7 @@ def stage_reschedule(
     \b
     Example:  samverkan stage reschedule 1 workshop --at 2027-02-17T09:00 --dry-run
     """
-    from flows.resequence import reschedule_stage
+    from flows.cycles.resequence import reschedule_stage
 
     _change(
         reschedule_stage,
@@ -835,7 +835,7 @@ def stage_cancel(
     \b
     Example:  samverkan stage cancel 1 workshop --reason "the board meets that day"
     """
-    from flows.resequence import cancel_stage
+    from flows.cycles.resequence import cancel_stage
 
     _change(
         cancel_stage,
@@ -850,7 +850,7 @@ def stage_cancel(
 def _cycle_status(
     cycle_id: int, to: str, dry_run: bool, reason: str | None, expect_version: int | None
 ) -> None:
-    from flows.resequence import set_cycle_status
+    from flows.cycles.resequence import set_cycle_status
     from store.models import CycleStatus
 
     _change(
@@ -928,7 +928,7 @@ def cycle_add_participants(
     \b
     Example:  samverkan cycle add-participants 1 --email new.person@kommun.example
     """
-    from flows.resequence import add_participants
+    from flows.cycles.resequence import add_participants
 
     _change(
         add_participants,
@@ -954,7 +954,7 @@ def inbox_import(
     \b
     Example:  samverkan inbox import ~/Maildir/samverkan-replies
     """
-    from flows.inbox import import_replies
+    from flows.people.inbox import import_replies
 
     report = import_replies(_engine(_settings()), path)
     for line in report.lines():
@@ -978,7 +978,7 @@ def report(
 
     Example:  samverkan report 1 --out reflection.html
     """
-    from flows.report import build_report, is_report
+    from flows.reporting.report import build_report, is_report
 
     if out is not None and out.exists() and not force and not is_report(out):
         fail(
@@ -1017,7 +1017,7 @@ def indicators(
 
     Example:  samverkan indicators --format csv > indicators.csv
     """
-    from flows import indicators as ind
+    from flows.reporting import indicators as ind
 
     if fmt not in ("csv", "json"):
         fail(f"unknown format {fmt!r} (use csv or json)")
@@ -1131,7 +1131,7 @@ def serve(
     _in_range("--port", port, 1, 65535)
     import uvicorn
 
-    from messaging.web.app import create_app
+    from flows.web.app import create_app
 
     settings = _settings()
     _engine(settings)  # a bad database fails here, before the server starts
@@ -1155,7 +1155,7 @@ def tick(
     \b
     Example:  samverkan tick --now 2027-02-08T09:00
     """
-    from flows import plan
+    from flows.cycles import plan
 
     settings = _settings()
     _engine(settings)  # fail on a bad database before Prefect starts
@@ -1164,7 +1164,7 @@ def tick(
         if now
         else datetime.now(UTC)
     )
-    from flows.cycle import run_tick
+    from flows.orchestration.flows import run_tick
 
     for line in run_tick(when).lines():
         typer.echo(line)
@@ -1193,7 +1193,7 @@ def deploy(
     \b
     Example:  PREFECT_API_URL=http://127.0.0.1:4200/api samverkan deploy --pool samverkan
     """
-    from flows.distributed import register
+    from flows.orchestration.deploy import register
 
     _in_range("--interval", interval, 5, 86400, " seconds")
     done = register(pool=pool, interval=interval, senders=senders)
@@ -1227,7 +1227,7 @@ def worker(
       samverkan worker --every 30
       PREFECT_API_URL=http://127.0.0.1:4200/api samverkan worker --pool samverkan
     """
-    from flows.distributed import preflight, run_embedded, run_pool_worker
+    from flows.orchestration.deploy import preflight, run_embedded, run_pool_worker
 
     if pool is not None and limit is not None:
         _in_range("--limit", limit, 1, 1000, " runs")
@@ -1237,7 +1237,7 @@ def worker(
     preflight(settings)  # store, link key and mail server, before any run is taken
     if pool is not None:
         raise typer.Exit(run_pool_worker(pool, limit))
-    from flows.cycle import run_tick
+    from flows.orchestration.flows import run_tick
 
     typer.echo(f"ticking every {every:g} s (Ctrl-C stops after the current tick)")
     run_embedded(every=every, say=typer.echo, tick=lambda now: run_tick(now).lines())
@@ -1259,7 +1259,7 @@ def demo(
     \b
     Example:  samverkan demo
     """
-    from flows.demo import run_demo
+    from flows.cli.demo import run_demo
 
     run_demo(folder, echo=typer.echo)
 

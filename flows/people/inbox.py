@@ -22,7 +22,7 @@ from icalendar import Calendar, Component
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from flows.answers import save_rsvp
+from flows.people.answers import save_rsvp
 from flows.wording import plural
 from store import queries
 from store.db import session_scope

@@ -1,0 +1,1 @@
+"""Cycles: launching, the plan and its timing, re-sequencing, approval, overview, delivery."""

@@ -1,0 +1,214 @@
+"""Launching a cycle: a template's stages put on the calendar for a network (no Prefect needed).
+
+Each operation takes the engine and settings, does its work in one transaction, and raises a
+SamverkanError with a one-line message when the input or the state does not fit.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from flows.cycles import plan
+from flows.people.audience import parse_audience
+from flows.settings import Settings
+from flows.stages import render_every_email
+from flows.stages.base import StageRun
+from flows.templates import ProcessTemplate, find_template, load_template
+from store import queries
+from store.db import session_scope
+from store.errors import InvalidInput
+from store.models import (
+    Cycle,
+    CycleMember,
+    CycleStatus,
+    Stage,
+    pk,
+)
+from store.types import utcnow
+
+
+def _one_line(text: str, what: str) -> str:
+    value = text.strip()
+    if not value:
+        raise InvalidInput(f"{what} is empty")
+    if any(unicodedata.category(ch) in {"Cc", "Zl", "Zp"} for ch in value):
+        raise InvalidInput(f"{what} must be one line of text")
+    return value
+
+
+def _email(value: str, what: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"{what}: {value!r} is not an email address ({exc})") from None
+
+
+def _variables(t: ProcessTemplate, given: Mapping[str, str], tz: Any) -> dict[str, str]:
+    specs = t.spec.variables
+    unknown = sorted(set(given) - set(specs))
+    if unknown:
+        known = ", ".join(specs) or "none"
+        raise InvalidInput(f"template {t.name} has no variable {unknown[0]!r} (it takes: {known})")
+    values: dict[str, str] = {}
+    for name, spec in specs.items():
+        raw = given.get(name, spec.default)
+        if raw is None or not str(raw).strip():
+            raise InvalidInput(
+                f"missing variable {name}: add --var {name}=… ({spec.help or spec.type})"
+            )
+        if spec.type == "datetime":
+            values[name] = plan.parse_when(str(raw), tz, what=f"--var {name}").isoformat()
+        else:
+            values[name] = _one_line(str(raw), f"--var {name}")
+    return values
+
+
+def _stage_rows(
+    t: ProcessTemplate, start_at: datetime, values: Mapping[str, str], tz: Any, *, cycle_id: int
+) -> list[Stage]:
+    rows = []
+    for position, spec in enumerate(t.spec.stages):
+        at = None
+        if spec.at == "start":
+            at = start_at
+        elif spec.at and spec.at in values:
+            at = datetime.fromisoformat(values[spec.at])
+        elif spec.at:
+            at = plan.parse_when(spec.at, tz, what=f"time of stage {spec.key}")
+        config: dict[str, Any] = {}
+        if spec.meeting:
+            starts = datetime.fromisoformat(values[spec.meeting.starts])
+            config = {
+                "starts_at": starts.isoformat(),
+                "duration_minutes": int(
+                    plan.parse_duration(spec.meeting.duration) / timedelta(minutes=1)
+                ),
+                "location": values.get(spec.meeting.location or "", ""),
+            }
+        if spec.questions:
+            config["questions"] = list(spec.questions)
+        rows.append(
+            Stage(
+                cycle_id=cycle_id,
+                key=spec.key,
+                kind=spec.kind,
+                position=position * 10,
+                at=at,
+                anchor_key=spec.anchor,
+                offset_seconds=int(spec.signed_offset.total_seconds()),
+                template=spec.template,
+                audience=spec.audience,
+                unless=spec.unless,
+                approval_required=spec.approval == "required",
+                config=config,
+                due_at=start_at,  # replaced by recompute_due
+            )
+        )
+    return rows
+
+
+def plan_items(stages: list[Stage]) -> list[plan.PlanItem]:
+    return [
+        plan.PlanItem(
+            key=s.key,
+            timing=plan.Timing(
+                at=s.at, anchor=s.anchor_key, offset=timedelta(seconds=s.offset_seconds)
+            ),
+            meeting_start=(
+                datetime.fromisoformat(s.config["starts_at"]) if s.kind == "meeting" else None
+            ),
+        )
+        for s in stages
+    ]
+
+
+def recompute_due(stages: list[Stage]) -> None:
+    """Set every stage's due time from its timing (anchors followed transitively)."""
+    due = plan.resolve(plan_items(stages))
+    for s in stages:
+        s.due_at = due[s.key]
+
+
+def launch_cycle(
+    engine: Engine,
+    settings: Settings,
+    *,
+    template: str,
+    name: str,
+    start: str,
+    variables: Mapping[str, str] | None = None,
+    timezone: str | None = None,
+    audience: str | None = None,
+    steering: Sequence[str] = (),
+    rendered: set[tuple[str, str]] | None = None,
+) -> int:
+    """Create a running cycle from a template; validate every email for every recipient first.
+
+    Nothing is written unless every template renders for every participant it will reach.
+    ``rendered``, if given, receives the (template, language) of every email rendered.
+    """
+    tz = plan.zone(timezone or settings.timezone)
+    folder = find_template(settings.templates_dir, template)
+    t = load_template(folder)
+    # A bundled template is remembered by name; one elsewhere by its full path.
+    bundled = folder.resolve() == (settings.templates_dir / t.name).resolve()
+    template_ref = t.name if bundled else str(folder.resolve())
+    name = _one_line(name, "--name")
+    start_at = plan.parse_when(start, tz, what="--start")
+    values = _variables(t, variables or {}, tz)
+    chosen = parse_audience(audience)
+    steering_group = [_email(e, "--steering") for e in steering]
+    # Everything below happens in one transaction: any error leaves nothing behind.
+    with session_scope(engine) as session:
+        people = [(p, o) for p, o in queries.list_participants(session) if not p.erased]
+        people = chosen.select(people)
+        if not people:
+            raise InvalidInput(
+                "no participants to invite"
+                + (f" match the audience {chosen.text!r}" if audience else "")
+                + ": import them first with: samverkan participants import FILE.csv"
+            )
+        cycle = Cycle(
+            name=name,
+            template=template_ref,
+            timezone=tz.key,
+            start_at=start_at,
+            variables=values,
+            steering=steering_group,
+            status=CycleStatus.running,
+        )
+        session.add(cycle)
+        session.flush()
+        session.add_all(CycleMember(cycle_id=pk(cycle), participant_id=pk(p)) for p, _ in people)
+        stages = _stage_rows(t, start_at, values, tz, cycle_id=pk(cycle))
+        recompute_due(stages)
+        for s in stages:
+            if s.kind == "meeting":
+                starts = datetime.fromisoformat(s.config["starts_at"])
+                if starts < start_at:
+                    raise InvalidInput(
+                        f"the {s.key} starts {starts.astimezone(tz):%Y-%m-%d %H:%M}, "
+                        f"before the cycle starts ({start_at:%Y-%m-%d %H:%M})"
+                    )
+        session.add_all(stages)
+        session.flush()
+        now = utcnow()
+        for s in stages:  # render everything now, so that no error waits for send time
+            done = render_every_email(StageRun(session, settings, cycle, s, t, now))
+            if rendered is not None:
+                rendered |= done
+        queries.audit(
+            session,
+            cycle_id=cycle.id,
+            action="cycle.launch",
+            detail=f"template {t.name}, {len(people)} participants, "
+            f"{len(stages)} stages, starts {start_at.isoformat()}",
+        )
+        return pk(cycle)

@@ -1,0 +1,1 @@
+"""People: participants and their import, audiences, answers, the inbox, consent and erasure."""

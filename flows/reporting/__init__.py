@@ -1,0 +1,1 @@
+"""Reporting: indicators with small-group protection, and the reflection report."""
