@@ -311,7 +311,7 @@ def test_a_stage_moved_into_the_future_after_the_tick_chose_it_is_not_sent(netwo
     """The tick has picked the due reminder when a coordinator moves the workshop a week on;
     the claim, made afterwards, must see the new time and leave the reminder for later."""
     from flows.cycles.resequence import reschedule_stage
-    from flows.orchestration.flows import _next_runnable
+    from flows.cycles.tick import next_runnable
     from flows.stages import execute
     from store import queries
     from store.db import session_scope
@@ -323,7 +323,7 @@ def test_a_stage_moved_into_the_future_after_the_tick_chose_it_is_not_sent(netwo
     assert {len(m) for m in read_maildir(mail_dir).values()} == {2}
     due = WORKSHOP - timedelta(days=2)
     with session_scope(network) as s:  # what advance does first: choose the stage to run
-        chosen = _next_runnable(queries.stages_of(s, cycle_id=cycle_id), due)
+        chosen = next_runnable(queries.stages_of(s, cycle_id=cycle_id), due)
         cycle = queries.get_cycle(s, cycle_id=cycle_id)
     assert chosen is not None and chosen.key == "workshop-reminder"
     moved = WORKSHOP + timedelta(days=7)

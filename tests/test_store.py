@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import Session, SQLModel, select
 
-from store.db import current_revision, head_revision, open_store
+from store.db import SCHEMA_REVISION, current_revision, head_revision, open_store
 from store.errors import ConfigError
 from store.models import AuditEntry
 
@@ -31,6 +31,12 @@ def test_migrations_create_exactly_the_models(engine) -> None:  # type: ignore[n
         "response",
         "audit_entry",
     } <= tables
+
+
+def test_the_schema_revision_commands_compare_with_is_alembics_head() -> None:
+    # Commands check the database against SCHEMA_REVISION without loading Alembic; a new
+    # migration must move it, or every command would migrate (or skip migrating) wrongly.
+    assert head_revision() == SCHEMA_REVISION
 
 
 def test_times_come_back_aware_and_in_utc(engine) -> None:  # type: ignore[no-untyped-def]

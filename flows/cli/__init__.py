@@ -1158,15 +1158,15 @@ def tick(
     from flows.cycles import plan
 
     settings = _settings()
-    _engine(settings)  # fail on a bad database before Prefect starts
+    engine = _engine(settings)  # fail on a bad database before Prefect starts
     when = (
         plan.parse_when(now, plan.zone(settings.timezone), what="--now")
         if now
         else datetime.now(UTC)
     )
-    from flows.orchestration.flows import run_tick
+    from flows.orchestration import one_shot_tick
 
-    for line in run_tick(when).lines():
+    for line in one_shot_tick(settings, engine, when).lines():
         typer.echo(line)
 
 

@@ -114,28 +114,6 @@ def _stage_rows(
     return rows
 
 
-def plan_items(stages: list[Stage]) -> list[plan.PlanItem]:
-    return [
-        plan.PlanItem(
-            key=s.key,
-            timing=plan.Timing(
-                at=s.at, anchor=s.anchor_key, offset=timedelta(seconds=s.offset_seconds)
-            ),
-            meeting_start=(
-                datetime.fromisoformat(s.config["starts_at"]) if s.kind == "meeting" else None
-            ),
-        )
-        for s in stages
-    ]
-
-
-def recompute_due(stages: list[Stage]) -> None:
-    """Set every stage's due time from its timing (anchors followed transitively)."""
-    due = plan.resolve(plan_items(stages))
-    for s in stages:
-        s.due_at = due[s.key]
-
-
 def launch_cycle(
     engine: Engine,
     settings: Settings,
@@ -188,7 +166,7 @@ def launch_cycle(
         session.flush()
         session.add_all(CycleMember(cycle_id=pk(cycle), participant_id=pk(p)) for p, _ in people)
         stages = _stage_rows(t, start_at, values, tz, cycle_id=pk(cycle))
-        recompute_due(stages)
+        plan.recompute_due(stages)
         for s in stages:
             if s.kind == "meeting":
                 starts = datetime.fromisoformat(s.config["starts_at"])

@@ -8,7 +8,6 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from flows.cycles import plan
-from flows.cycles.launch import plan_items
 from store import queries
 from store.db import session_scope
 from store.models import (
@@ -49,7 +48,7 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
                     "key": s.key,
                     "kind": s.kind,
                     "due": s.due_at.astimezone(tz).isoformat(),
-                    "timing": plan_items([s])[0].timing.describe(),
+                    "timing": plan.plan_items([s])[0].timing.describe(),
                     "status": str(s.status),
                     "approval": s.approval_required,
                     "audience": s.audience,

@@ -11,9 +11,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from store.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from store.models import Stage
 
 _DURATION = re.compile(r"(\d+)\s*(w|d|h|m)", re.I)
 _UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60}
@@ -359,3 +363,24 @@ def replace_step(step: Step, **changes: object) -> Step:
     from dataclasses import replace
 
     return replace(step, **changes)  # type: ignore[arg-type]
+
+
+def plan_items(stages: list[Stage]) -> list[PlanItem]:
+    """The plan as stored stage rows describe it."""
+    return [
+        PlanItem(
+            key=s.key,
+            timing=Timing(at=s.at, anchor=s.anchor_key, offset=timedelta(seconds=s.offset_seconds)),
+            meeting_start=(
+                datetime.fromisoformat(s.config["starts_at"]) if s.kind == "meeting" else None
+            ),
+        )
+        for s in stages
+    ]
+
+
+def recompute_due(stages: list[Stage]) -> None:
+    """Set every stage's due time from its timing (anchors followed transitively)."""
+    due = resolve(plan_items(stages))
+    for s in stages:
+        s.due_at = due[s.key]

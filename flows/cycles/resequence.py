@@ -19,7 +19,6 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, col
 
 from flows.cycles import plan as planning
-from flows.cycles.launch import plan_items
 from flows.people.audience import parse_audience
 from flows.settings import Settings
 from flows.stages import KINDS, meeting, render_every_email
@@ -69,7 +68,7 @@ class Effects:
 
 
 def plan_of(stages: Iterable[Stage]) -> planning.Plan:
-    items = {i.key: i for i in plan_items(list(stages))}
+    items = {i.key: i for i in planning.plan_items(list(stages))}
     return planning.Plan(
         tuple(
             planning.Step(
