@@ -84,6 +84,21 @@ def test_every_help_shows_its_examples_as_written(command: list[str]) -> None:
         assert f"  {line}" in output, f"{shown} --help re-wrapped {line!r}:\n{result.output}"
 
 
+def test_every_change_of_a_plan_can_be_previewed_and_guarded() -> None:
+    """Every stage command, and pausing, resuming, cancelling and adding to a cycle, ends with
+    the same three options."""
+    top: Any = get_command(app)
+    changes = [["stage", name] for name in top.commands["stage"].commands] + [
+        ["cycle", name] for name in ("pause", "resume", "cancel", "add-participants")
+    ]
+    assert len(changes) == 10
+    for path in changes:
+        cmd = top.commands[path[0]].commands[path[1]]
+        options = [p.opts[0] for p in cmd.params if p.opts[0].startswith("--")]
+        assert options[-3:] == ["--dry-run", "--reason", "--expect-version"], path
+        assert "--dry-run" in invoke(*path, "--help").output
+
+
 def test_version_and_help() -> None:
     assert invoke("--version").output.strip() == "samverkan 0.1.0"
     top = invoke("--help")
