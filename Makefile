@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install lock clean browser
+.PHONY: demo test test-fast lint bench install lock clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "samverkan needs Python 3.11 or newer")'
@@ -27,6 +27,10 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The unit layer: no Prefect, no subprocess, no browser (see ARCHITECTURE.md, "Tests").
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not prefect and not subprocess and not browser"
 
 lint: $(STAMP)
 	$(BIN)/ruff check flows messaging store tests benchmarks
