@@ -9,10 +9,12 @@ from store.queries.answers import respondents
 from store.queries.audit import audit, audit_log
 from store.queries.cycles import (
     active_member_counts,
+    bump_plan_version,
     due_cycle_ids,
     finished_cycle_ids,
     get_cycle,
     list_cycles,
+    lock_running_cycle,
     members,
 )
 from store.queries.erasure import (
@@ -32,25 +34,36 @@ from store.queries.erasure import (
     messages_to,
     written_answers_by,
 )
-from store.queries.meetings import meeting_of, partstats
-from store.queries.messages import message_counts, ready_messages
+from store.queries.meetings import (
+    insert_attendees,
+    invited_among,
+    meeting_by_uid,
+    meeting_of,
+    partstats,
+)
+from store.queries.messages import insert_messages, message_counts, ready_messages
 from store.queries.people import (
     Member,
     find_participant,
     get_or_create_organisation,
     list_participants,
 )
-from store.queries.stages import get_stage, stages_of
+from store.queries.stages import claim_stage, cycle_id_of_stage, get_stage, stages_of
+from store.queries.tokens import access_token, insert_access_tokens, participants_with_token
 
 __all__ = [
     "Member",
+    "access_token",
     "active_member_counts",
     "answers_by",
     "audit",
     "audit_entries_naming",
     "audit_log",
+    "bump_plan_version",
+    "claim_stage",
     "clear_written_answers",
     "count_messages_to_key",
+    "cycle_id_of_stage",
     "cycles_joined",
     "delete_access_tokens",
     "drop_messages_to",
@@ -64,14 +77,21 @@ __all__ = [
     "get_cycle",
     "get_or_create_organisation",
     "get_stage",
+    "insert_access_tokens",
+    "insert_attendees",
+    "insert_messages",
+    "invited_among",
     "list_cycles",
     "list_participants",
+    "lock_running_cycle",
     "meeting_answers_by",
+    "meeting_by_uid",
     "meeting_of",
     "members",
     "message_counts",
     "messages_that_may_mention",
     "messages_to",
+    "participants_with_token",
     "partstats",
     "ready_messages",
     "respondents",

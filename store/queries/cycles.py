@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from store.errors import NotFound
@@ -112,3 +112,24 @@ def finished_cycle_ids(session: Session, *, now: datetime) -> list[int]:
         .order_by(col(Cycle.id))
     ).all()
     return [cycle_id for cycle_id in rows if cycle_id is not None]
+
+
+def lock_running_cycle(session: Session, *, cycle_id: int) -> bool:
+    """Take the cycle's row lock by moving its plan version on, if it is running; False if
+    it is not. As the first write of a transaction it holds off every plan change (they
+    start the same way) until the transaction ends."""
+    locked = session.exec(
+        update(Cycle)
+        .where(col(Cycle.id) == cycle_id, col(Cycle.status) == CycleStatus.running.value)
+        .values(plan_version=Cycle.plan_version + 1)
+    )
+    return bool(locked.rowcount == 1)
+
+
+def bump_plan_version(session: Session, *, cycle_id: int) -> None:
+    """Move the cycle's plan version on, whatever its state. As the first write of a
+    transaction it takes the lock on the cycle's row (on SQLite, the database's write lock),
+    so changes to one cycle queue up."""
+    session.exec(
+        update(Cycle).where(col(Cycle.id) == cycle_id).values(plan_version=Cycle.plan_version + 1)
+    )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import func, insert, or_
 from sqlmodel import Session, col, select
 
 from store.models import Message, MessageStatus
@@ -36,3 +38,8 @@ def message_counts(session: Session, *, cycle_id: int) -> dict[int, dict[str, in
     for stage_id, status, n in rows:
         counts[stage_id][str(status)] = n
     return dict(counts)
+
+
+def insert_messages(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
+    """Put many messages in the outbox in one statement (``rows`` hold every column)."""
+    session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
