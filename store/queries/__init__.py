@@ -5,7 +5,7 @@ One module per thing asked about; every function is re-exported here, so callers
 runs in the caller's transaction: it neither commits nor rolls back.
 """
 
-from store.queries.answers import respondents
+from store.queries.answers import answers_to_stage, respondents, written_answers
 from store.queries.audit import audit, audit_log
 from store.queries.cycles import (
     active_member_counts,
@@ -41,9 +41,19 @@ from store.queries.meetings import (
     meeting_of,
     partstats,
 )
-from store.queries.messages import insert_messages, message_counts, ready_messages
+from store.queries.messages import (
+    drop_stage_messages,
+    drop_waiting_messages_of,
+    insert_messages,
+    message_counts,
+    messages_of_stage,
+    queue_drafts,
+    ready_messages,
+    undelivered,
+)
 from store.queries.people import (
     Member,
+    clear_consent,
     find_participant,
     get_or_create_organisation,
     list_participants,
@@ -56,17 +66,21 @@ __all__ = [
     "access_token",
     "active_member_counts",
     "answers_by",
+    "answers_to_stage",
     "audit",
     "audit_entries_naming",
     "audit_log",
     "bump_plan_version",
     "claim_stage",
+    "clear_consent",
     "clear_written_answers",
     "count_messages_to_key",
     "cycle_id_of_stage",
     "cycles_joined",
     "delete_access_tokens",
     "drop_messages_to",
+    "drop_stage_messages",
+    "drop_waiting_messages_of",
     "due_cycle_ids",
     "every_audit_entry",
     "every_cycle",
@@ -89,12 +103,16 @@ __all__ = [
     "meeting_of",
     "members",
     "message_counts",
+    "messages_of_stage",
     "messages_that_may_mention",
     "messages_to",
     "participants_with_token",
     "partstats",
+    "queue_drafts",
     "ready_messages",
     "respondents",
     "stages_of",
+    "undelivered",
+    "written_answers",
     "written_answers_by",
 ]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_
+from sqlalchemy import func, insert, or_, update
 from sqlmodel import Session, col, select
 
 from store.models import Message, MessageStatus
@@ -43,3 +43,59 @@ def message_counts(session: Session, *, cycle_id: int) -> dict[int, dict[str, in
 def insert_messages(session: Session, *, rows: Sequence[dict[str, Any]]) -> None:
     """Put many messages in the outbox in one statement (``rows`` hold every column)."""
     session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
+
+
+def messages_of_stage(session: Session, *, stage_id: int) -> list[Message]:
+    """Every message a stage wrote, in queue order."""
+    return list(
+        session.exec(
+            select(Message).where(Message.stage_id == stage_id).order_by(col(Message.id))
+        ).all()
+    )
+
+
+def queue_drafts(session: Session, *, stage_id: int) -> int:
+    """Queue the stage's drafts for sending (they were approved); how many there were."""
+    result = session.exec(
+        update(Message)
+        .where(
+            col(Message.stage_id) == stage_id,
+            col(Message.status) == MessageStatus.draft.value,
+        )
+        .values(status=MessageStatus.queued.value)
+    )
+    return int(result.rowcount)
+
+
+def drop_stage_messages(session: Session, *, stage_id: int, statuses: Sequence[str]) -> int:
+    """Mark the stage's messages in one of ``statuses`` dropped; how many were."""
+    result = session.exec(
+        update(Message)
+        .where(col(Message.stage_id) == stage_id, col(Message.status).in_(statuses))
+        .values(status=MessageStatus.dropped.value)
+    )
+    return int(result.rowcount)
+
+
+def undelivered(session: Session, *, cycle_id: int) -> list[tuple[str, str | None, int]]:
+    """(address, error, stage id) of the cycle's messages that failed or are uncertain."""
+    rows = session.exec(
+        select(Message.to_email, Message.last_error, Message.stage_id).where(
+            Message.cycle_id == cycle_id,
+            col(Message.status).in_([MessageStatus.failed.value, MessageStatus.uncertain.value]),
+        )
+    ).all()
+    return list(rows)
+
+
+def drop_waiting_messages_of(
+    session: Session, *, participant_id: int, statuses: Sequence[str], why: str
+) -> int:
+    """Mark the participant's messages in one of ``statuses`` dropped, saying ``why``; how
+    many were."""
+    result = session.exec(
+        update(Message)
+        .where(col(Message.participant_id) == participant_id, col(Message.status).in_(statuses))
+        .values(status=MessageStatus.dropped.value, last_error=why)
+    )
+    return int(result.rowcount or 0)

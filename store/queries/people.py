@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from store.models import Organisation, Participant
@@ -31,3 +34,14 @@ def list_participants(session: Session) -> list[Member]:
         .order_by(Organisation.name, Participant.name)
     ).all()
     return [(p, o) for p, o in rows]
+
+
+def clear_consent(session: Session, *, participant_id: int, at: datetime) -> bool:
+    """Record at ``at`` that the participant consents no more; False if they had already
+    withdrawn it. Conditional, so that two requests at once record it once."""
+    changed = session.exec(
+        update(Participant)
+        .where(col(Participant.id) == participant_id, col(Participant.consent).is_(True))
+        .values(consent=False, updated_at=at)
+    ).rowcount
+    return bool(changed)
