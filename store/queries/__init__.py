@@ -58,6 +58,12 @@ from store.queries.people import (
     get_or_create_organisation,
     list_participants,
 )
+from store.queries.reporting import (
+    cycles_not_cancelled,
+    people_asked,
+    people_who_answered,
+    scale_histograms,
+)
 from store.queries.stages import claim_stage, cycle_id_of_stage, get_stage, stages_of
 from store.queries.tokens import access_token, insert_access_tokens, participants_with_token
 
@@ -77,6 +83,7 @@ __all__ = [
     "count_messages_to_key",
     "cycle_id_of_stage",
     "cycles_joined",
+    "cycles_not_cancelled",
     "delete_access_tokens",
     "drop_messages_to",
     "drop_stage_messages",
@@ -108,9 +115,12 @@ __all__ = [
     "messages_to",
     "participants_with_token",
     "partstats",
+    "people_asked",
+    "people_who_answered",
     "queue_drafts",
     "ready_messages",
     "respondents",
+    "scale_histograms",
     "stages_of",
     "undelivered",
     "written_answers",
