@@ -164,7 +164,7 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
             session.add(m)
         scrubbed = queries.count_messages_to_key(session, to_key=placeholder)
         # Everybody else's messages: the reports that quote their words, any mention. SQL
-        # only narrows the search (SQLite lowers ASCII only): every row found is checked.
+        # only narrows the search (SQLite lowers ASCII only); every row found is scrubbed.
         # The reflection reports (one per recipient and reflection) may quote their words,
         # or a reason typed with their name in any capitals: every one is read.
         others = queries.messages_that_may_mention(
