@@ -19,10 +19,10 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import Engine, bindparam, or_, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from messaging import links
 from messaging.compose import Outgoing, to_bytes
@@ -34,10 +34,10 @@ from messaging.transports.base import (
     Transport,
     UncertainDelivery,
 )
-from store.models import Cycle, Message, MessageStatus, Participant
+from store import queries
+from store.models import Message, MessageStatus
 from store.types import utcnow
 
-READY = (MessageStatus.queued.value, MessageStatus.retry.value)
 _monotonic = time.monotonic  # how long a drain has run (a test's own clock replaces it)
 
 
@@ -85,19 +85,11 @@ def new_message_id(message: Message | Claimed, domain: str) -> str:
 
 def _assign_message_ids(session: Session, won: list[int], domain: str) -> None:
     """Store a Message-ID for each claimed row that has none, before any is handed over."""
-    fresh = session.execute(
-        select(Message.id, Message.cycle_id, Message.revision).where(
-            col(Message.id).in_(won), col(Message.message_id).is_(None)
-        )
-    ).all()
+    fresh = queries.without_message_id(session, ids=won)
     if not fresh:
         return
-    table = Message.__table__  # type: ignore[attr-defined]
-    session.execute(
-        update(table)
-        .where(table.c.id == bindparam("row_id"), table.c.message_id.is_(None))
-        .values(message_id=bindparam("new_id")),
-        [{"row_id": row.id, "new_id": new_message_id(row, domain)} for row in fresh],
+    queries.store_message_ids(
+        session, message_ids={row.id: new_message_id(row, domain) for row in fresh}
     )
     session.commit()
 
@@ -105,17 +97,11 @@ def _assign_message_ids(session: Session, won: list[int], domain: str) -> None:
 def mark_stale_uncertain(session: Session, *, now: datetime, lease_seconds: float) -> int:
     """Messages claimed longer before ``now`` than the lease and never marked sent: a crash
     hit them. Claims are stamped with the drain's ``now`` too, so one clock decides."""
-    cutoff = now - timedelta(seconds=lease_seconds)
-    result = session.exec(
-        update(Message)
-        .where(col(Message.status) == MessageStatus.sending.value, col(Message.claimed_at) < cutoff)
-        .values(
-            status=MessageStatus.uncertain.value,
-            last_error="the sender stopped while this message was in flight; "
-            "it may or may not have arrived",
-        )
+    return queries.mark_claimed_before_uncertain(
+        session,
+        cutoff=now - timedelta(seconds=lease_seconds),
+        why="the sender stopped while this message was in flight; it may or may not have arrived",
     )
-    return int(result.rowcount or 0)
 
 
 class Claimed(Protocol):
@@ -153,35 +139,13 @@ def claim_batch(
 ) -> list[Claimed]:
     """Mark up to ``limit`` ready messages as ``sending`` and return them; with ``domain``,
     give each that has none its Message-ID."""
-    query = (
-        select(Message.id)
-        .where(
-            col(Message.status).in_(READY),
-            or_(col(Message.next_attempt_at).is_(None), col(Message.next_attempt_at) <= now),
-        )
-        .order_by(col(Message.id))
-        .limit(limit)
-        # PostgreSQL: several workers claim disjoint rows without waiting for each other.
-        # SQLite has one writer at a time, and the conditional UPDATE below decides.
-        .with_for_update(skip_locked=True)
-    )
-    if cycle_id is not None:
-        query = query.where(Message.cycle_id == cycle_id)
     while True:
-        ids = list(session.exec(query).all())
+        # Locked with SKIP LOCKED on PostgreSQL, so that several workers claim disjoint rows.
+        ids = queries.ready_message_ids(session, now=now, limit=limit, cycle_id=cycle_id)
         if not ids:
             return []
-        # The status condition makes the claim safe against a second drain racing for the
-        # same rows; RETURNING says which rows this drain won (two drains given the same
-        # ``now`` stamp the same claimed_at, so the stamp cannot tell them apart).
-        won = list(
-            session.exec(
-                update(Message)
-                .where(col(Message.id).in_(ids), col(Message.status).in_(READY))
-                .values(status=MessageStatus.sending.value, claimed_at=now)
-                .returning(col(Message.id))
-            ).scalars()
-        )
+        # Only rows still ready are claimed: RETURNING says which ones this drain won.
+        won = queries.claim_messages(session, ids=ids, now=now)
         session.commit()
         if won:
             break
@@ -191,20 +155,7 @@ def claim_batch(
         _assign_message_ids(session, won, domain)
     # In queue order: a person gets the invitation before the calendar invite behind it.
     # Plain rows, not ORM objects: read once, never changed (outcomes are bulk UPDATEs).
-    columns: list[Any] = [
-        *Message.__table__.columns,  # type: ignore[attr-defined]
-        col(Cycle.name).label("cycle_name"),
-        col(Participant.language).label("language"),
-    ]
-    return list(
-        session.execute(
-            select(*columns)
-            .join(Cycle, col(Cycle.id) == Message.cycle_id)
-            .outerjoin(Participant, col(Participant.id) == Message.participant_id)
-            .where(col(Message.id).in_(won), Message.status == MessageStatus.sending.value)
-            .order_by(col(Message.id))
-        ).all()
-    )
+    return queries.claimed_messages(session, ids=won)
 
 
 def message_bytes(msg: Message | Claimed, sender: SenderInfo, mid: str) -> bytes:
@@ -323,7 +274,7 @@ def _record(session: Session, outcomes: list[dict[str, object]]) -> None:
     for outcome in outcomes:
         by_shape.setdefault(tuple(sorted(outcome)), []).append(outcome)
     for rows in by_shape.values():
-        session.execute(update(Message), rows)
+        queries.record_outcomes(session, rows=rows)
 
 
 async def _drain(
@@ -415,8 +366,6 @@ def listing(
     engine: Engine, *, cycle_id: int, statuses: list[str] | None = None
 ) -> list[dict[str, object]]:
     """The messages of a cycle (optionally of some statuses), for the coordinator."""
-    from store.models import Stage
-
     known = {s.value for s in MessageStatus}
     bad = [s for s in statuses or [] if s not in known]
     if bad:
@@ -424,14 +373,6 @@ def listing(
 
         raise InvalidInput(f"unknown status {bad[0]!r} (use: {', '.join(sorted(known))})")
     with Session(engine) as session:
-        query = (
-            select(Message, Stage.key)
-            .join(Stage, col(Stage.id) == Message.stage_id)
-            .where(Message.cycle_id == cycle_id)
-            .order_by(col(Message.id))
-        )
-        if statuses:
-            query = query.where(col(Message.status).in_(statuses))
         return [
             {
                 "id": m.id,
@@ -444,25 +385,15 @@ def listing(
                 "error": m.last_error,
                 "reply": m.server_reply,
             }
-            for m, key in session.exec(query).all()
+            for m, key in queries.cycle_messages(session, cycle_id=cycle_id, statuses=statuses)
         ]
 
 
 def resend_uncertain(engine: Engine, *, cycle_id: int, reason: str | None = None) -> int:
     """Queue the cycle's uncertain messages again, on purpose: they may arrive twice."""
-    from store.queries import audit
-
     with Session(engine) as session:
-        result = session.exec(
-            update(Message)
-            .where(
-                col(Message.cycle_id) == cycle_id,
-                col(Message.status) == MessageStatus.uncertain.value,
-            )
-            .values(status=MessageStatus.queued.value, next_attempt_at=None)
-        )
-        count = int(result.rowcount or 0)
-        audit(
+        count = queries.requeue_uncertain(session, cycle_id=cycle_id)
+        queries.audit(
             session,
             cycle_id=cycle_id,
             action="outbox.resend",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, update
-from sqlmodel import col, select
+from sqlalchemy import Engine
 
 from flows.cycles import plan
 from flows.settings import Settings
@@ -16,11 +15,7 @@ from messaging import links
 from store import queries
 from store.db import session_scope
 from store.errors import NotFound, StateError
-from store.models import (
-    Message,
-    MessageStatus,
-    StageStatus,
-)
+from store.models import StageStatus, pk
 from store.types import utcnow
 
 
@@ -33,17 +28,10 @@ def approve_stage(engine: Engine, *, cycle_id: int, key: str, reason: str | None
         if not stage.approval_required:
             raise StateError(f"stage {key!r} does not need approval")
         if stage.status == StageStatus.awaiting_approval:
-            result = session.exec(
-                update(Message)
-                .where(
-                    col(Message.stage_id) == stage.id,
-                    col(Message.status) == MessageStatus.draft.value,
-                )
-                .values(status=MessageStatus.queued.value)
-            )
+            queued = queries.queue_drafts(session, stage_id=pk(stage))
             stage.status, stage.approved_at = StageStatus.done, now
             session.add(stage)
-            text = f"approved {result.rowcount} drafts of {key}; they are sent on the next tick"
+            text = f"approved {queued} drafts of {key}; they are sent on the next tick"
         elif stage.status == StageStatus.pending:
             stage.status, stage.approved_at = StageStatus.approved, now
             session.add(stage)
@@ -90,9 +78,7 @@ def stage_drafts(
         cycle = queries.get_cycle(session, cycle_id=cycle_id)
         stage = queries.get_stage(session, cycle_id=cycle_id, key=key)
         wanted = participant.strip().lower() if participant else None
-        rows = session.exec(
-            select(Message).where(Message.stage_id == stage.id).order_by(col(Message.id))
-        ).all()
+        rows = queries.messages_of_stage(session, stage_id=pk(stage))
         if rows:
             views = [
                 DraftView(

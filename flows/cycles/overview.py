@@ -5,15 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import col, select
 
 from flows.cycles import plan
 from store import queries
 from store.db import session_scope
-from store.models import (
-    Message,
-    MessageStatus,
-)
 
 
 def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
@@ -23,14 +18,7 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
         tz = plan.zone(cycle.timezone)
         stages = queries.stages_of(session, cycle_id=cycle_id)
         counts = queries.message_counts(session, cycle_id=cycle_id)
-        failed = session.exec(
-            select(Message.to_email, Message.last_error, Message.stage_id).where(
-                Message.cycle_id == cycle_id,
-                col(Message.status).in_(
-                    [MessageStatus.failed.value, MessageStatus.uncertain.value]
-                ),
-            )
-        ).all()
+        failed = queries.undelivered(session, cycle_id=cycle_id)
         by_id = {s.id: s.key for s in stages}
         people = queries.members(session, cycle_id=cycle_id)
         members = len(people)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
-from sqlmodel import Session, col
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from flows.cycles import plan as planning
 from flows.people.audience import parse_audience
@@ -32,7 +32,6 @@ from store.models import (
     CycleMember,
     CycleStatus,
     Meeting,
-    Message,
     MessageStatus,
     Stage,
     StageStatus,
@@ -111,13 +110,9 @@ class Change:
         return StageRun(self.session, self.settings, self.cycle, stage, self.template, self.now)
 
     def drop_messages(self, stage: Stage, statuses: list[str], what: str) -> None:
-        result = self.session.exec(
-            update(Message)
-            .where(col(Message.stage_id) == stage.id, col(Message.status).in_(statuses))
-            .values(status=MessageStatus.dropped.value)
-        )
-        if result.rowcount:
-            self.effects.dropped.append(f"{plural(result.rowcount, what)} of {stage.key}")
+        dropped = queries.drop_stage_messages(self.session, stage_id=pk(stage), statuses=statuses)
+        if dropped:
+            self.effects.dropped.append(f"{plural(dropped, what)} of {stage.key}")
 
     def forecast(self, stage: Stage) -> None:
         """Say who a stage that has not run would reach if it ran now; check it renders."""
@@ -279,11 +274,7 @@ def change_cycle(
             # The first statement writes: it takes the lock on this cycle's row (on SQLite, the
             # database's write lock), so edits of one cycle queue up and each reads the plan
             # as the edit before it left it.
-            session.exec(
-                update(Cycle)
-                .where(col(Cycle.id) == cycle_id)
-                .values(plan_version=Cycle.plan_version + 1)
-            )
+            queries.bump_plan_version(session, cycle_id=cycle_id)
             cycle = queries.get_cycle(session, cycle_id=cycle_id)
             version = cycle.plan_version - 1
             if expect_version is not None and expect_version != version:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from flows.settings import Settings
 from flows.templates import Question, template_of
@@ -36,11 +36,9 @@ def save_answers(
     now = utcnow()
     existing = {
         r.question_id: r
-        for r in session.exec(
-            select(Response).where(
-                Response.stage_id == stage.id, Response.participant_id == participant_id
-            )
-        ).all()
+        for r in queries.answers_to_stage(
+            session, stage_id=pk(stage), participant_id=participant_id
+        )
     }
     for qid, value in answers.items():
         if qid not in asked:

@@ -8,11 +8,10 @@ address, and doing it twice changes nothing more.
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from store import queries
-from store.models import Message, MessageStatus, Participant
+from store.models import MessageStatus
 from store.types import utcnow
 
 WAITING = [MessageStatus.draft.value, MessageStatus.queued.value, MessageStatus.retry.value]
@@ -25,23 +24,13 @@ def withdraw_consent(
     them were dropped, or None if they had already unsubscribed."""
     # Conditional, so that two requests at once (a mail provider's one-click POST and the
     # person's own click) record it once.
-    changed = session.exec(
-        update(Participant)
-        .where(col(Participant.id) == participant_id, col(Participant.consent).is_(True))
-        .values(consent=False, updated_at=utcnow())
-    ).rowcount
-    if not changed:
+    if not queries.clear_consent(session, participant_id=participant_id, at=utcnow()):
         return None
-    dropped = int(
-        session.exec(
-            update(Message)
-            .where(col(Message.participant_id) == participant_id, col(Message.status).in_(WAITING))
-            .values(
-                status=MessageStatus.dropped.value,
-                last_error="not sent: the participant unsubscribed",
-            )
-        ).rowcount
-        or 0
+    dropped = queries.drop_waiting_messages_of(
+        session,
+        participant_id=participant_id,
+        statuses=WAITING,
+        why="not sent: the participant unsubscribed",
     )
     queries.audit(
         session,

@@ -20,14 +20,14 @@ from typing import cast
 
 from icalendar import Calendar, Component
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from flows.people.answers import save_rsvp
 from flows.wording import plural
 from store import queries
 from store.db import session_scope
 from store.errors import InvalidInput
-from store.models import Meeting, PartStat, pk
+from store.models import PartStat, pk
 
 ANSWERS = {PartStat.accepted.value, PartStat.declined.value, PartStat.tentative.value}
 
@@ -166,7 +166,7 @@ def report_one(
             f"{name}: sent by {', '.join(sorted(senders))}, not by the attendee {address}"
         )
         return
-    meeting = session.exec(select(Meeting).where(Meeting.uid == uid)).first()
+    meeting = queries.meeting_by_uid(session, uid=uid)
     if meeting is None:
         report.problems.append(f"{name}: unknown meeting UID {uid or '(none)'} (from {address})")
         return

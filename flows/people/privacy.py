@@ -15,28 +15,14 @@ import html
 import re
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, or_, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 
 from flows.reporting.report import redact_words
 from store import queries
 from store.db import forget_freed_pages, session_scope
 from store.errors import NotFound
-from store.models import (
-    AccessToken,
-    AuditEntry,
-    Cycle,
-    CycleMember,
-    Meeting,
-    MeetingAttendee,
-    Message,
-    MessageStatus,
-    Organisation,
-    Participant,
-    Response,
-    Stage,
-    pk,
-)
+from store.models import MessageStatus, Organisation, Participant, pk
 from store.types import utcnow
 
 ERASED = "[erased]"
@@ -56,23 +42,11 @@ def export_person(engine: Engine, *, email: str) -> dict[str, Any]:
         p = _person(session, email)
         org = session.get(Organisation, p.organisation_id)
         pid = pk(p)
-        cycles = session.exec(
-            select(Cycle.id, Cycle.name, CycleMember.added_at)
-            .join(CycleMember, col(CycleMember.cycle_id) == Cycle.id)
-            .where(CycleMember.participant_id == pid)
-        ).all()
-        theirs = (col(Message.participant_id) == pid) | (col(Message.to_key) == p.email_key)
-        messages = session.exec(select(Message).where(theirs).order_by(col(Message.id))).all()
-        answers = session.exec(
-            select(Response).where(Response.participant_id == pid).order_by(col(Response.id))
-        ).all()
-        rsvps = session.exec(select(MeetingAttendee).where(MeetingAttendee.participant_id == pid))
-        mentioned = session.exec(
-            select(AuditEntry).where(
-                col(AuditEntry.detail).contains(p.email)
-                | col(AuditEntry.detail).contains(f"participant {pid}:")
-            )
-        ).all()
+        cycles = queries.cycles_joined(session, participant_id=pid)
+        messages = queries.messages_to(session, participant_id=pid, email_key=p.email_key)
+        answers = queries.answers_by(session, participant_id=pid)
+        rsvps = queries.meeting_answers_by(session, participant_id=pid)
+        mentioned = queries.audit_entries_naming(session, email=p.email, participant_id=pid)
         return {
             "participant": {
                 "name": p.name,
@@ -141,15 +115,6 @@ class _Scrub:
     def finds(self, *texts: str | None) -> bool:
         return any(p.search(t) for t in texts if t for p, _ in self.patterns)
 
-    def where(self, *columns: Any) -> Any:
-        """SQL that narrows the search: any of ``columns`` may hold the address or the name
-        (SQLite lowers ASCII only, so this may miss a name written in other capitals:
-        callers that must not miss one check every row with ``finds``)."""
-        return or_(
-            *(func.lower(c).contains(n) for c in columns for n in self.needles),
-            *(c.contains(v) for c in columns for v in self.values),
-        )
-
 
 MESSAGE_TEXT = (
     "to_email",
@@ -185,50 +150,41 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
         placeholder = f"erased-{pid}@invalid"
         scrub = _Scrub(p.email, p.name, placeholder)
         words = [
-            t
-            for t in session.exec(
-                select(Response.text).where(
-                    col(Response.participant_id) == pid, col(Response.text).is_not(None)
-                )
-            )
-            if t and t.strip()
+            t for t in queries.written_answers_by(session, participant_id=pid) if t and t.strip()
         ]
         # Messages to them: as a participant, or at their address (a steering-group copy).
-        theirs = (col(Message.participant_id) == pid) | (col(Message.to_key) == key)
-        dropped = session.exec(
-            update(Message)
-            .where(theirs, col(Message.status).in_(WAITING))
-            .values(status=MessageStatus.dropped.value)
-        ).rowcount
-        for m in session.exec(select(Message).where(theirs)):
+        dropped = queries.drop_messages_to(
+            session, participant_id=pid, email_key=key, statuses=WAITING
+        )
+        for m in queries.messages_to(session, participant_id=pid, email_key=key):
             m.to_email = m.to_key = placeholder
             m.to_name = m.subject = m.text = m.html = ERASED
             m.ics = m.attachment = m.attachment_name = None
             m.server_reply, m.last_error = scrub(m.server_reply), scrub(m.last_error)
             session.add(m)
-        scrubbed = session.exec(
-            select(func.count()).select_from(Message).where(col(Message.to_key) == placeholder)
-        ).one()
-        # Everybody else's messages: the reports that quote their words, any mention.
-        mentioned = scrub.where(*(getattr(Message, c) for c in MESSAGE_TEXT))
+        scrubbed = queries.count_messages_to_key(session, to_key=placeholder)
+        # Everybody else's messages: the reports that quote their words, any mention. SQL
+        # only narrows the search (SQLite lowers ASCII only); every row found is scrubbed.
         # The reflection reports (one per recipient and reflection) may quote their words,
         # or a reason typed with their name in any capitals: every one is read.
-        mentioned = mentioned | col(Message.attachment).is_not(None)
-        for m in session.exec(select(Message).where(mentioned, col(Message.to_key) != placeholder)):
+        others = queries.messages_that_may_mention(
+            session,
+            lowered=scrub.needles,
+            exact=scrub.values,
+            columns=MESSAGE_TEXT,
+            excluding_to_key=placeholder,
+        )
+        for m in others:
             if m.attachment and words:  # first: an answer may hold their own name
                 m.attachment = redact_words(m.attachment, words, ERASED)
             for name in MESSAGE_TEXT:
                 setattr(m, name, scrub(getattr(m, name)))
             session.add(m)
-        texts = session.exec(
-            update(Response)
-            .where(col(Response.participant_id) == pid, col(Response.text).is_not(None))
-            .values(text=None)
-        ).rowcount
-        session.exec(delete(AccessToken).where(col(AccessToken.participant_id) == pid))
+        texts = queries.clear_written_answers(session, participant_id=pid)
+        queries.delete_access_tokens(session, participant_id=pid)
         # The audit log and the stages hold text a coordinator typed: every row is read,
         # since a name may be written in any capitals.
-        for entry in session.exec(select(AuditEntry)):
+        for entry in queries.every_audit_entry(session):
             if scrub.finds(entry.detail, entry.reason):
                 entry.detail = scrub(entry.detail) or ""
                 entry.reason = scrub(entry.reason)
@@ -236,7 +192,7 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
         # An audience names people only by address (`email=…`): a name there is an
         # organisation's, which must keep matching.
         by_address = _Scrub(p.email, "", placeholder)
-        for stage in session.exec(select(Stage)):
+        for stage in queries.every_stage(session):
             config = _scrub_values(stage.config, scrub)
             if (
                 by_address.finds(stage.audience)
@@ -246,12 +202,12 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
                 stage.audience = by_address(stage.audience) or "all"
                 stage.note, stage.config = scrub(stage.note), config or {}
                 session.add(stage)
-        for meeting_row in session.exec(select(Meeting)):
+        for meeting_row in queries.every_meeting(session):
             if scrub.finds(meeting_row.summary, meeting_row.location):
                 meeting_row.summary = scrub(meeting_row.summary) or ""
                 meeting_row.location = scrub(meeting_row.location) or ""
                 session.add(meeting_row)
-        for cycle in session.exec(select(Cycle)):
+        for cycle in queries.every_cycle(session):
             kept = [e for e in cycle.steering or [] if e.lower() != key]
             variables = _scrub_values(cycle.variables, scrub)
             if kept != list(cycle.steering or []) or variables != cycle.variables:

@@ -30,23 +30,12 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
-from sqlalchemy import Engine, func
-from sqlalchemy import select as sql_select
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 
-from store.models import (
-    Cycle,
-    CycleStatus,
-    Message,
-    MessageStatus,
-    Organisation,
-    Participant,
-    Response,
-    Stage,
-    pk,
-)
+from store import queries
+from store.models import Cycle, pk
 
 SCHEMA = "samverkan.indicators/1"
 ALL = "*"
@@ -81,40 +70,9 @@ def _people(session: Session, cycles: list[int], answered: bool) -> dict[Group, 
     Counted in SQL per cycle × organisation × role; each person has one organisation and one
     role, so those counts add up exactly to every coarser group.
     """
-    if answered:
-        who: Any = Response.participant_id
-        query = (
-            sql_select(
-                col(Response.cycle_id),
-                col(Organisation.name),
-                col(Participant.role),
-                func.count(func.distinct(who)),
-            )
-            .join(Participant, col(Participant.id) == who)
-            .where(col(Response.cycle_id).in_(cycles))
-            .group_by(col(Response.cycle_id), col(Organisation.name), col(Participant.role))
-        )
-    else:
-        who = Message.participant_id
-        query = (
-            sql_select(
-                col(Message.cycle_id),
-                col(Organisation.name),
-                col(Participant.role),
-                func.count(func.distinct(who)),
-            )
-            .join(Stage, col(Stage.id) == Message.stage_id)
-            .join(Participant, col(Participant.id) == who)
-            .where(
-                col(Message.cycle_id).in_(cycles),
-                col(Stage.kind) == "followup",
-                col(Message.status) == MessageStatus.sent.value,
-            )
-            .group_by(col(Message.cycle_id), col(Organisation.name), col(Participant.role))
-        )
-    query = query.join(Organisation, col(Organisation.id) == Participant.organisation_id)
+    count = queries.people_who_answered if answered else queries.people_asked
     found: dict[Group, int] = defaultdict(int)
-    for cycle_id, org, role, n in session.execute(query).all():
+    for cycle_id, org, role, n in count(session, cycle_ids=cycles):
         for group in _rollup((cycle_id, str(org), str(role))):
             found[group] += int(n)
     return dict(found)
@@ -128,26 +86,8 @@ def _scale(
     SQL counts each value per cycle × organisation × role; coarser groups add those
     histograms up, and count, mean and median are read off them exactly.
     """
-    query = (
-        sql_select(
-            col(Response.cycle_id),
-            col(Organisation.name),
-            col(Participant.role),
-            col(Response.scale_value),
-            func.count(),
-        )
-        .join(Participant, col(Participant.id) == Response.participant_id)
-        .join(Organisation, col(Organisation.id) == Participant.organisation_id)
-        .where(col(Response.cycle_id).in_(cycles), col(Response.scale_value).is_not(None))
-        .group_by(
-            col(Response.cycle_id),
-            col(Organisation.name),
-            col(Participant.role),
-            col(Response.scale_value),
-        )
-    )
     dist: dict[Group, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for cycle_id, org, role, value, n in session.execute(query).all():
+    for cycle_id, org, role, value, n in queries.scale_histograms(session, cycle_ids=cycles):
         for group in _rollup((cycle_id, str(org), str(role))):
             dist[group][int(value)] += int(n)
     stats = {
@@ -469,13 +409,7 @@ def compute(
     The cycle before the first one asked for is included, so that its change can be given.
     """
     with Session(engine) as session:
-        every = list(
-            session.exec(
-                select(Cycle)
-                .where(Cycle.status != CycleStatus.cancelled.value)
-                .order_by(col(Cycle.start_at), col(Cycle.id))
-            ).all()
-        )
+        every = queries.cycles_not_cancelled(session)
         ids = [pk(c) for c in every]
         wanted = set(cycle_ids) if cycle_ids is not None else set(ids)
         chosen = [c for c in every if pk(c) in wanted]

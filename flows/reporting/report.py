@@ -19,14 +19,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from flows.reporting import indicators as ind
 from flows.settings import Settings
 from flows.stages.base import ROLE_LABELS
 from flows.templates import template_of
 from store import queries
-from store.models import Cycle, Response, Stage, pk
+from store.models import Cycle, Stage, pk
 
 # Each re-sequencing as the report tells it, from the audit entry's action and stage: the
 # audit log's own detail line is English and written for the coordinator's terminal.
@@ -226,12 +226,7 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
                 changes.append(f"{entry.at.astimezone(tz):%Y-%m-%d}: {told}{why}")
         library = template_of(settings, cycle).questions
         words: dict[str, list[str]] = {}
-        rows = session.exec(
-            select(Response.question_id, Response.text)
-            .where(Response.cycle_id == cycle_id, col(Response.text).is_not(None))
-            .order_by(col(Response.question_id), col(Response.id))
-        ).all()
-        for qid, text in rows:
+        for qid, text in queries.written_answers(session, cycle_id=cycle_id):
             if text and text.strip():
                 words.setdefault(qid, []).append(text.strip())
     ordered = {q: words[q] for q in WORDS if q in words}

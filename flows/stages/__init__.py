@@ -13,8 +13,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import Engine, update
-from sqlmodel import col, select
+from sqlalchemy import Engine
 
 from flows.cycles.plan import first_runnable
 from flows.settings import Settings
@@ -24,14 +23,13 @@ from flows.stages.base import (
     StageOutcome,
     StageRun,
     category_of,
-    claim,
     write_drafts,
 )
 from flows.templates import LANGUAGES, ProcessTemplate
 from store import queries
 from store.db import session_scope
 from store.errors import SamverkanError
-from store.models import Cycle, CycleStatus, MessageStatus, Stage, StageStatus
+from store.models import Cycle, MessageStatus, Stage, StageStatus
 
 KINDS: dict[str, ModuleType] = {
     "email": email,
@@ -119,26 +117,24 @@ def execute(
     previous = ""
     try:
         with session_scope(engine) as session:
-            cycle_id = session.exec(select(Stage.cycle_id).where(Stage.id == stage_id)).one()
+            cycle_id = queries.cycle_id_of_stage(session, stage_id=stage_id)
             # The cycle's row first, as every plan change does (flows/resequence.py): from here
             # until the drafts are written no re-sequencing can come in between, and what is
             # read below is the plan as the last change left it, not as the tick saw it.
             # Running a stage changes the plan's state too: a preview made before is stale.
-            locked = session.exec(
-                update(Cycle)
-                .where(col(Cycle.id) == cycle_id, col(Cycle.status) == CycleStatus.running.value)
-                .values(plan_version=Cycle.plan_version + 1)
-            )
+            locked = queries.lock_running_cycle(session, cycle_id=cycle_id)
             stages = queries.stages_of(session, cycle_id=cycle_id)
             stage = next(s for s in stages if s.id == stage_id)
             runnable = first_runnable(((s.key, str(s.status), s.due_at) for s in stages), now)
-            if locked.rowcount != 1 or runnable != stage.key:
+            if not locked or runnable != stage.key:
                 session.rollback()
                 return None
             cycle = session.get(Cycle, cycle_id)
             assert cycle is not None
             previous = str(stage.status)
-            if not claim(session, stage, expected=[previous], to=StageStatus.running):
+            if not queries.claim_stage(
+                session, stage_id=stage_id, expected=[previous], to=StageStatus.running
+            ):
                 session.rollback()
                 return None
             needs_approval = stage.approval_required and stage.approved_at is None
@@ -169,7 +165,9 @@ def execute(
         with session_scope(engine) as session:
             failed = session.get(Stage, stage_id)
             assert failed is not None
-            if not claim(session, failed, expected=[previous], to=StageStatus.failed):
+            if not queries.claim_stage(
+                session, stage_id=stage_id, expected=[previous], to=StageStatus.failed
+            ):
                 return None
             session.refresh(failed)
             failed.ran_at, failed.note = now, str(exc)

@@ -18,8 +18,7 @@ from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from flows.people.audience import parse_audience
 from flows.settings import Settings
@@ -28,9 +27,7 @@ from messaging import links
 from messaging.render import RenderedEmail
 from store import queries
 from store.models import (
-    AccessToken,
     Cycle,
-    Message,
     MessageStatus,
     Organisation,
     Participant,
@@ -318,20 +315,6 @@ class StageOutcome:
     note: str = ""
 
 
-def claim(session: Session, stage: Stage, *, expected: Sequence[str], to: StageStatus) -> bool:
-    """Move the stage from one of ``expected`` to ``to``; False if someone else was first.
-
-    This conditional UPDATE is the first write of the transaction, so on SQLite it takes the
-    write lock and on PostgreSQL the row lock: overlapping ticks cannot both run a stage.
-    """
-    result = session.exec(
-        update(Stage)
-        .where(col(Stage.id) == stage.id, col(Stage.status).in_(list(expected)))
-        .values(status=to.value)
-    )
-    return bool(result.rowcount == 1)
-
-
 def category_of(kind: ModuleType, stage: Stage) -> str:
     return str(kind.CATEGORY(stage) if callable(kind.CATEGORY) else kind.CATEGORY)
 
@@ -377,7 +360,7 @@ def write_drafts(
         }
         for d in drafts
     ]
-    run.session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
+    queries.insert_messages(run.session, rows=rows)
     people = {d.recipient.participant_id for d in drafts}
     # Every message to a participant carries a one-click unsubscribe link in its headers,
     # made when it is sent from the row's stage and participant: its hash is stored here.
@@ -396,13 +379,9 @@ def _register_tokens(run: StageRun, people: set[int | None]) -> None:
     known: set[tuple[str, int, int]] = set()
     for purpose, stage_id in sorted({(t[0], t[1]) for t in wanted}):
         ids = [t[2] for t in wanted if t[0] == purpose and t[1] == stage_id]
-        rows = run.session.exec(
-            select(AccessToken.participant_id).where(
-                AccessToken.stage_id == stage_id,
-                AccessToken.purpose == purpose,
-                col(AccessToken.participant_id).in_(ids),
-            )
-        ).all()
+        rows = queries.participants_with_token(
+            run.session, purpose=purpose, stage_id=stage_id, participant_ids=ids
+        )
         known.update((purpose, stage_id, pid) for pid in rows)
     now = utcnow()
     fresh = [
@@ -418,4 +397,4 @@ def _register_tokens(run: StageRun, people: set[int | None]) -> None:
         if (purpose, stage_id, pid) not in known
     ]
     if fresh:
-        run.session.execute(insert(AccessToken.__table__), fresh)  # type: ignore[attr-defined]
+        queries.insert_access_tokens(run.session, rows=fresh)

@@ -6,15 +6,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
-from sqlmodel import col, select
-
 from flows.stages.base import Draft, Recipient, StageRun
 from flows.stages.email import recipient_chunks, recipients
 from messaging.calendar import Invites, MeetingInfo, Person
 from messaging.render import render_extra
 from store import queries
-from store.models import Meeting, MeetingAttendee, PartStat, pk
+from store.models import Meeting, PartStat, pk
 from store.types import utcnow
 
 __all__ = [
@@ -64,14 +61,7 @@ def admit(run: StageRun, people: list[Recipient]) -> None:
     ids = [r.participant_id for r in people if r.participant_id is not None]
     if meeting is None or not ids:
         return
-    known = set(
-        run.session.exec(
-            select(MeetingAttendee.participant_id).where(
-                MeetingAttendee.meeting_id == pk(meeting),
-                col(MeetingAttendee.participant_id).in_(ids),
-            )
-        ).all()
-    )
+    known = queries.invited_among(run.session, meeting_id=pk(meeting), participant_ids=ids)
     now = utcnow()
     fresh = [
         {
@@ -84,7 +74,7 @@ def admit(run: StageRun, people: list[Recipient]) -> None:
         if pid not in known
     ]
     if fresh:
-        run.session.execute(insert(MeetingAttendee.__table__), fresh)  # type: ignore[attr-defined]
+        queries.insert_attendees(run.session, rows=fresh)
 
 
 def _info(

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.people.answers import TEXT_LIMIT, save_answers, save_rsvp
@@ -43,7 +43,6 @@ from store.models import (
     CycleStatus,
     Participant,
     PartStat,
-    Response,
     Stage,
     StageStatus,
     pk,
@@ -222,11 +221,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def access(session: Session, token: str, purpose: str) -> Access:
         if not 20 <= len(token) <= 100:
             raise Gone
-        row = session.exec(
-            select(AccessToken).where(
-                AccessToken.token_hash == links.token_hash(token), AccessToken.purpose == purpose
-            )
-        ).first()
+        row = queries.access_token(session, token_hash=links.token_hash(token), purpose=purpose)
         if row is None:
             raise Gone
         person = session.get(Participant, row.participant_id)
@@ -268,10 +263,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         library = template_of(settings, a.cycle).questions
         answers = {
             r.question_id: r
-            for r in a.session.exec(
-                select(Response).where(
-                    Response.stage_id == a.stage.id, Response.participant_id == a.participant.id
-                )
+            for r in queries.answers_to_stage(
+                a.session, stage_id=pk(a.stage), participant_id=pk(a.participant)
             )
         }
         found = []
