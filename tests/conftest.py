@@ -210,6 +210,17 @@ def answered(
 
 
 def tick(now: datetime):  # type: ignore[no-untyped-def]
+    """Run one tick at a simulated time, as a one-shot ``samverkan tick`` does with no Prefect
+    server configured: the same stages and delivery, without Prefect (flows/cycles/tick.py).
+    tests/test_cycle_flow.py runs it as Prefect flows (``prefect_tick``)."""
+    from flows.cycles.tick import tick_direct
+    from flows.settings import load_settings
+
+    settings = load_settings()
+    return tick_direct(settings, open_store(settings.database_url), now)
+
+
+def prefect_tick(now: datetime):  # type: ignore[no-untyped-def]
     """Run the tick flow at a simulated time (inside the session's Prefect harness)."""
     from flows.orchestration.flows import tick as tick_flow
 

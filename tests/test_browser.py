@@ -33,8 +33,6 @@ WORKSHOP = START + timedelta(days=21)
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.prefect,
-    pytest.mark.usefixtures("prefect_harness"),
     pytest.mark.skipif(
         shutil.which(CHROMIUM) is None,
         reason="no Chromium at /usr/bin/chromium (Debian's chromium package); "

@@ -16,6 +16,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+pytestmark = pytest.mark.subprocess
+
+
 def loaded_after(code: str, env: dict[str, str]) -> tuple[Any, set[str]]:
     """Run ``code`` in a new interpreter; what it sets as ``result``, and the top-level
     packages in sys.modules after it."""

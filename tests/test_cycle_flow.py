@@ -23,7 +23,8 @@ from flows.cycles.overview import cycle_overview
 from flows.people.answers import record_answers, record_rsvp
 from flows.templates import template_of
 from store.models import Cycle, Message, Stage, pk
-from tests.conftest import launch_learning_cycle, read_maildir, tick
+from tests.conftest import launch_learning_cycle, read_maildir
+from tests.conftest import prefect_tick as tick
 from tests.smtpd import RecordingSMTP
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]

@@ -16,6 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlmodel import Session, func, select
 
 from flows.cycles.approve import approve_stage
@@ -171,6 +172,7 @@ def go(worker: subprocess.Popen[str]) -> None:
     worker.stdin.flush()
 
 
+@pytest.mark.subprocess
 def test_a_worker_killed_mid_stage_loses_nothing_and_doubles_nothing(
     engine, settings, monkeypatch, tmp_path: Path
 ) -> None:
@@ -217,6 +219,7 @@ def test_a_worker_killed_mid_stage_loses_nothing_and_doubles_nothing(
     assert all(status == "sent" for status in statuses(engine).values())
 
 
+@pytest.mark.subprocess
 def test_two_workers_drain_one_outbox_without_doubles(engine, settings, monkeypatch, tmp_path):
     """Two worker processes at once (SKIP LOCKED claims on PostgreSQL, one writer at a time on
     SQLite): every message delivered once, none left."""

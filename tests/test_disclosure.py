@@ -441,8 +441,6 @@ def test_no_hidden_value_can_be_worked_out_of_a_random_network(
             assert (r["cycle_id"], r["organisation"], r["role"]) not in counts_hidden, r
 
 
-@pytest.mark.prefect
-@pytest.mark.usefixtures("prefect_harness")
 def test_the_reflection_email_and_its_report_hide_a_network_below_the_minimum(
     network, settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

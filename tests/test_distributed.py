@@ -30,6 +30,8 @@ from store.models import Message, Stage
 from tests.conftest import PG_URL, launch_learning_cycle
 from tests.smtpd import RecordingSMTP, free_port
 
+pytestmark = pytest.mark.subprocess
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMVERKAN = [str(Path(sys.executable).parent / "samverkan")]
 PEOPLE = 2000

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from markupsafe import escape
 from sqlalchemy import Engine, MetaData, make_url, select
 from typer.testing import CliRunner
@@ -28,8 +27,6 @@ from flows.reporting import indicators as ind
 from flows.web.app import create_app
 from tests.conftest import EXAMPLE_CSV, launch_learning_cycle, read_maildir, tick
 from tests.test_web import Pages
-
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
 TZ = ZoneInfo("Europe/Stockholm")
 START = datetime.now(TZ).replace(second=0, microsecond=0) + timedelta(days=2)

@@ -7,14 +7,12 @@ import json
 from email.message import EmailMessage
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.test_resequence import START, WORKSHOP, calendar_of, reply
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 DATA = Path(__file__).parent / "data" / "inbox"
 runner = CliRunner()
 

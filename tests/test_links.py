@@ -20,8 +20,6 @@ from store.models import Meeting, MeetingAttendee, Participant, Stage
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.test_web import Pages
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
-
 TZ = ZoneInfo("Europe/Stockholm")
 START = datetime.now(TZ).replace(second=0, microsecond=0) + timedelta(days=2)
 WORKSHOP = START + timedelta(days=21)

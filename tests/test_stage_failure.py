@@ -15,8 +15,6 @@ from flows.cycles.overview import cycle_overview
 from flows.settings import REPO_TEMPLATES
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
-
 TZ = ZoneInfo("Europe/Stockholm")
 START = datetime(2027, 1, 20, 9, 0, tzinfo=TZ)
 WORKSHOP = datetime(2027, 2, 10, 9, 0, tzinfo=TZ)

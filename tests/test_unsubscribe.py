@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -21,8 +20,6 @@ from flows.web.app import create_app
 from store.models import AuditEntry, Cycle, Message, Participant, Stage
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 from tests.test_web import ANNA, SARA, Pages
-
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
 TZ = ZoneInfo("Europe/Stockholm")
 START = datetime.now(TZ).replace(microsecond=0) + timedelta(days=2)

@@ -18,8 +18,6 @@ from messaging import links
 from store.models import AccessToken, Cycle, CycleStatus, MeetingAttendee, Message, Response
 from tests.conftest import launch_learning_cycle, read_maildir, tick
 
-pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
-
 TZ = ZoneInfo("Europe/Stockholm")
 START = datetime.now(TZ).replace(microsecond=0) + timedelta(days=2)
 WORKSHOP = START + timedelta(days=21)
