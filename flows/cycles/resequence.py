@@ -752,18 +752,19 @@ def add_participants(
                 continue
             if stage.kind == "email" and stage.unless:
                 continue  # a reminder of something they never got
-            people = [r for r in KINDS[stage.kind].recipients(run) if r.participant_id in new_ids]
+            kind = KINDS[stage.kind]
+            people = [r for r in kind.recipients(run) if r.participant_id in new_ids]
             if stage.kind == "meeting":
                 found = queries.meeting_of(change.session, stage_id=pk(stage))
                 starts = datetime.fromisoformat(stage.config["starts_at"])
                 if found is None or found.cancelled or starts <= change.now:
                     continue
-                meeting.prepare(run)
-                meeting.admit(run, people)
-                drafts = [meeting.draft(run, r) for r in people]
+                kind.prepare(run)
+                kind.admit(run, people)
+                drafts = [kind.draft(run, r) for r in people]
                 change.queue(run, drafts, category="meeting", revision=found.sequence)
             else:
-                drafts = [KINDS[stage.kind].draft(run, r) for r in people]
+                drafts = [kind.draft(run, r) for r in people]
                 change.queue(run, drafts, category="email", revision=0)
             if drafts:
                 change.effects.now.append(

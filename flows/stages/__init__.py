@@ -1,5 +1,7 @@
 """Stage kinds, one module each, and the Prefect task that runs a stage of that kind.
 
+Every kind is an instance in ``KINDS`` of a class that meets ``StageKind`` (flows/stages/kind.py).
+
 Prefect is imported only when a task is first asked for (``task_for``), so that commands that
 run no flow (launch, drafts, show) stay fast: ``import prefect`` alone costs about a second.
 """
@@ -10,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from functools import cache
-from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Engine
@@ -18,24 +19,19 @@ from sqlalchemy import Engine
 from flows.cycles.plan import first_runnable
 from flows.settings import Settings
 from flows.stages import email, followup, meeting, reflection
-from flows.stages.base import (
-    Recipient,
-    StageOutcome,
-    StageRun,
-    category_of,
-    write_drafts,
-)
+from flows.stages.base import Recipient, StageOutcome, StageRun, write_drafts
+from flows.stages.kind import StageKind
 from flows.templates import LANGUAGES, ProcessTemplate
 from store import queries
 from store.db import session_scope
 from store.errors import SamverkanError
 from store.models import Cycle, MessageStatus, Stage, StageStatus
 
-KINDS: dict[str, ModuleType] = {
-    "email": email,
-    "meeting": meeting,
-    "followup": followup,
-    "reflection": reflection,
+KINDS: dict[str, StageKind] = {
+    "email": email.EmailKind(),
+    "meeting": meeting.MeetingKind(),
+    "followup": followup.FollowupKind(),
+    "reflection": reflection.ReflectionKind(),
 }
 
 
@@ -72,30 +68,23 @@ def render_every_email(run: StageRun) -> set[tuple[str, str]]:
     ]
     for r in people:
         kind.draft(run, r)
-        if hasattr(kind, "notices"):
-            kind.notices(run, r)
+        kind.notices(run, r)
     return set(run.rendered)
 
 
 def recipient_chunks(run: StageRun, size: int = CHUNK) -> Iterator[list[Recipient]]:
-    kind = KINDS[run.stage.kind]
-    if hasattr(kind, "recipient_chunks"):
-        yield from kind.recipient_chunks(run, size)
-    else:
-        yield kind.recipients(run)
+    yield from KINDS[run.stage.kind].recipient_chunks(run, size)
 
 
 def _draft_and_queue(run: StageRun, status: MessageStatus) -> int:
     """Draft the stage's messages ``CHUNK`` recipients at a time, each chunk written as soon
     as it is drafted, all in the caller's transaction."""
     kind = KINDS[run.stage.kind]
-    category = category_of(kind, run.stage)
-    if hasattr(kind, "prepare"):
-        kind.prepare(run)
+    category = kind.category(run.stage)
+    kind.prepare(run)
     count = 0
     for people in recipient_chunks(run):
-        if hasattr(kind, "admit"):
-            kind.admit(run, people)
+        kind.admit(run, people)
         drafts = [kind.draft(run, r) for r in people]
         count += write_drafts(run, drafts, category=category, status=status)
     return count

@@ -1,11 +1,8 @@
 """What every stage kind shares: recipients, template context, drafts and their outbox rows.
 
-A stage kind is a module with ``CATEGORY``, ``recipients(run, validating)`` and
-``draft(run, recipient)``; optionally ``recipient_chunks(run, size)`` to read its recipients
-a page at a time, and ``prepare(run)`` and ``admit(run, recipients)`` for state it keeps (a
-meeting's UID, its attendees). ``execute`` is the same for all kinds: claim the stage, draft
-its messages a chunk of recipients at a time, write each chunk to the outbox and move the
-stage on, all in one transaction.
+What a stage kind must do is ``StageKind`` (flows/stages/kind.py). ``execute`` is the same
+for all kinds: claim the stage, draft its messages a chunk of recipients at a time, write
+each chunk to the outbox and move the stage on, all in one transaction.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -313,10 +309,6 @@ class StageOutcome:
     status: str
     messages: int
     note: str = ""
-
-
-def category_of(kind: ModuleType, stage: Stage) -> str:
-    return str(kind.CATEGORY(stage) if callable(kind.CATEGORY) else kind.CATEGORY)
 
 
 def write_drafts(

@@ -5,25 +5,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flows.stages.base import Draft, Recipient, StageRun
+from flows.stages.kind import Kind
 from store.models import Stage
 
 
-def CATEGORY(stage: Stage) -> str:
-    return "reminder" if stage.unless else "email"
+class AudienceKind(Kind):
+    """A kind that writes to the stage's audience, less those its ``unless`` rule leaves out."""
+
+    def recipients(self, run: StageRun, *, validating: bool = False) -> list[Recipient]:
+        members = run.audience()
+        if not validating:
+            members = run.unless_filter(members)
+        return [Recipient.of(p, o) for p, o in members]
+
+    def recipient_chunks(self, run: StageRun, size: int) -> Iterator[list[Recipient]]:
+        """The same people as ``recipients``, read from the database ``size`` at a time."""
+        for members in run.audience_chunks(size):
+            yield [Recipient.of(p, o) for p, o in run.unless_filter(members)]
 
 
-def recipients(run: StageRun, *, validating: bool = False) -> list[Recipient]:
-    members = run.audience()
-    if not validating:
-        members = run.unless_filter(members)
-    return [Recipient.of(p, o) for p, o in members]
+class EmailKind(AudienceKind):
+    name = "email"
 
+    def category(self, stage: Stage) -> str:
+        return "reminder" if stage.unless else "email"
 
-def recipient_chunks(run: StageRun, size: int) -> Iterator[list[Recipient]]:
-    """The same people as ``recipients``, read from the database ``size`` at a time."""
-    for members in run.audience_chunks(size):
-        yield [Recipient.of(p, o) for p, o in run.unless_filter(members)]
-
-
-def draft(run: StageRun, recipient: Recipient) -> Draft:
-    return Draft(recipient=recipient, email=run.render(recipient))
+    def draft(self, run: StageRun, recipient: Recipient) -> Draft:
+        return Draft(recipient=recipient, email=run.render(recipient))

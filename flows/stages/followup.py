@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from flows.stages.base import Draft, Recipient, StageRun
-from flows.stages.email import recipient_chunks, recipients
+from flows.stages.email import AudienceKind
 
-__all__ = ["CATEGORY", "draft", "questions", "recipient_chunks", "recipients"]
-
-CATEGORY = "followup"
+__all__ = ["FollowupKind", "questions"]
 
 
 def questions(run: StageRun, language: str) -> list[dict[str, object]]:
@@ -15,6 +13,9 @@ def questions(run: StageRun, language: str) -> list[dict[str, object]]:
     return [run.template.questions[q].localised(language) for q in ids]
 
 
-def draft(run: StageRun, recipient: Recipient) -> Draft:
-    email = run.render(recipient, questions=questions(run, recipient.language))
-    return Draft(recipient=recipient, email=email)
+class FollowupKind(AudienceKind):
+    name = "followup"
+
+    def draft(self, run: StageRun, recipient: Recipient) -> Draft:
+        email = run.render(recipient, questions=questions(run, recipient.language))
+        return Draft(recipient=recipient, email=email)

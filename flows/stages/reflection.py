@@ -6,20 +6,10 @@ from typing import Any
 
 from flows.reporting import indicators as ind
 from flows.stages.base import Draft, Recipient, StageRun
+from flows.stages.kind import Kind
 from store import queries
 from store.db import engine_of
 from store.models import PartStat, pk
-
-CATEGORY = "reflection"
-
-
-def recipients(run: StageRun, *, validating: bool = False) -> list[Recipient]:
-    s = run.settings
-    found = [Recipient(None, s.sender_name, s.reflection_to, s.coordinator_language)]
-    for email in run.cycle.steering or []:
-        if email.lower() != s.reflection_to.lower():
-            found.append(Recipient(None, email, email, s.coordinator_language))
-    return found
 
 
 def summary(run: StageRun) -> dict[str, Any]:
@@ -63,18 +53,6 @@ def _summary(run: StageRun) -> dict[str, Any]:
     }
 
 
-def draft(run: StageRun, recipient: Recipient) -> Draft:
-    email = run.render(recipient, summary=summary(run))
-    if run.validating:
-        return Draft(recipient=recipient, email=email)
-    return Draft(
-        recipient=recipient,
-        email=email,
-        attachment_name=f"reflection-{pk(run.cycle)}.html",
-        attachment=_report(run),
-    )
-
-
 def _report(run: StageRun) -> str:
     """The HTML report, built once per stage run whatever the number of recipients."""
     if "report" not in run.memo:
@@ -83,3 +61,28 @@ def _report(run: StageRun) -> str:
         engine = engine_of(run.session)
         run.memo["report"] = build_report(engine, run.settings, pk(run.cycle), "html")
     return str(run.memo["report"])
+
+
+class ReflectionKind(Kind):
+    """Writes to the coordinator and the steering group, the report attached."""
+
+    name = "reflection"
+
+    def recipients(self, run: StageRun, *, validating: bool = False) -> list[Recipient]:
+        s = run.settings
+        found = [Recipient(None, s.sender_name, s.reflection_to, s.coordinator_language)]
+        for email in run.cycle.steering or []:
+            if email.lower() != s.reflection_to.lower():
+                found.append(Recipient(None, email, email, s.coordinator_language))
+        return found
+
+    def draft(self, run: StageRun, recipient: Recipient) -> Draft:
+        email = run.render(recipient, summary=summary(run))
+        if run.validating:
+            return Draft(recipient=recipient, email=email)
+        return Draft(
+            recipient=recipient,
+            email=email,
+            attachment_name=f"reflection-{pk(run.cycle)}.html",
+            attachment=_report(run),
+        )
