@@ -1,5 +1,6 @@
 """A wheel built from the project works on its own: installed in a fresh virtual environment,
-away from the checkout, it has the bundled process templates, the migrations and the pages."""
+away from the checkout, it has the bundled process templates, the migrations, the pages and the
+report's templates."""
 
 from __future__ import annotations
 
@@ -74,16 +75,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.subprocess
 def test_the_wheel_holds_every_data_file(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    expected = {
-        f"{inside}/{f}"
-        for folder, inside in [
-            ("process_templates", "flows/process_templates"),
-            ("store/migrations", "store/migrations"),
-            ("messaging/web/templates", "messaging/web/templates"),
-        ]
-        for f in files_under(ROOT / folder)
-    }
+    folders = [
+        ("process_templates", "flows/process_templates"),
+        ("store/migrations", "store/migrations"),
+        ("flows/web/templates", "flows/web/templates"),
+        ("flows/reporting/templates", "flows/reporting/templates"),
+    ]
+    # A folder that moved would otherwise expect nothing, and pass.
+    assert [folder for folder, _ in folders if not files_under(ROOT / folder)] == []
+    expected = {f"{inside}/{f}" for folder, inside in folders for f in files_under(ROOT / folder)}
     assert "flows/process_templates/learning-cycle/process.yaml" in expected
+    assert "flows/reporting/templates/report.html" in expected
     assert expected - names == set()
 
 
@@ -151,3 +153,6 @@ def test_an_installed_wheel_launches_the_bundled_learning_cycle(
     shown = run(samverkan, "cycle", "show", "1")
     assert shown.returncode == 0, shown.stderr
     assert "cycle 1: Vår 2027 (learning-cycle), running, 13 participants" in shown.stdout
+    reported = run(samverkan, "report", "1", "--format", "md")  # from the bundled template
+    assert reported.returncode == 0, reported.stderr
+    assert reported.stdout.startswith("# Reflektion: Vår 2027\n"), reported.stdout

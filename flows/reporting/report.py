@@ -4,20 +4,28 @@ What was done (the plan as it really ran, with every re-sequencing and its reaso
 part (whose voices were heard, and whose were missing), the indicators with their trend over
 earlier cycles, and the participants' own words on what works. Every number about a group
 follows the small-group rule of flows/indicators.py; the words are shown without names.
+This module gathers and words it all; templates/report.html and report.md lay it out.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_eval_context
+from jinja2.ext import Extension
+from jinja2.lexer import Token, TokenStream
+from jinja2.nodes import EvalContext
+from markupsafe import Markup
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -415,36 +423,32 @@ def trend_chart(data: ReportData) -> str | None:
 # Output ------------------------------------------------------------------------------------
 
 
-def to_markdown(data: ReportData) -> str:
+def _stage_table(data: ReportData) -> tuple[list[str], list[list[str]]]:
     lab = data.labels
-    out = [f"# {lab['title']}: {md_inline(data.cycle.name)}", "", f"## {lab['done']}", ""]
-    out += _md_table(
-        [lab["stage"], lab["kind"], lab["when"], lab["status"], lab["sent"]],
-        [[s["key"], s["kind"], s["when"], s["status"], str(s["sent"])] for s in data.stages],
-    )
-    out += ["", f"### {lab['changes']}", ""]
-    out += [f"- {md_line(c)}" for c in data.changes] or [lab["no_changes"]]
-    out += ["", f"## {lab['took_part']}", "", md_line(_missing(data)), ""]
-    for level, title in (
-        ("all", lab["indicators"]),
-        ("role", lab["by_role"]),
-        ("org", lab["by_org"]),
-    ):
-        head, rows = _group_table(data, level)
-        out += [f"### {title}", "", *_md_table(head, rows), ""]
-    out += [f"_{lab['small'].format(n=data.min_group)}_", "", f"## {lab['words']}", ""]
-    if not data.words:
-        out.append(lab["no_words"])
-    for qid, texts in data.words.items():
-        out += [f"### {md_inline(data.question_text.get(qid, qid))}", ""]
-        out += [quote_md(t) + "\n" for t in texts]
-    return "\n".join(out).rstrip() + "\n\n" + MD_MARK + "\n"
+    head = [lab["stage"], lab["kind"], lab["when"], lab["status"], lab["sent"]]
+    rows = [[s["key"], s["kind"], s["when"], s["status"], str(s["sent"])] for s in data.stages]
+    return head, rows
 
 
-def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(md_inline(h) for h in head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(md_inline(c) for c in row) + " |" for row in rows]
-    return lines
+def _context(data: ReportData) -> dict[str, Any]:
+    """What both templates show: the tables as header and rows of text."""
+    return {
+        "labels": data.labels,
+        "cycle_name": data.cycle.name,
+        "stages": _stage_table(data),
+        "changes": data.changes,
+        "missing": _missing(data),
+        "everyone": _group_table(data, "all"),
+        "by_role": _group_table(data, "role"),
+        "by_org": _group_table(data, "org"),
+        "small": data.labels["small"].format(n=data.min_group),
+        "words": data.words,
+        "question_text": data.question_text,
+    }
+
+
+def to_markdown(data: ReportData) -> str:
+    return _templates().get_template("report.md").render(_context(data), mark=MD_MARK)
 
 
 # Text that is not ours (participants' words, names of cycles, organisations and stages, the
@@ -485,74 +489,69 @@ def md_line(text: str) -> str:
     return "\\" + inline
 
 
-def _text(value: str) -> str:
-    """Text that is not ours, for HTML."""
-    return html.escape(clean(value))
-
-
-def _html_table(head: list[str], rows: list[list[str]]) -> str:
-    e = _text
-    th = "".join(f'<th scope="col">{e(h)}</th>' for h in head)
-    body = "".join(
-        "<tr>"
-        + f'<th scope="row">{e(r[0])}</th>'
-        + "".join(f"<td>{e(c)}</td>" for c in r[1:])
-        + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def to_html(data: ReportData) -> str:
-    lab, e = data.labels, _text
-    lang = "sv" if lab is LABELS["sv"] else "en"
-    parts = [
-        f"<h1>{e(lab['title'])}: {e(data.cycle.name)}</h1>",
-        f"<h2>{e(lab['done'])}</h2>",
-        _html_table(
-            [lab["stage"], lab["kind"], lab["when"], lab["status"], lab["sent"]],
-            [[s["key"], s["kind"], s["when"], s["status"], str(s["sent"])] for s in data.stages],
-        ),
-        f"<h3>{e(lab['changes'])}</h3>",
-    ]
-    parts.append(
-        "<ul>" + "".join(f"<li>{e(c)}</li>" for c in data.changes) + "</ul>"
-        if data.changes
-        else f"<p>{e(lab['no_changes'])}</p>"
-    )
-    parts += [f"<h2>{e(lab['took_part'])}</h2>", f"<p>{e(_missing(data))}</p>"]
-    for level, title in (
-        ("all", lab["indicators"]),
-        ("role", lab["by_role"]),
-        ("org", lab["by_org"]),
-    ):
-        head, rows = _group_table(data, level)
-        parts += [f"<h3>{e(title)}</h3>", _html_table(head, rows)]
-        if level == "all":
-            parts.append(distribution_chart(data) or "")
-    parts.append(f"<p><small>{e(lab['small'].format(n=data.min_group))}</small></p>")
-    trend = trend_chart(data)
-    if trend:
-        parts += [f"<h2>{e(lab['trend'])}</h2>", trend]
-    parts.append(f"<h2>{e(lab['words'])}</h2>")
-    if not data.words:
-        parts.append(f"<p>{e(lab['no_words'])}</p>")
-    for qid, texts in data.words.items():
-        parts.append(f"<h3>{e(data.question_text.get(qid, qid))}</h3>")
-        parts += [quote_html(t) for t in texts]
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:48rem;margin:0 auto;padding:1rem;"
-        "color:#1b1b1b;line-height:1.5}table{border-collapse:collapse;margin:.5rem 0 1rem}"
-        "th,td{border-bottom:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
-        "blockquote{border-left:4px solid #0b4f8a;margin:.5rem 0;padding:.2rem .8rem}"
-        "figure{margin:0}svg{max-width:100%;height:auto}"
-    )
+    distribution, trend = distribution_chart(data), trend_chart(data)
     return (
-        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8">{HTML_MARK}'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{e(lab['title'])}: {e(data.cycle.name)}</title><style>{style}</style>"
-        f"</head><body><main>{''.join(parts)}</main></body></html>\n"
+        _templates()
+        .get_template("report.html")
+        .render(
+            _context(data),
+            lang="sv" if data.labels is LABELS["sv"] else "en",
+            mark=Markup(HTML_MARK),
+            distribution=Markup(distribution) if distribution else None,
+            trend=Markup(trend) if trend else None,
+        )
     )
+
+
+@pass_eval_context
+def _html_text(context: EvalContext, value: Any) -> Any:
+    """Every value the HTML template shows, as text: without control characters, and escaped
+    as the report has always escaped it (``&#x27;`` for a quote, where autoescaping alone
+    writes ``&#39;``), so that erasure finds a participant's words in reports stored before.
+    Markup (the charts, a table) is already HTML; the Markdown template is not escaped."""
+    if context.autoescape and not isinstance(value, Markup):
+        return Markup(html.escape(clean(str(value))))
+    return value
+
+
+class _OneLine(Extension):
+    """The HTML report is one line. In its template the line breaks, and the indentation after
+    them (after a line that holds only a block tag, trim_blocks has taken the line break and left
+    the indentation), only lay the template out; the values shown keep theirs."""
+
+    def filter_stream(self, stream: TokenStream) -> Iterator[Token]:
+        html_template = (stream.name or "").endswith(".html")
+        after_block = False
+        for token in stream:
+            if html_template and token.type == "data":
+                text = re.sub(r"\n\s*", "", token.value)
+                token = Token(token.lineno, "data", text.lstrip(" \t") if after_block else text)
+            after_block = token.type == "block_end"
+            yield token
+
+
+@functools.cache
+def _templates() -> Environment:
+    """templates/report.html (escaped) and report.md (not: its filters make text literal)."""
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=lambda name: (name or "").endswith(".html"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        finalize=_html_text,
+        extensions=[_OneLine],
+    )
+    env.filters.update(
+        md_inline=md_inline,
+        md_line=md_line,
+        quote_md=quote_md,
+        # The very blockquote redact_words looks for.
+        quote_html=lambda text: Markup(quote_html(text)),
+    )
+    return env
 
 
 # How `samverkan report --out` knows a file it may replace: the HTML report names its
