@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
-from tests.conftest import EXAMPLE_CSV
+from tests.conftest import EXAMPLE_CSV, PG_URL
 from tests.test_cli import LAUNCH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,7 @@ JUNK = shutil.ignore_patterns(
 
 
 def files_under(folder: Path) -> set[str]:
+    assert folder.is_dir(), folder
     return {
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
@@ -86,7 +89,22 @@ def test_the_wheel_holds_every_data_file(wheel: Path) -> None:
     expected = {f"{inside}/{f}" for folder, inside in folders for f in files_under(ROOT / folder)}
     assert "flows/process_templates/learning-cycle/process.yaml" in expected
     assert "flows/reporting/templates/report.html" in expected
+    assert "flows/web/templates/base.html" in expected
     assert expected - names == set()
+
+
+@pytest.mark.subprocess
+def test_the_wheel_offers_the_postgresql_driver_as_an_extra(wheel: Path) -> None:
+    """``pip install 'samverkan[postgresql]'`` brings the driver the README's production setup
+    names (postgresql+psycopg://…); without it a PostgreSQL store cannot be opened."""
+    with zipfile.ZipFile(wheel) as z:
+        (meta,) = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        lines = z.read(meta).decode().splitlines()
+    assert "Provides-Extra: postgresql" in lines
+    assert any(
+        line.startswith("Requires-Dist: psycopg[binary]") and 'extra == "postgresql"' in line
+        for line in lines
+    ), [line for line in lines if line.startswith("Requires-Dist: psycopg")]
 
 
 @pytest.mark.subprocess
@@ -156,3 +174,19 @@ def test_an_installed_wheel_launches_the_bundled_learning_cycle(
     reported = run(samverkan, "report", "1", "--format", "md")  # from the bundled template
     assert reported.returncode == 0, reported.stderr
     assert reported.stdout.startswith("# Reflektion: Vår 2027\n"), reported.stdout
+    if PG_URL:
+        # The production store: the installed command opens (and migrates) PostgreSQL.
+        schema = f"wheel_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(PG_URL)
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            env["SAMVERKAN_DATABASE_URL"] = f"{PG_URL}?options=-csearch_path%3D{schema}"
+            env["SAMVERKAN_SECRET_KEY"] = "wheel-test-key-" + "x" * 32
+            on_pg = run(samverkan, "participants", "import", EXAMPLE_CSV)
+            assert on_pg.returncode == 0, on_pg.stderr
+            assert run(samverkan, "participants", "list").stdout.count("@") == 13
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
