@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import delivery, indicators
+from benchmarks import delivery, indicators, participants_import
 
-BENCHMARKS = {"indicators": indicators.main, "delivery": delivery.main}
+BENCHMARKS = {
+    "indicators": indicators.main,
+    "delivery": delivery.main,
+    "import": participants_import.main,
+}
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or list(BENCHMARKS)
