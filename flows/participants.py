@@ -8,6 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_MAX_LENGTH
@@ -16,8 +17,7 @@ from sqlalchemy import Engine
 from store import queries
 from store.db import session_scope
 from store.errors import ImportRejected, InvalidInput
-from store.models import Language, Participant, Role, pk
-from store.types import utcnow
+from store.models import Language, Role
 
 COLUMNS = ("name", "email", "organisation", "role", "language")
 ROLES = ", ".join(r.value for r in Role)
@@ -188,30 +188,34 @@ def import_participants(engine: Engine, path: Path) -> ImportResult:
     except IsADirectoryError:
         raise InvalidInput(f"{path} is a folder, not a CSV file") from None
     rows = parse_csv(data, source=str(path))
-    created = updated = 0
+    # A few statements whatever the file's size: the organisations (looked up, the missing
+    # ones added), the participants already known by email key, then one INSERT for the new
+    # and one UPDATE for the known ones. Row by row through the ORM, with a look-up of both
+    # for each row, 50,000 new participants took 87 s on SQLite and 168 s on PostgreSQL
+    # (python -m benchmarks import).
     with session_scope(engine) as session:
+        orgs = queries.create_organisations(session, names=(r.organisation for r in rows))
+        known = queries.participant_ids(session, email_keys=(r.email.lower() for r in rows))
+        new: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
         for row in rows:
-            org = queries.get_or_create_organisation(session, name=row.organisation)
-            person = queries.find_participant(session, email=row.email)
-            if person is None:
-                session.add(
-                    Participant(
-                        name=row.name,
-                        email=row.email,
-                        email_key=row.email.lower(),
-                        organisation_id=pk(org),
-                        role=row.role,
-                        language=row.language,
-                    )
-                )
-                created += 1
+            values = {
+                "name": row.name,
+                "email": row.email,
+                "organisation_id": orgs[row.organisation],
+                "role": row.role.value,
+                "language": row.language.value,
+            }
+            key = row.email.lower()
+            if key in known:
+                values["id"] = known[key]
+                changed.append(values)
             else:
-                person.name, person.email = row.name, row.email
-                person.organisation_id = org.id  # type: ignore[assignment]
-                person.role, person.language = row.role, row.language
-                person.updated_at = utcnow()
-                session.add(person)
-                updated += 1
+                values["email_key"] = key
+                new.append(values)
+        queries.insert_participants(session, rows=new)
+        queries.update_participants(session, rows=changed)
+        created, updated = len(new), len(changed)
         queries.audit(
             session,
             cycle_id=None,

@@ -250,3 +250,62 @@ def test_quick_control_check_agrees_with_unicodedata() -> None:
         assert _has_control(f"Åsa{ch}Öberg"), repr(ch)
     for text in ("Åsa Öberg", "Åsa\u00a0Öberg", "Åsa\u3000Öberg", "Zoë", "<b>{{ x }}</b>"):
         assert not _has_control(text), text
+
+
+def test_import_of_new_and_known_people_changes_only_the_known_ones(engine, tmp_path: Path) -> None:
+    first = write(
+        tmp_path,
+        "Ann Ek,ann@x.example,Kommunen,manager,sv\n"
+        "Bo Ström,bo@x.example,Regionen,professional,en\n"
+        "Cia Berg,cia@x.example,Kommunen,politician,sv\n",
+    )
+    import_participants(engine, first)
+    with Session(engine) as s:  # Bo unsubscribed in the meantime
+        bo = s.exec(select(Participant).where(Participant.email_key == "bo@x.example")).one()
+        bo.consent = False
+        s.add(bo)
+        s.commit()
+    before = {p.email_key: p for p in people(engine)}
+    second = write(
+        tmp_path,
+        "Dan Öberg,dan@y.example,Brukarrådet,service_user,en\n"
+        "Bo Ström-Lind,BO@X.example,Kommunen,manager,sv\n"
+        "Eva Åkesson,eva@y.example,Regionen,facilitator,\n"
+        "Ann Ek,Ann@x.example,Brukarrådet,politician,en\n",
+        name="second.csv",
+    )
+    result = import_participants(engine, second)
+    assert (result.created, result.updated) == (2, 2)
+    with Session(engine) as s:
+        orgs = {o.id: o.name for o in s.exec(select(Organisation)).all()}
+    after = {p.email_key: p for p in people(engine)}
+    assert {
+        key: (p.name, p.email, orgs[p.organisation_id], str(p.role), str(p.language), p.consent)
+        for key, p in after.items()
+    } == {
+        "ann@x.example": ("Ann Ek", "Ann@x.example", "Brukarrådet", "politician", "en", True),
+        "bo@x.example": ("Bo Ström-Lind", "BO@x.example", "Kommunen", "manager", "sv", False),
+        "cia@x.example": ("Cia Berg", "cia@x.example", "Kommunen", "politician", "sv", True),
+        "dan@y.example": ("Dan Öberg", "dan@y.example", "Brukarrådet", "service_user", "en", True),
+        "eva@y.example": ("Eva Åkesson", "eva@y.example", "Regionen", "facilitator", "sv", True),
+    }
+    assert {key: after[key].id for key in before} == {key: p.id for key, p in before.items()}
+    assert sorted(orgs.values()) == ["Brukarrådet", "Kommunen", "Regionen"]
+    assert after["cia@x.example"].updated_at == before["cia@x.example"].updated_at
+    assert after["ann@x.example"].updated_at > before["ann@x.example"].updated_at
+
+
+def test_one_bad_row_among_thousands_writes_nothing_and_names_its_line(
+    engine, tmp_path: Path
+) -> None:
+    import_participants(engine, write(tmp_path, "Ann Ek,p7@x.example,Kommunen,manager,sv\n"))
+    rows = [f"Person {i},p{i}@x.example,Org {i % 9},professional,en" for i in range(5000)]
+    rows[3216] = "Person 3216,p3216@x,Org 3,professional,en"
+    with pytest.raises(ImportRejected) as caught:
+        import_participants(engine, write(tmp_path, "\n".join(rows) + "\n", name="big.csv"))
+    [problem] = caught.value.problems
+    assert problem.startswith("line 3218: bad email 'p3216@x': ")
+    [ann] = people(engine)  # Ann was not renamed, and nobody was added
+    assert (ann.name, ann.email) == ("Ann Ek", "p7@x.example")
+    with Session(engine) as s:
+        assert [o.name for o in s.exec(select(Organisation)).all()] == ["Kommunen"]
