@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import delivery, indicators, latency
+from benchmarks import delivery, indicators, latency, participants_import
 
 BENCHMARKS = {
     "latency": latency.main,
+    "import": participants_import.main,
     "indicators": indicators.main,
     "delivery": delivery.main,
 }

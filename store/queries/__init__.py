@@ -63,11 +63,17 @@ from store.queries.outbox import (
     without_message_id,
 )
 from store.queries.people import (
+    IN_CHUNK,
+    PARTICIPANT_FIELDS,
     Member,
     clear_consent,
+    create_organisations,
     find_participant,
-    get_or_create_organisation,
+    insert_participants,
     list_participants,
+    organisation_ids,
+    participant_ids,
+    update_participants,
 )
 from store.queries.reporting import (
     cycles_not_cancelled,
@@ -79,6 +85,8 @@ from store.queries.stages import claim_stage, cycle_id_of_stage, get_stage, stag
 from store.queries.tokens import access_token, insert_access_tokens, participants_with_token
 
 __all__ = [
+    "IN_CHUNK",
+    "PARTICIPANT_FIELDS",
     "Member",
     "access_token",
     "active_member_counts",
@@ -94,6 +102,7 @@ __all__ = [
     "clear_consent",
     "clear_written_answers",
     "count_messages_to_key",
+    "create_organisations",
     "cycle_id_of_stage",
     "cycle_messages",
     "cycles_joined",
@@ -110,11 +119,11 @@ __all__ = [
     "find_participant",
     "finished_cycle_ids",
     "get_cycle",
-    "get_or_create_organisation",
     "get_stage",
     "insert_access_tokens",
     "insert_attendees",
     "insert_messages",
+    "insert_participants",
     "invited_among",
     "list_cycles",
     "list_participants",
@@ -128,6 +137,8 @@ __all__ = [
     "messages_of_stage",
     "messages_that_may_mention",
     "messages_to",
+    "organisation_ids",
+    "participant_ids",
     "participants_with_token",
     "partstats",
     "people_asked",
@@ -142,6 +153,7 @@ __all__ = [
     "stages_of",
     "store_message_ids",
     "undelivered",
+    "update_participants",
     "without_message_id",
     "written_answers",
     "written_answers_by",
