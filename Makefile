@@ -25,12 +25,13 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "note: could not install chromium; the browser tests will be skipped"; }
 
+# On every core: the suite waits on servers, processes and the browser as much as it computes.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # The unit layer: no Prefect, no subprocess, no browser (see ARCHITECTURE.md, "Tests").
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not prefect and not subprocess and not browser"
+	$(BIN)/python -m pytest -n auto -m "not prefect and not subprocess and not browser"
 
 lint: $(STAMP)
 	$(BIN)/ruff check flows messaging store tests benchmarks
