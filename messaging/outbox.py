@@ -352,11 +352,12 @@ def drain(
     """Send every message that is ready at ``now``; return what happened.
 
     ``connect`` makes one transport; ``concurrency`` of them are used side by side, each
-    reused for many messages. A batch (default 8 per connection) is claimed, sent and
-    recorded at a time.
+    reused for many messages. A batch is claimed, sent and recorded at a time: by default
+    one message per connection, so that after a crash at most as many messages as there are
+    connections can be in doubt (``uncertain``), the ones actually in flight.
     """
     transports = [connect() for _ in range(max(1, concurrency))]
-    size = batch or max(32, 8 * len(transports))
+    size = batch or len(transports)
     return asyncio.run(
         _drain(engine, sender, transports, now, cycle_id, size, limit or RateLimit(), progress)
     )

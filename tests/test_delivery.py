@@ -211,7 +211,8 @@ def test_a_worker_killed_mid_stage_loses_nothing_and_doubles_nothing(
             if status == "sent":
                 assert received[to] == 1  # marked sent: the sink has it
         uncertain = [to for to, st in got.items() if st == "uncertain"]
-        assert len(uncertain) == report.uncertain <= in_flight <= 32  # at most one batch
+        # In doubt: at most the messages in flight on the 4 connections, one batch.
+        assert len(uncertain) == report.uncertain <= in_flight <= 4
         resend_uncertain(engine, cycle_id=cycle_id)
         deliver(Settings(), engine, NOW)
         received = Counter(to[0] for _, to, _ in server.recorder.messages)

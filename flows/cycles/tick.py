@@ -44,6 +44,7 @@ class TickReport:
     delivery: DrainReport = field(default_factory=DrainReport)
     completed: list[int] = field(default_factory=list)
     handed_over: list[int] = field(default_factory=list)  # advance runs started on the pool
+    in_doubt: int = 0  # messages whose sender stopped mid-delivery, found by this tick
 
     def lines(self) -> list[str]:
         out = [f"tick at {self.now.isoformat()}"]
@@ -55,6 +56,12 @@ class TickReport:
         out.extend(f"  cycle {c}: handed to the work pool" for c in self.handed_over)
         if not self.stages and not self.handed_over:
             out.append("  nothing was due")
+        if self.in_doubt:
+            out.append(
+                f"  {plural(self.in_doubt, 'message')} in doubt: a sender stopped while "
+                f"{'it was' if self.in_doubt == 1 else 'they were'} in flight; see "
+                "samverkan outbox CYCLE --status uncertain, resend with outbox resend"
+            )
         out.append(f"  delivery: {self.delivery}")
         out.extend(f"  cycle {c} completed" for c in self.completed)
         return out
@@ -113,6 +120,16 @@ def advance_cycle(
     return outcomes
 
 
+def find_in_doubt(engine: Engine, settings: Settings, now: datetime) -> int:
+    """Mark as ``uncertain`` every message, of any cycle, whose sender's lease ran out while
+    it was ``sending`` (the sender crashed or was killed): every tick does this first, so
+    the coordinator hears of it on the next tick whatever else is due."""
+    from messaging.outbox import mark_stale_uncertain
+
+    with session_scope(engine) as session:
+        return mark_stale_uncertain(session, now=now, lease_seconds=settings.sending_lease_seconds)
+
+
 def due_cycles(engine: Engine, now: datetime) -> list[int]:
     with session_scope(engine) as session:
         return list(queries.due_cycle_ids(session, now=now))
@@ -148,7 +165,7 @@ def run_tick(
 ) -> TickReport:
     """One tick in one process: ``advance`` each due cycle, ``deliver``, complete the
     finished cycles. The callables are plain functions here, Prefect flows under Prefect."""
-    report = TickReport(now=now)
+    report = TickReport(now=now, in_doubt=find_in_doubt(engine, settings, now))
     for cycle_id in due_cycles(engine, now):
         report.stages.extend((cycle_id, o) for o in advance(cycle_id))
     report.delivery = deliver()

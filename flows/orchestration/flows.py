@@ -109,7 +109,7 @@ def tick(now: datetime | str | None = None, fan_out: bool = False, senders: int 
             advance=lambda cycle_id: advance(cycle_id, now),
             deliver=lambda: deliver(settings, engine, now),
         )
-    report = TickReport(now=now)
+    report = TickReport(now=now, in_doubt=plain.find_in_doubt(engine, settings, now))
     due = plain.due_cycles(engine, now)
     for cycle_id in due:
         _submit(
