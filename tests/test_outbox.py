@@ -134,7 +134,7 @@ def test_leases_and_retries_follow_the_time_the_drain_is_given(network, settings
     cycle_id = queue_invitations(network, settings)  # 13 queued
     info = sender_info(settings)  # a 600 s lease, retries from 60 s
     with pytest.raises(RuntimeError, match="the sender was stopped"):
-        drain(network, info, Stopping, now=now)
+        drain(network, info, Stopping, now=now, batch=32)  # all 13 claimed in one batch
     quiet = MemoryTransport()
     report = drain(network, info, lambda: quiet, now=now + timedelta(minutes=5))
     assert (report.sent, report.uncertain, quiet.sent) == (0, 0, [])  # still in flight
