@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, bindparam, or_, update
+from sqlalchemy import Engine, bindparam, case, or_, update
 from sqlmodel import Session, col, select
 
 from messaging import links
 from messaging.compose import Outgoing, to_bytes
-from messaging.ratelimit import RateLimit
+from messaging.ratelimit import RateLimit, SendLimit
 from messaging.transports.base import (
     Envelope,
     PermanentFailure,
@@ -143,6 +143,19 @@ class Claimed(Protocol):
     language: str | None  # the participant's, for Content-Language
 
 
+def _ready(query: Any, now: datetime, cycle_id: int | None) -> Any:
+    """``query`` narrowed to the messages ready to go at ``now`` (of one cycle, or all)."""
+    query = query.where(
+        col(Message.status).in_(READY),
+        or_(col(Message.next_attempt_at).is_(None), col(Message.next_attempt_at) <= now),
+    )
+    return query if cycle_id is None else query.where(Message.cycle_id == cycle_id)
+
+
+def any_ready(session: Session, *, now: datetime, cycle_id: int | None = None) -> bool:
+    return session.exec(_ready(select(Message.id), now, cycle_id).limit(1)).first() is not None
+
+
 def claim_batch(
     session: Session,
     *,
@@ -154,19 +167,13 @@ def claim_batch(
     """Mark up to ``limit`` ready messages as ``sending`` and return them; with ``domain``,
     give each that has none its Message-ID."""
     query = (
-        select(Message.id)
-        .where(
-            col(Message.status).in_(READY),
-            or_(col(Message.next_attempt_at).is_(None), col(Message.next_attempt_at) <= now),
-        )
+        _ready(select(Message.id), now, cycle_id)
         .order_by(col(Message.id))
         .limit(limit)
         # PostgreSQL: several workers claim disjoint rows without waiting for each other.
         # SQLite has one writer at a time, and the conditional UPDATE below decides.
         .with_for_update(skip_locked=True)
     )
-    if cycle_id is not None:
-        query = query.where(Message.cycle_id == cycle_id)
     while True:
         ids = list(session.exec(query).all())
         if not ids:
@@ -306,15 +313,39 @@ async def _worker(
     waiting: deque[Claimed],
     sender: SenderInfo,
     now: datetime,
-    limit: RateLimit,
+    limit: SendLimit,
     report: DrainReport,
     outcomes: list[dict[str, object]],
 ) -> None:
     """One connection: take the next waiting message until none is left."""
     while waiting:
-        msg = waiting.popleft()
+        # The message leaves its lane only once it may go: if the limit cannot be asked (a
+        # shared one whose server is gone), it is still in the lane and goes back to the
+        # queue, not into doubt.
         await limit.wait()
+        msg = waiting.popleft()
         await _send_one(transport, msg, sender, now, report, outcomes)
+
+
+def _release(session: Session, unsent: list[Claimed]) -> None:
+    """Claimed messages never handed over go back to the queue as they were: ready again,
+    with no claim that a later drain could take for a crash."""
+    if not unsent:
+        return
+    session.execute(
+        update(Message)
+        .where(
+            col(Message.id).in_([m.id for m in unsent]),
+            col(Message.status) == MessageStatus.sending.value,
+        )
+        .values(
+            status=case(
+                (col(Message.attempts) > 0, MessageStatus.retry.value),
+                else_=MessageStatus.queued.value,
+            ),
+            claimed_at=None,
+        )
+    )
 
 
 def _record(session: Session, outcomes: list[dict[str, object]]) -> None:
@@ -329,16 +360,19 @@ def _record(session: Session, outcomes: list[dict[str, object]]) -> None:
 async def _drain(
     engine: Engine,
     sender: SenderInfo,
-    transports: list[Transport],
+    connect: Callable[[], Transport],
     now: datetime,
     cycle_id: int | None,
-    batch: int,
-    limit: RateLimit,
+    concurrency: int,
+    batch: int | None,
+    limit: SendLimit,
     progress: Callable[[DrainReport], None] | None,
 ) -> DrainReport:
     """Claim a batch, send it over every connection at once, record the batch; repeat.
 
     At most one batch is ever in flight: after a crash only its messages can be in doubt.
+    The connections are granted by ``limit`` before anything is claimed, so no claim waits
+    for one (a claim that waited past the lease would be taken for a crashed one).
     """
     report = DrainReport()
     started = _monotonic()
@@ -353,13 +387,20 @@ async def _drain(
             session, now=now, lease_seconds=sender.lease_seconds
         )
         session.commit()
-        async with AsyncExitStack() as stack:
+        if not any_ready(session, now=now, cycle_id=cycle_id):
+            return report  # nothing to send: no connection asked for, none opened
+        session.rollback()  # no transaction left open while waiting for connections
+        async with limit.connections(max(1, concurrency)) as granted, AsyncExitStack() as stack:
+            if granted < 1:
+                return report  # other drains hold every connection and send what is ready
+            transports = [connect() for _ in range(granted)]
             for transport in transports:
                 await stack.enter_async_context(transport)
+            size = batch or max(32, 8 * len(transports))
             while True:
                 at = clock()
                 claimed = claim_batch(
-                    session, now=at, limit=batch, cycle_id=cycle_id, domain=sender.domain
+                    session, now=at, limit=size, cycle_id=cycle_id, domain=sender.domain
                 )
                 if not claimed:
                     break
@@ -370,17 +411,25 @@ async def _drain(
                     lanes[zlib.crc32(msg.to_key.encode()) % len(lanes)].append(msg)
                 outcomes: list[dict[str, object]] = []
                 try:
-                    await asyncio.gather(
+                    # Every lane runs to its end, even if another fails, so that what is
+                    # recorded below is final.
+                    failures = await asyncio.gather(
                         *(
                             _worker(t, lane, sender, at, limit, report, outcomes)
                             for t, lane in zip(transports, lanes, strict=True)
                             if lane
-                        )
+                        ),
+                        return_exceptions=True,
                     )
                 finally:
-                    # What was handed over is recorded even if something failed meanwhile.
+                    # What was handed over is recorded even if something failed meanwhile,
+                    # and what never was goes back to the queue.
                     _record(session, outcomes)
+                    _release(session, [m for lane in lanes for m in lane])
                     session.commit()  # the batch's outcomes, in one write
+                for failure in failures:
+                    if isinstance(failure, BaseException):
+                        raise failure
                 if progress:
                     progress(report)
     return report
@@ -395,19 +444,29 @@ def drain(
     cycle_id: int | None = None,
     concurrency: int = 1,
     batch: int | None = None,
-    limit: RateLimit | None = None,
+    limit: SendLimit | None = None,
     progress: Callable[[DrainReport], None] | None = None,
 ) -> DrainReport:
     """Send every message that is ready at ``now``; return what happened.
 
-    ``connect`` makes one transport; ``concurrency`` of them are used side by side, each
-    reused for many messages. A batch (default 8 per connection) is claimed, sent and
-    recorded at a time.
+    ``connect`` makes one transport; up to ``concurrency`` of them are used side by side
+    (as many as ``limit`` grants), each reused for many messages. A batch (default 8 per
+    connection) is claimed, sent and recorded at a time. ``limit`` keeps the send rate and
+    the number of connections; by default, within this drain alone (``RateLimit()``, no rate
+    cap).
     """
-    transports = [connect() for _ in range(max(1, concurrency))]
-    size = batch or max(32, 8 * len(transports))
     return asyncio.run(
-        _drain(engine, sender, transports, now, cycle_id, size, limit or RateLimit(), progress)
+        _drain(
+            engine,
+            sender,
+            connect,
+            now,
+            cycle_id,
+            concurrency,
+            batch,
+            limit or RateLimit(),
+            progress,
+        )
     )
 
 
