@@ -33,6 +33,7 @@ from prefect import flow  # noqa: E402
 from flows.cycles import tick as plain  # noqa: E402
 from flows.cycles.delivery import deliver  # noqa: E402
 from flows.cycles.tick import StageRunner, TickReport  # noqa: E402
+from flows.orchestration.limits import shared_limit  # noqa: E402
 from flows.settings import load_settings  # noqa: E402
 from flows.stages import task_for  # noqa: E402
 from flows.stages.base import StageOutcome  # noqa: E402
@@ -180,10 +181,13 @@ def advance(
 @flow(name="deliver", flow_run_name=_deliver_name, validate_parameters=False, log_prints=False)
 def send(cycle_id: int | None = None, now: datetime | str | None = None) -> str:
     """Deliver what is ready in the outbox at ``now`` (of one cycle, or all). Several runs at
-    once claim disjoint messages (SKIP LOCKED on PostgreSQL)."""
+    once claim disjoint messages (SKIP LOCKED on PostgreSQL) and, under a Prefect server,
+    share the SMTP caps (flows/orchestration/limits.py)."""
     settings = load_settings()
     engine = open_store(settings.database_url)
-    report = deliver(settings, engine, plain.as_time(now), cycle_id=cycle_id)
+    report = deliver(
+        settings, engine, plain.as_time(now), cycle_id=cycle_id, limit=shared_limit(settings)
+    )
     return str(report)
 
 
@@ -204,7 +208,7 @@ def tick(now: datetime | str | None = None, fan_out: bool = False, senders: int 
             engine,
             now,
             advance=lambda cycle_id: advance(cycle_id, now),
-            deliver=lambda: deliver(settings, engine, now),
+            deliver=lambda: deliver(settings, engine, now, limit=shared_limit(settings)),
         )
         _publish(TICK_ARTIFACT, lambda: literal_markdown(report.lines()), "What the tick did")
         return report
