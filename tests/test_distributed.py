@@ -305,11 +305,14 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
                         .select_from(Message)
                         .where(Message.status.in_(["queued", "sending", "retry"]))  # type: ignore[attr-defined]
                     ).one()
-                if done == len(due) and waiting == 0:
-                    break
                 runs = _flow_runs(api)
                 crashed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
                 assert not crashed, [log.read_text()[-3000:] for log in logs]
+                # Every run ended too (not the ticks the schedule lined up for later): a
+                # deliver run that found every connection taken ends after waiting a while.
+                ended = all(r["state_type"] in ("COMPLETED", "SCHEDULED") for r in runs)
+                if done == len(due) and waiting == 0 and ended:
+                    break
                 assert time.monotonic() < deadline, (done, waiting, [r["state_type"] for r in runs])
                 time.sleep(1)
             received = list(smtp.recorder.messages)
@@ -335,7 +338,9 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
             names.get(r["deployment_id"]) for r in _flow_runs(api) if r["state_type"] == "COMPLETED"
         )
         assert completed["samverkan-tick"] >= 1 and completed["samverkan-advance"] >= 1
-        assert completed["samverkan-deliver"] >= 2  # started by the advance run, in parallel
+        # Started by the advance run side by side; they share the connection cap, so the
+        # second may have found every connection taken and left the outbox to the first.
+        assert completed["samverkan-deliver"] >= 2
         # SAMVERKAN_SMTP_CONCURRENCY holds for both deliver runs together.
         assert 1 <= smtp.recorder.most_open <= 4
         engine.dispose()
