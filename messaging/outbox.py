@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from messaging import links
 from messaging.compose import Outgoing, to_bytes
-from messaging.ratelimit import RateLimit
+from messaging.ratelimit import RateLimit, SendLimit
 from messaging.transports.base import (
     Envelope,
     PermanentFailure,
@@ -257,15 +257,25 @@ async def _worker(
     waiting: deque[Claimed],
     sender: SenderInfo,
     now: datetime,
-    limit: RateLimit,
+    limit: SendLimit,
     report: DrainReport,
     outcomes: list[dict[str, object]],
 ) -> None:
     """One connection: take the next waiting message until none is left."""
     while waiting:
-        msg = waiting.popleft()
+        # The message leaves its lane only once it may go: if the limit cannot be asked (a
+        # shared one whose server is gone), it is still in the lane and goes back to the
+        # queue, not into doubt.
         await limit.wait()
+        msg = waiting.popleft()
         await _send_one(transport, msg, sender, now, report, outcomes)
+
+
+def _release(session: Session, unsent: list[Claimed]) -> None:
+    """Claimed messages never handed over go back to the queue as they were: ready again,
+    with no claim that a later drain could take for a crash."""
+    if unsent:
+        queries.release_claims(session, ids=[m.id for m in unsent])
 
 
 def _record(session: Session, outcomes: list[dict[str, object]]) -> None:
@@ -280,16 +290,19 @@ def _record(session: Session, outcomes: list[dict[str, object]]) -> None:
 async def _drain(
     engine: Engine,
     sender: SenderInfo,
-    transports: list[Transport],
+    connect: Callable[[], Transport],
     now: datetime,
     cycle_id: int | None,
-    batch: int,
-    limit: RateLimit,
+    concurrency: int,
+    batch: int | None,
+    limit: SendLimit,
     progress: Callable[[DrainReport], None] | None,
 ) -> DrainReport:
     """Claim a batch, send it over every connection at once, record the batch; repeat.
 
     At most one batch is ever in flight: after a crash only its messages can be in doubt.
+    The connections are granted by ``limit`` before anything is claimed, so no claim waits
+    for one (a claim that waited past the lease would be taken for a crashed one).
     """
     report = DrainReport()
     started = _monotonic()
@@ -304,13 +317,22 @@ async def _drain(
             session, now=now, lease_seconds=sender.lease_seconds
         )
         session.commit()
-        async with AsyncExitStack() as stack:
+        if not queries.any_ready_message(session, now=now, cycle_id=cycle_id):
+            return report  # nothing to send: no connection asked for, none opened
+        session.rollback()  # no transaction left open while waiting for connections
+        async with limit.connections(max(1, concurrency)) as granted, AsyncExitStack() as stack:
+            if granted < 1:
+                return report  # other drains hold every connection and send what is ready
+            transports = [connect() for _ in range(granted)]
             for transport in transports:
                 await stack.enter_async_context(transport)
+            # One message per connection at a time: after a crash at most as many messages
+            # as there are connections can be in doubt, those actually in flight.
+            size = batch or len(transports)
             while True:
                 at = clock()
                 claimed = claim_batch(
-                    session, now=at, limit=batch, cycle_id=cycle_id, domain=sender.domain
+                    session, now=at, limit=size, cycle_id=cycle_id, domain=sender.domain
                 )
                 if not claimed:
                     break
@@ -321,17 +343,25 @@ async def _drain(
                     lanes[zlib.crc32(msg.to_key.encode()) % len(lanes)].append(msg)
                 outcomes: list[dict[str, object]] = []
                 try:
-                    await asyncio.gather(
+                    # Every lane runs to its end, even if another fails, so that what is
+                    # recorded below is final.
+                    failures = await asyncio.gather(
                         *(
                             _worker(t, lane, sender, at, limit, report, outcomes)
                             for t, lane in zip(transports, lanes, strict=True)
                             if lane
-                        )
+                        ),
+                        return_exceptions=True,
                     )
                 finally:
-                    # What was handed over is recorded even if something failed meanwhile.
+                    # What was handed over is recorded even if something failed meanwhile,
+                    # and what never was goes back to the queue.
                     _record(session, outcomes)
+                    _release(session, [m for lane in lanes for m in lane])
                     session.commit()  # the batch's outcomes, in one write
+                for failure in failures:
+                    if isinstance(failure, BaseException):
+                        raise failure
                 if progress:
                     progress(report)
     return report
@@ -346,20 +376,30 @@ def drain(
     cycle_id: int | None = None,
     concurrency: int = 1,
     batch: int | None = None,
-    limit: RateLimit | None = None,
+    limit: SendLimit | None = None,
     progress: Callable[[DrainReport], None] | None = None,
 ) -> DrainReport:
     """Send every message that is ready at ``now``; return what happened.
 
-    ``connect`` makes one transport; ``concurrency`` of them are used side by side, each
-    reused for many messages. A batch is claimed, sent and recorded at a time: by default
-    one message per connection, so that after a crash at most as many messages as there are
-    connections can be in doubt (``uncertain``), the ones actually in flight.
+    ``connect`` makes one transport; up to ``concurrency`` of them are used side by side
+    (as many as ``limit`` grants), each reused for many messages. A batch is claimed, sent
+    and recorded at a time: by default one message per connection, so that after a crash at
+    most as many messages as there are connections can be in doubt (``uncertain``), the ones
+    actually in flight. ``limit`` keeps the send rate and the number of connections; by
+    default, within this drain alone (``RateLimit()``, no rate cap).
     """
-    transports = [connect() for _ in range(max(1, concurrency))]
-    size = batch or len(transports)
     return asyncio.run(
-        _drain(engine, sender, transports, now, cycle_id, size, limit or RateLimit(), progress)
+        _drain(
+            engine,
+            sender,
+            connect,
+            now,
+            cycle_id,
+            concurrency,
+            batch,
+            limit or RateLimit(),
+            progress,
+        )
     )
 
 

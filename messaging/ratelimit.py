@@ -1,7 +1,14 @@
-"""A send-rate limit shared by every connection: at most N messages a second and M a minute.
+"""What a drain asks before it opens connections and before each message it sends.
 
 Relays cap senders (14 a second, 30 a minute are caps seen in the wild); going over them
-gets mail deferred or the account blocked, so the limit is kept before each send.
+gets mail deferred or the account blocked, so the limit is kept before each send. Relays
+also cap the connections a sender holds open at once.
+
+``SendLimit`` is what the drain (messaging/outbox.py) is given. ``RateLimit`` keeps the caps
+within one drain: its connections are the ones the drain was told to open, and the rate is
+shared by them. A limit shared by several drains at once, in other processes or on other
+machines, is another ``SendLimit`` (Prefect's global concurrency limits, in
+flows/orchestration/limits.py); messaging knows nothing of it.
 """
 
 from __future__ import annotations
@@ -9,7 +16,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+
+class SendLimit(Protocol):
+    def connections(self, wanted: int) -> AbstractAsyncContextManager[int]:
+        """Held while the drain's connections may be open: how many it may open, at most
+        ``wanted``. Never holds some while waiting for more, so two drains cannot each hold
+        part and wait for the rest. 0 when others hold them all and none came free for a
+        while: those drains send what is ready, and this one sends nothing."""
+        ...
+
+    async def wait(self) -> None:
+        """Return when one more message may go."""
+        ...
 
 
 class RateLimit:
@@ -30,6 +52,11 @@ class RateLimit:
         self._last: float | None = None
         self._window: deque[float] = deque()
         self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def connections(self, wanted: int) -> AsyncIterator[int]:
+        """Within one drain, as many connections as it asks for."""
+        yield wanted
 
     @property
     def active(self) -> bool:

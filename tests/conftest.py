@@ -89,13 +89,22 @@ def network(engine):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One Prefect test server for the whole session, with flow heartbeats off."""
+    """One Prefect test server for the whole session, with flow heartbeats off.
+
+    Unlike the embedded server of ``samverkan worker --every`` it records task runs, as a
+    real Prefect server does, so that tests can read them back."""
+    from prefect.settings import temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
     import flows.orchestration.flows  # noqa: F401  (applies the quiet Prefect defaults before import)
     from flows.orchestration.flows import quiet_prefect
 
-    with prefect_test_harness(server_startup_timeout=120), quiet_prefect():
+    recorder = {"server.services.task_run_recorder.enabled": True}
+    with (
+        temporary_settings(updates=recorder),
+        prefect_test_harness(server_startup_timeout=120),
+        quiet_prefect(),
+    ):
         yield
 
 

@@ -1,5 +1,6 @@
 """Distributed mode: a real Prefect server on PostgreSQL, two Prefect workers on one process
-work pool, a cycle of 2,000 participants, a real SMTP server; and the embedded worker loop.
+work pool, a cycle of 2,000 participants, a real SMTP server; a stage that fails there, as
+Prefect shows it; and the embedded worker loop.
 
 The integration test needs SAMVERKAN_TEST_POSTGRES_URL (``.ci/run`` sets it).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,11 +27,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, func, select
 
-from flows.settings import Settings
+from flows.settings import REPO_TEMPLATES, Settings
 from store.db import open_store
 from store.models import Message, Stage
-from tests.conftest import PG_URL, launch_learning_cycle
+from tests.conftest import EXAMPLE_CSV, PG_URL, launch_learning_cycle
 from tests.smtpd import RecordingSMTP, free_port
+from tests.test_stage_failure import FAILS_FOR_LARS
 
 pytestmark = pytest.mark.subprocess
 
@@ -146,6 +150,9 @@ def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
+        # As a Prefect server is run in production: task runs recorded (this process may
+        # have the embedded server's defaults in its environment, which turn it off).
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "true",
     }
     env.pop("PREFECT_API_URL", None)
     log = (tmp_path / "server.log").open("wb")
@@ -196,6 +203,23 @@ def _flow_runs(api: str) -> list[dict[str, object]]:
     return list(got.json())
 
 
+def _post(api: str, path: str, body: dict[str, object]) -> list[dict[str, Any]]:
+    got = httpx.post(f"{api}/{path}", json=body, timeout=10)
+    got.raise_for_status()
+    return list(got.json())
+
+
+def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*SAMVERKAN, "worker", "--pool", "it-pool"],
+        env={**env, "PREFECT_LOGGING_LEVEL": "INFO"},
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
     prefect_server: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,6 +245,10 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
             )
             assert deployed.returncode == 0, deployed.stderr
             assert "work pool it-pool (created, type process)" in deployed.stdout
+            assert (
+                "limit samverkan-smtp-connections: 4 SMTP connections at once, "
+                "across all deliver runs"
+            ) in deployed.stdout
             found = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
             by_name = {d["name"]: d for d in found}
             assert set(by_name) == {"samverkan-tick", "samverkan-advance", "samverkan-deliver"}
@@ -279,11 +307,14 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
                         .select_from(Message)
                         .where(Message.status.in_(["queued", "sending", "retry"]))  # type: ignore[attr-defined]
                     ).one()
-                if done == len(due) and waiting == 0:
-                    break
                 runs = _flow_runs(api)
                 crashed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
                 assert not crashed, [log.read_text()[-3000:] for log in logs]
+                # Every run ended too (not the ticks the schedule lined up for later): a
+                # deliver run that found every connection taken ends after waiting a while.
+                ended = all(r["state_type"] in ("COMPLETED", "SCHEDULED") for r in runs)
+                if done == len(due) and waiting == 0 and ended:
+                    break
                 assert time.monotonic() < deadline, (done, waiting, [r["state_type"] for r in runs])
                 time.sleep(1)
             received = list(smtp.recorder.messages)
@@ -309,10 +340,151 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
             names.get(r["deployment_id"]) for r in _flow_runs(api) if r["state_type"] == "COMPLETED"
         )
         assert completed["samverkan-tick"] >= 1 and completed["samverkan-advance"] >= 1
-        assert completed["samverkan-deliver"] >= 2  # started by the advance run, in parallel
+        # Started by the advance run side by side; they share the connection cap, so the
+        # second may have found every connection taken and left the outbox to the first.
+        assert completed["samverkan-deliver"] >= 2
+        # SAMVERKAN_SMTP_CONCURRENCY holds for both deliver runs together.
+        assert 1 <= smtp.recorder.most_open <= 4
         engine.dispose()
     finally:
         for worker in workers:
+            _stop(worker)
+        _drop_database(admin_url, store_name)
+
+
+def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
+    prefect_server: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the Prefect server shows of a tick on the work pool: the runs named after their
+    cycle, the stage whose template fails as a Failed task run with the reason, its advance
+    run Completed (the plan went on), the tick's report as an artifact; and the two deliver
+    runs it starts together under one connection cap and one rate, counted at the relay."""
+    api, env = prefect_server
+    assert PG_URL
+    admin_url = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    store_name = _fresh_database(admin_url, "store_it")
+    store_url = make_url(PG_URL).set(database=store_name).render_as_string(hide_password=False)
+    root = tmp_path / "templates"
+    shutil.copytree(REPO_TEMPLATES, root)
+    workshop = root / "learning-cycle" / "emails" / "workshop.sv.md.j2"
+    workshop.write_text(workshop.read_text(encoding="utf-8") + FAILS_FOR_LARS, encoding="utf-8")
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        with RecordingSMTP() as smtp:
+            env = {
+                **env,
+                "SAMVERKAN_DATABASE_URL": store_url,
+                "SAMVERKAN_SECRET_KEY": "it-key-" + "x" * 32,
+                "SAMVERKAN_SMTP_URL": smtp.url,
+                "SAMVERKAN_SMTP_CONCURRENCY": "2",
+                "SAMVERKAN_SMTP_RATE": "5",
+                "SAMVERKAN_SENDER": "samverkan@coordination.example",
+                "SAMVERKAN_MAIL_DIR": str(tmp_path / "mail"),
+                "SAMVERKAN_TEMPLATES_DIR": str(root),
+            }
+            deployed = run_cli(
+                "deploy", "--pool", "it-pool", "--interval", "3600", "--senders", "2", env=env
+            )
+            assert deployed.returncode == 0, deployed.stderr
+            assert deployed.stdout.splitlines()[-3:-1] == [
+                "limit samverkan-smtp-connections: 2 SMTP connections at once, "
+                "across all deliver runs",
+                "limit samverkan-smtp-rate: 5 messages a second, across all deliver runs",
+            ]
+            limits = _post(api, "v2/concurrency_limits/filter", {})
+            assert {(c["name"], c["limit"], c["slot_decay_per_second"]) for c in limits} == {
+                ("samverkan-smtp-connections", 2, 0.0),
+                ("samverkan-smtp-rate", 1, 5.0),
+            }
+            by_name = {d["name"]: d for d in _post(api, "deployments/filter", {})}
+
+            for name, value in env.items():
+                if name.startswith("SAMVERKAN_"):
+                    monkeypatch.setenv(name, value)  # for the in-process store calls below
+            settings = Settings()
+            engine = open_store(store_url)
+            from flows.people.participants import import_participants
+
+            import_participants(engine, EXAMPLE_CSV)  # 13, Lars Ek among them
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            cycle_id = launch_learning_cycle(
+                engine, settings, now - timedelta(days=3), now + timedelta(days=1)
+            )
+            worker = _start_worker(env, tmp_path / "worker.log")
+            tick_id = by_name["samverkan-tick"]["id"]
+            started = httpx.post(f"{api}/deployments/{tick_id}/create_flow_run", json={})
+            assert started.status_code == 201, started.text
+
+            deadline = time.monotonic() + 600
+            while True:
+                with Session(engine) as s:
+                    stages = dict(
+                        s.exec(
+                            select(Stage.key, Stage.status).where(Stage.cycle_id == cycle_id)
+                        ).all()
+                    )
+                    waiting = s.exec(
+                        select(func.count())
+                        .select_from(Message)
+                        .where(col(Message.status).in_(["queued", "sending", "retry"]))
+                    ).one()
+                # Not the ticks the deployment's schedule has lined up for later.
+                runs = [r for r in _flow_runs(api) if r["state_type"] != "SCHEDULED"]
+                finished = all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED") for r in runs)
+                if stages["workshop"] == "failed" and not waiting and len(runs) >= 4 and finished:
+                    break
+                assert time.monotonic() < deadline, (
+                    stages,
+                    waiting,
+                    [(r["name"], r["state_type"]) for r in runs],
+                )
+                time.sleep(1)
+            most_open, arrived = smtp.recorder.most_open, sorted(smtp.recorder.arrived)
+
+        names = {r["name"]: r for r in runs}
+        assert {r["state_type"] for r in runs} == {"COMPLETED"}
+        deliver_runs = [r for r in runs if r["name"] == f"deliver-cycle-{cycle_id}"]
+        assert len(deliver_runs) == 2  # the advance run's, side by side
+        advance = names[f"advance-cycle-{cycle_id}"]
+
+        def read_task_runs() -> dict[str, dict[str, Any]]:
+            found = _post(api, "task_runs/filter", {"flow_runs": {"id": {"any_": [advance["id"]]}}})
+            return {t["name"]: t for t in found}
+
+        deadline = time.monotonic() + 60  # task runs are recorded from events, a moment later
+        while len(tasks := read_task_runs()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert {n: t["state_type"] for n, t in tasks.items()} == {
+            "email:invitation": "COMPLETED",
+            "meeting:workshop": "FAILED",
+            "email:workshop-reminder": "COMPLETED",
+        }
+        message = tasks["meeting:workshop"]["state"]["message"]
+        assert "workshop.sv.md.j2" in message and "by zero" in message
+
+        ticks = [r["id"] for r in runs if r["deployment_id"] == tick_id]
+        published = _post(
+            api,
+            "artifacts/filter",
+            {
+                "artifacts": {"key": {"any_": ["samverkan-tick"]}},
+                "flow_runs": {"id": {"any_": ticks}},
+            },
+        )
+        assert any(f"cycle {cycle_id}: handed to the work pool" in a["data"] for a in published)
+
+        # Both deliver runs together: two connections at most, five messages a second.
+        with Session(engine) as s:
+            sent = s.exec(
+                select(func.count()).select_from(Message).where(Message.status == "sent")
+            ).one()
+        assert len(arrived) == sent >= 13
+        assert 1 <= most_open <= 2
+        spans = [arrived[i + 5] - arrived[i] for i in range(len(arrived) - 5)]
+        assert min(spans) >= 1.0, spans
+        engine.dispose()
+    finally:
+        if worker is not None:
             _stop(worker)
         _drop_database(admin_url, store_name)
 

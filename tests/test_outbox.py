@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from flows.cycles.delivery import sender_info
 from messaging.outbox import claim_batch, drain, resend_uncertain
+from messaging.ratelimit import RateLimit
 from messaging.transports.base import Envelope, Receipt, TemporaryFailure
 from messaging.transports.memory import MemoryTransport
 from store.models import Message
@@ -127,13 +128,19 @@ class RefusingOnce(MemoryTransport):
     [datetime(2040, 3, 1, 8, 0, tzinfo=UTC), datetime(2001, 3, 1, 8, 0, tzinfo=UTC)],
     ids=["far-future", "far-past"],
 )
-def test_leases_and_retries_follow_the_time_the_drain_is_given(network, settings, now) -> None:
+def test_leases_and_retries_follow_the_time_the_drain_is_given(
+    network, settings, now, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`tick --now` walks a cycle through simulated time: a message in flight when the sender
     stopped is in doubt once its lease has run out by that clock, not by the wall clock, and a
     retry waits its backoff by that clock too."""
+    import messaging.outbox as outbox
+
     cycle_id = queue_invitations(network, settings)  # 13 queued
     info = sender_info(settings)  # a 600 s lease, retries from 60 s
-    with pytest.raises(RuntimeError, match="the sender was stopped"):
+    with monkeypatch.context() as killed, pytest.raises(RuntimeError, match="the sender was"):
+        # Killed: nothing runs after it, not even the return of what was not handed over.
+        killed.setattr(outbox, "_release", lambda session, unsent: None)
         drain(network, info, Stopping, now=now, batch=32)  # all 13 claimed in one batch
     quiet = MemoryTransport()
     report = drain(network, info, lambda: quiet, now=now + timedelta(minutes=5))
@@ -151,6 +158,45 @@ def test_leases_and_retries_follow_the_time_the_drain_is_given(network, settings
     report = drain(network, info, lambda: server, now=later + timedelta(seconds=61))
     assert report.sent == 1
     assert [e.recipient for e in server.sent].count("per.holm@vgregion.example") == 1
+
+
+class FailingLimit(RateLimit):
+    """A shared limit whose server goes away after two messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    async def wait(self) -> None:
+        self.asked += 1
+        if self.asked > 2:
+            raise ConnectionError("the limit's server went away")
+
+
+def test_a_drain_stopped_by_an_error_leaves_in_doubt_only_what_it_handed_over(
+    network, settings
+) -> None:
+    """What a drain had claimed but never handed over goes back to the queue when it stops
+    with an error: the next drain sends it, and only a message that was in flight is in doubt
+    (an error of the transport as it was handed over) or none (the limit could not be asked
+    before the next one)."""
+    queue_invitations(network, settings)  # 13 queued
+    info = sender_info(settings)
+    with pytest.raises(RuntimeError, match="the sender was stopped"):
+        drain(network, info, Stopping, now=NOW)
+    with Session(network) as s:
+        assert sorted(str(m.status) for m in s.exec(select(Message))) == ["queued"] * 12 + [
+            "sending"
+        ]
+    memory = MemoryTransport()
+    with pytest.raises(ConnectionError):
+        drain(network, info, lambda: memory, now=NOW, limit=FailingLimit())
+    assert len(memory.sent) == 2
+    with Session(network) as s:
+        got = sorted(str(m.status) for m in s.exec(select(Message)))
+    assert got == ["queued"] * 10 + ["sending"] + ["sent"] * 2
+    assert drain(network, info, lambda: memory, now=NOW).sent == 10
+    assert len({e.recipient for e in memory.sent}) == len(memory.sent) == 12
 
 
 def test_two_installations_never_share_a_message_id(network, settings, tmp_path) -> None:

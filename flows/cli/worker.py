@@ -78,8 +78,10 @@ def deploy(
     ] = 2,
 ) -> None:
     """Register samverkan with a Prefect server: a tick every --interval seconds, one advance
-    run per due cycle, and deliver runs, all on the work pool --pool. Start workers on it
-    with `samverkan worker --pool NAME`. Needs PREFECT_API_URL (README: 'Keeping it running').
+    run per due cycle, and deliver runs, all on the work pool --pool; and the SMTP caps
+    (SAMVERKAN_SMTP_CONCURRENCY, _RATE, _RATE_PER_MINUTE) as limits shared by every deliver
+    run. Start workers on it with `samverkan worker --pool NAME`. Needs PREFECT_API_URL
+    (README: 'Keeping it running').
 
     \b
     Example:  PREFECT_API_URL=http://127.0.0.1:4200/api samverkan deploy --pool samverkan
@@ -92,6 +94,8 @@ def deploy(
     typer.echo(f"work pool {done.pool} ({made}, type process)")
     for name in done.deployments:
         typer.echo(f"deployment {name}")
+    for line in done.limits:
+        typer.echo(line)
     typer.echo(f"ticks every {done.interval:g} s; start workers: samverkan worker --pool {pool}")
 
 

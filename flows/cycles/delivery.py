@@ -10,7 +10,7 @@ from typing import Any
 
 from flows.settings import Settings
 from messaging.outbox import DrainReport, SenderInfo, drain
-from messaging.ratelimit import RateLimit
+from messaging.ratelimit import RateLimit, SendLimit
 from messaging.transports import make_transport
 from store.errors import ConfigError
 
@@ -30,9 +30,18 @@ def sender_info(settings: Settings) -> SenderInfo:
 
 
 def deliver(
-    settings: Settings, engine: Any, now: datetime, *, cycle_id: int | None = None
+    settings: Settings,
+    engine: Any,
+    now: datetime,
+    *,
+    cycle_id: int | None = None,
+    limit: SendLimit | None = None,
 ) -> DrainReport:
-    """Drain the outbox with the configured transport, connections and rate limit."""
+    """Drain the outbox with the configured transport, connections and rate limit.
+
+    ``limit``: the caps shared with other drains (under Prefect, flows/orchestration/limits.py);
+    by default this drain keeps the settings' caps on its own.
+    """
 
     def connect() -> Any:
         return make_transport(
@@ -46,8 +55,13 @@ def deliver(
         now=now,
         cycle_id=cycle_id,
         concurrency=settings.smtp_concurrency if settings.smtp_url else 1,
-        limit=RateLimit(settings.smtp_rate, settings.smtp_rate_per_minute),
+        limit=limit or local_limit(settings),
     )
+
+
+def local_limit(settings: Settings) -> RateLimit:
+    """The settings' rate caps, kept within one drain."""
+    return RateLimit(settings.smtp_rate, settings.smtp_rate_per_minute)
 
 
 def _link_key(settings: Settings) -> bytes | None:

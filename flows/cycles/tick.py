@@ -32,8 +32,9 @@ from store.errors import InvalidInput, SamverkanError
 from store.models import CycleStatus, Stage
 from store.types import utcnow
 
-# Runs one stage: (engine, settings, template, stage_id=, now=) -> outcome, or None when
-# another tick ran it first. ``flows.stages.execute`` itself, or a Prefect task around it.
+# Runs one stage: (engine, settings, template, stage_id=, now=, key=) -> outcome, or None when
+# another tick ran it first. ``flows.stages.execute`` (which needs no key), or a Prefect task
+# around it (whose run is named after the key).
 StageRunner = Callable[..., StageOutcome | None]
 
 
@@ -113,7 +114,9 @@ def advance_cycle(
             stage = next_runnable(queries.stages_of(session, cycle_id=cycle_id), now)
         if stage is None:
             break
-        outcome = run_stage(stage.kind)(engine, settings, template, stage_id=stage.id, now=now)
+        outcome = run_stage(stage.kind)(
+            engine, settings, template, stage_id=stage.id, now=now, key=stage.key
+        )
         if outcome is None:  # another tick ran it; look again
             continue
         outcomes.append(outcome)
@@ -180,7 +183,7 @@ def tick_direct(settings: Settings, engine: Engine, now: datetime) -> TickReport
     from flows.stages import execute
 
     def run_stage(_kind: str) -> Any:
-        return execute
+        return lambda *args, key, **kwargs: execute(*args, **kwargs)
 
     return run_tick(
         settings,

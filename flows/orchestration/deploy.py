@@ -10,7 +10,9 @@ needs samverkan installed, not a copy of some directory:
 - ``advance/samverkan-advance``: drafts one cycle's due stages into the outbox, then starts
   ``senders`` ``deliver`` runs;
 - ``deliver/samverkan-deliver``: drains the outbox. Runs on several workers claim disjoint
-  messages (``FOR UPDATE SKIP LOCKED``), so none is sent twice.
+  messages (``FOR UPDATE SKIP LOCKED``), so none is sent twice, and share the SMTP caps
+  through the global concurrency limits ``register`` creates as well
+  (flows/orchestration/limits.py).
 
 ``run_embedded`` (``samverkan worker`` without a pool) ticks in one long-lived process
 instead, paying Prefect's start-up once rather than on every tick.
@@ -54,10 +56,14 @@ class Registered:
     created_pool: bool
     deployments: list[str]
     interval: float
+    limits: list[str]  # one line for each global concurrency limit set or removed
 
 
-def register(*, pool: str, interval: float, senders: int) -> Registered:
-    """Create the work pool if needed and register (or update) the three deployments."""
+def register(
+    *, pool: str, interval: float, senders: int, settings: Settings | None = None
+) -> Registered:
+    """Create the work pool if needed, register (or update) the three deployments, and set
+    the SMTP caps shared by every deliver run from ``settings`` (default: the environment's)."""
     url = api_url()
     if interval < 5:
         raise ConfigError(f"--interval {interval:g}: ticks need at least 5 seconds between them")
@@ -69,8 +75,11 @@ def register(*, pool: str, interval: float, senders: int) -> Registered:
     from prefect.deployments.runner import EntrypointType
     from prefect.exceptions import ObjectNotFound
 
+    from flows.orchestration import limits
     from flows.orchestration.flows import advance, send, tick
+    from flows.settings import load_settings
 
+    settings = settings or load_settings()
     created = False
     try:
         with get_client(sync_client=True) as client:
@@ -85,6 +94,7 @@ def register(*, pool: str, interval: float, senders: int) -> Registered:
                         f"work pool {pool!r} is of type {found.type!r}; samverkan's workers "
                         "run flows as local processes: use a 'process' pool"
                     )
+            limit_lines = limits.ensure(client, settings)
         module = EntrypointType.MODULE_PATH
         # In a synchronous caller these are RunnerDeployments, not coroutines.
         deployments: list[Any] = [
@@ -112,7 +122,7 @@ def register(*, pool: str, interval: float, senders: int) -> Registered:
     except httpx.HTTPError as exc:
         raise ConfigError(f"cannot reach the Prefect server at {url}: {exc}") from None
     names = [f"{d.flow_name}/{d.name}" for d in deployments]
-    return Registered(pool, created, names, interval)
+    return Registered(pool, created, names, interval, limit_lines)
 
 
 def worker_command(pool: str, limit: int | None) -> list[str]:

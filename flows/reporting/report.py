@@ -144,6 +144,11 @@ LABELS = {
         "by_role": "By role",
         "by_org": "By organisation",
         "no_words": "No written answers yet.",
+        "words_elsewhere": (
+            "The participants' own words are in the report emailed to the coordinator and the "
+            "steering group, and in samverkan report; copies kept outside samverkan's database "
+            "leave them out, so that erasing a person reaches every copy of what they wrote."
+        ),
         "cycle": "Cycle",
         "small": (
             "Groups smaller than {n} are not shown, so that no one can be identified; nor are "
@@ -183,6 +188,11 @@ LABELS = {
         "by_role": "Per roll",
         "by_org": "Per organisation",
         "no_words": "Inga skrivna svar ännu.",
+        "words_elsewhere": (
+            "Deltagarnas egna ord finns i rapporten som mejlades till samordnaren och "
+            "styrgruppen, och i samverkan report; kopior utanför samverkans databas utelämnar "
+            "dem, så att den som raderas raderas ur varje kopia av det hen skrev."
+        ),
         "cycle": "Cykel",
         "small": (
             "Grupper mindre än {n} visas inte, så att ingen kan identifieras; inte heller vissa "
@@ -447,8 +457,14 @@ def _context(data: ReportData) -> dict[str, Any]:
     }
 
 
-def to_markdown(data: ReportData) -> str:
-    return _templates().get_template("report.md").render(_context(data), mark=MD_MARK)
+def to_markdown(data: ReportData, *, words: bool = True) -> str:
+    """The report as Markdown; ``words=False`` leaves the participants' own words out (for a
+    copy kept where erasing a person cannot reach it)."""
+    context = _context(data)
+    if not words:
+        context["words"] = {}
+        context["labels"] = {**data.labels, "no_words": data.labels["words_elsewhere"]}
+    return _templates().get_template("report.md").render(context, mark=MD_MARK)
 
 
 # Text that is not ours (participants' words, names of cycles, organisations and stages, the
@@ -576,13 +592,18 @@ def is_report(path: Path) -> bool:
     return tail.rstrip().endswith(MD_MARK.encode())
 
 
-def build_report(engine: Engine, settings: Settings, cycle_id: int, fmt: str = "html") -> str:
+def build_report(
+    engine: Engine, settings: Settings, cycle_id: int, fmt: str = "html", *, words: bool = True
+) -> str:
     if fmt not in ("html", "md"):
         from store.errors import InvalidInput
 
         raise InvalidInput(f"unknown format {fmt!r} (use html or md)")
     data = gather(engine, settings, cycle_id)
-    return to_html(data) if fmt == "html" else to_markdown(data)
+    if fmt == "html":
+        assert words, "the HTML report is the one emailed, with the participants' words"
+        return to_html(data)
+    return to_markdown(data, words=words)
 
 
 def quote_html(text: str) -> str:

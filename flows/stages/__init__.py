@@ -172,17 +172,59 @@ def execute(
             return StageOutcome(failed.key, failed.kind, "failed", 0, str(exc))
 
 
+# A stage whose database went away for a moment (a dropped connection, SQLite's lock taken
+# too long) is tried again. That is safe: ``execute`` claims the stage in the transaction that
+# writes its drafts, so a retry after a rollback finds the stage as it was, and a retry after
+# a commit that was not reported finds it run and returns None.
+RETRY_DELAYS: list[float] = [2, 4, 8]  # seconds, each stretched by up to half at random
+RETRY_JITTER = 0.5
+
+
+def _database_hiccup(task: Any, task_run: Any, state: Any) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(state.data, OperationalError)
+
+
 @cache
 def task_for(kind: str) -> Any:
-    """The Prefect task that runs stages of ``kind`` (one task run per stage, not per message)."""
+    """The Prefect task that runs stages of ``kind``: one task run per stage (not per
+    message), named ``{kind}:{stage key}``.
+
+    Called like ``execute`` and with the stage's ``key`` (for the run's name). A stage that
+    failed (its outcome's status "failed") ends as a Failed task run with the reason as its
+    message and the outcome as its data, so Prefect shows the failure the coordinator sees in
+    ``cycle show``; the caller takes the outcome from the state and goes on.
+    """
     from prefect import task
     from prefect.cache_policies import NO_CACHE
 
     if kind not in KINDS:
         raise KeyError(kind)
+
+    def run_stage(
+        engine: Engine,
+        settings: Settings,
+        template: ProcessTemplate,
+        *,
+        stage_id: int,
+        now: datetime,
+        key: str,
+    ) -> Any:
+        from prefect.states import Failed
+
+        outcome = execute(engine, settings, template, stage_id=stage_id, now=now)
+        if outcome is not None and outcome.status == "failed":
+            return Failed(message=outcome.note, data=outcome)
+        return outcome
+
     return task(
         name=f"stage-{kind}",
         cache_policy=NO_CACHE,
         persist_result=False,
-        task_run_name=f"{kind}:{{stage_id}}",
-    )(execute)
+        task_run_name=f"{kind}:{{key}}",
+        retries=len(RETRY_DELAYS),
+        retry_delay_seconds=RETRY_DELAYS,
+        retry_jitter_factor=RETRY_JITTER,
+        retry_condition_fn=_database_hiccup,
+    )(run_stage)

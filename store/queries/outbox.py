@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, case, or_, update
 from sqlmodel import Session, col, select
 
 from store.models import Cycle, Message, MessageStatus, Participant, Stage
@@ -142,3 +142,30 @@ def cycle_messages(
     if statuses:
         query = query.where(col(Message.status).in_(statuses))
     return [(m, key) for m, key in session.exec(query).all()]
+
+
+def any_ready_message(session: Session, *, now: datetime, cycle_id: int | None = None) -> bool:
+    """Whether any message may be sent at ``now`` (of one cycle, or of all)."""
+    query = select(Message.id).where(
+        col(Message.status).in_(READY),
+        or_(col(Message.next_attempt_at).is_(None), col(Message.next_attempt_at) <= now),
+    )
+    if cycle_id is not None:
+        query = query.where(Message.cycle_id == cycle_id)
+    return session.exec(query.limit(1)).first() is not None
+
+
+def release_claims(session: Session, *, ids: Sequence[int]) -> None:
+    """Claimed messages never handed over go back as they were: ``retry`` if they had been
+    tried before, else ``queued``, with no claim a later drain could take for a crash."""
+    session.exec(
+        update(Message)
+        .where(col(Message.id).in_(ids), col(Message.status) == MessageStatus.sending.value)
+        .values(
+            status=case(
+                (col(Message.attempts) > 0, MessageStatus.retry.value),
+                else_=MessageStatus.queued.value,
+            ),
+            claimed_at=None,
+        )
+    )
