@@ -3,8 +3,9 @@
 A store with the example network and a few launched learning cycles is set up first (not
 timed). Each command then runs SAMVERKAN_BENCH_ROUNDS times (default 7) as
 ``python -m flows.cli …`` in a fresh process; the median is printed beside its target and
-beside the baseline, ``python -c 'import flows'``, measured in the same run (the interpreter's
-own start, which no command can go below).
+beside two baselines measured in the same run: ``python -c 'import flows'`` (the interpreter's
+own start, which no command can go below) and ``python -c 'import sqlmodel'`` (what every
+command that opens the store must load: SQLAlchemy and SQLModel).
 
 Targets: commands that run no flow < 0.3 s; ``tick`` with nothing due < 1 s; ``tick`` that
 sends a stage (13 invitations with calendar parts, to a Maildir) < 2 s, that is without
@@ -86,6 +87,7 @@ def main() -> None:
             return _run([*cli, "tick", "--now", START], fresh)
 
         baseline = _median(rounds, lambda _: _run([sys.executable, "-c", "import flows"], env))
+        orm = _median(rounds, lambda _: _run([sys.executable, "-c", "import sqlmodel"], env))
         rows: list[tuple[str, float, float]] = []
 
         def timed(label: str, args: list[str], target: float) -> None:
@@ -117,9 +119,10 @@ def main() -> None:
 
     print(f"\ncommand latency: medians of {rounds} runs, each a whole process")
     print(f"  {'baseline: python -c import flows':<38} {baseline:6.3f} s")
+    print(f"  {'floor: python -c import sqlmodel':<38} {orm:6.3f} s")
     for label, took, target in rows:
         verdict = "ok" if took < target else "OVER"
         print(
             f"  {label:<38} {took:6.3f} s  {took / baseline:5.1f}x baseline"
-            f"  target < {target:g} s  {verdict}"
+            f"  {took / orm:4.1f}x floor  target < {target:g} s  {verdict}"
         )

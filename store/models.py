@@ -52,7 +52,7 @@ class StageStatus(StrEnum):
     skipped = "skipped"
     failed = "failed"
     cancelled = "cancelled"
-    held = "held"  # follows a cancelled meeting: waits for the coordinator (flows/plan.py)
+    held = "held"  # follows a cancelled meeting: waits for the coordinator (flows/cycles/plan.py)
 
 
 FINISHED_STAGE = frozenset(

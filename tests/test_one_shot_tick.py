@@ -1,6 +1,7 @@
 """A one-shot ``samverkan tick`` with no Prefect server configured runs the same tick without
 Prefect: it does not import it, so it starts no embedded server (5-12 s, about 200 MB) and a
-killed tick leaves no server process behind. With a server configured it goes through Prefect.
+killed tick leaves no server process behind. (With PREFECT_API_URL set, flows/orchestration/
+__init__.py sends it through Prefect flows instead; the distributed tests cover that path.)
 """
 
 from __future__ import annotations

@@ -181,7 +181,8 @@ def test_an_installed_wheel_launches_the_bundled_learning_cycle(
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         try:
-            env["SAMVERKAN_DATABASE_URL"] = f"{PG_URL}?options=-csearch_path%3D{schema}"
+            sep = "&" if "?" in PG_URL else "?"
+            env["SAMVERKAN_DATABASE_URL"] = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
             env["SAMVERKAN_SECRET_KEY"] = "wheel-test-key-" + "x" * 32
             on_pg = run(samverkan, "participants", "import", EXAMPLE_CSV)
             assert on_pg.returncode == 0, on_pg.stderr

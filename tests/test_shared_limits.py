@@ -9,6 +9,7 @@ bounds: a slow machine makes the runs slower, never faster than the caps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -120,6 +121,14 @@ def test_without_the_limits_on_the_server_each_run_keeps_the_caps_and_says_so_on
 
     monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
     monkeypatch.setattr(limits, "_said", set())
+    # A server with none of samverkan's limits (another test's `register` may have set some).
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        for name in (limits.CONNECTIONS, limits.RATE, limits.PER_MINUTE):
+            with contextlib.suppress(ObjectNotFound):
+                client.delete_global_concurrency_limit_by_name(name)
     caps = settings.model_copy(
         update={"smtp_url": "smtp://127.0.0.1:25", "smtp_rate": 14.0, "smtp_rate_per_minute": 30}
     )

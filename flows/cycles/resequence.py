@@ -3,7 +3,7 @@
 Every operation runs in one transaction that starts by taking the cycle's plan version (a
 conditional UPDATE, so two coordinators editing one cycle queue up on the row lock, and an
 edit made on a stale view is refused). The operation itself is a pure ``Plan`` method
-(flows/plan.py); this module applies the new plan to the stored stages, sends what an
+(flows/cycles/plan.py); this module applies the new plan to the stored stages, sends what an
 announced meeting's change requires, and describes every effect. ``--dry-run`` runs the same
 code and rolls back, so the preview and the real run print the same lines.
 """

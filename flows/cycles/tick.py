@@ -17,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from flows.cycles.plan import first_runnable
 from flows.settings import Settings
-from flows.stages.base import StageOutcome
 from flows.wording import plural
 from messaging.outbox import DrainReport
 from store import queries
@@ -32,10 +31,15 @@ from store.errors import InvalidInput, SamverkanError
 from store.models import CycleStatus, Stage
 from store.types import utcnow
 
+if TYPE_CHECKING:
+    # The stage kinds (and their templates' Jinja2 and Markdown) load only when a stage runs:
+    # a tick with nothing due needs none of them.
+    from flows.stages.base import StageOutcome
+
 # Runs one stage: (engine, settings, template, stage_id=, now=, key=) -> outcome, or None when
 # another tick ran it first. ``flows.stages.execute`` (which needs no key), or a Prefect task
 # around it (whose run is named after the key).
-StageRunner = Callable[..., StageOutcome | None]
+StageRunner = Callable[..., "StageOutcome | None"]
 
 
 @dataclass
@@ -61,7 +65,8 @@ class TickReport:
             out.append(
                 f"  {plural(self.in_doubt, 'message')} in doubt: a sender stopped while "
                 f"{'it was' if self.in_doubt == 1 else 'they were'} in flight; see "
-                "samverkan outbox CYCLE --status uncertain, resend with outbox resend"
+                "samverkan outbox CYCLE --status uncertain; "
+                "samverkan outbox resend CYCLE --uncertain sends them again"
             )
         out.append(f"  delivery: {self.delivery}")
         out.extend(f"  cycle {c} completed" for c in self.completed)
@@ -105,6 +110,8 @@ def advance_cycle(
     except SamverkanError as exc:
         # This cycle cannot run (its template is gone or broken): say so, and let the tick go
         # on with the other cycles.
+        from flows.stages.base import StageOutcome
+
         return [StageOutcome("(cycle)", "", "not run", 0, str(exc))]
     while True:
         with session_scope(engine) as session:  # the plan is re-read before each stage

@@ -111,8 +111,9 @@ def literal_markdown(lines: list[str]) -> str:
 
 
 def publish_reflection(engine: Any, settings: Any, cycle_id: int) -> None:
-    """The cycle's reflection report, as the stage just made it, published on the advance
-    run. The same report and the same small-group rule as the one the stage emailed; the
+    """The cycle's reflection report, made again from the store once the stage has run (so
+    its own row shows as done), published on the advance run. The same figures and the same
+    small-group rule as the report the stage emailed; the
     participants' own words are left out, since erasing a person reaches the copies in the
     store and not one on the Prefect server (they are in the emailed report and in
     ``samverkan report``)."""

@@ -3,7 +3,7 @@
 What was done (the plan as it really ran, with every re-sequencing and its reason), who took
 part (whose voices were heard, and whose were missing), the indicators with their trend over
 earlier cycles, and the participants' own words on what works. Every number about a group
-follows the small-group rule of flows/indicators.py; the words are shown without names.
+follows the small-group rule of flows/reporting/indicators.py; the words are shown without names.
 This module gathers and words it all; templates/report.html and report.md lay it out.
 """
 

@@ -107,8 +107,8 @@ def execute(
     try:
         with session_scope(engine) as session:
             cycle_id = queries.cycle_id_of_stage(session, stage_id=stage_id)
-            # The cycle's row first, as every plan change does (flows/resequence.py): from here
-            # until the drafts are written no re-sequencing can come in between, and what is
+            # The cycle's row first, as every plan change does (flows/cycles/resequence.py): from
+            # here until the drafts are written no re-sequencing can come in between, and what is
             # read below is the plan as the last change left it, not as the tick saw it.
             # Running a stage changes the plan's state too: a preview made before is stale.
             locked = queries.lock_running_cycle(session, cycle_id=cycle_id)
