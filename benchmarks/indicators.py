@@ -1,6 +1,6 @@
 """Indicators over 100,000 responses in 50 cycles: SQL (flows/reporting/indicators.py)
-against the same figures computed by a Python loop over every response row, side by side, on SQLite (and on
-PostgreSQL when SAMVERKAN_TEST_POSTGRES_URL is set)."""
+against the same figures computed by a Python loop over every response row, side by side, on
+SQLite (and on PostgreSQL when SAMVERKAN_TEST_POSTGRES_URL is set)."""
 
 from __future__ import annotations
 
