@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, event, inspect
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlmodel import Session, create_engine
 
@@ -92,15 +92,8 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The database's schema revision; None for a database samverkan has not set up."""
-    if not inspect(engine).has_table("alembic_version"):
-        return None
-    with engine.connect() as conn:
-        return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-
-
-def _revision_if_any(engine: Engine) -> str | None:
-    """``current_revision`` in one query, without reflecting the schema first."""
+    """The database's schema revision; None for a database samverkan has not set up. One
+    query, without reflecting the schema first (every command asks)."""
     try:
         with engine.connect() as conn:
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
@@ -123,7 +116,7 @@ def migrate(engine: Engine) -> None:
 def _ready(url: str) -> Engine:
     engine = get_engine(url)
     try:
-        if _revision_if_any(engine) != SCHEMA_REVISION:
+        if current_revision(engine) != SCHEMA_REVISION:
             migrate(engine)
     except OperationalError as exc:
         reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)

@@ -36,6 +36,15 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture
+def user_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a user's shell for a ``samverkan`` subprocess: none of this machine's
+    SAMVERKAN_* or PREFECT_* settings, and a Prefect home of the test's own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAMVERKAN_", "PREFECT_"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    return env
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -178,13 +177,6 @@ def run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
     return subprocess.run(
         [SAMVERKAN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
     )
-
-
-@pytest.fixture
-def user_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAMVERKAN_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    return env
 
 
 @pytest.mark.subprocess

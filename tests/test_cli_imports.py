@@ -5,7 +5,6 @@ interpreter, so modules other tests imported do not count."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,9 +41,8 @@ def loaded_after(code: str, env: dict[str, str]) -> tuple[Any, set[str]]:
 
 
 @pytest.fixture
-def user_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAMVERKAN_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+def user_env(user_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    env = dict(user_env)
     env["SAMVERKAN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'samverkan.db'}"
     env["SAMVERKAN_MAIL_DIR"] = str(tmp_path / "mail")
     return env

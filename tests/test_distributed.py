@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,12 +26,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, func, select
 
-from flows.settings import REPO_TEMPLATES, Settings
+from flows.settings import Settings
 from store.db import open_store
 from store.models import Message, Stage
 from tests.conftest import EXAMPLE_CSV, PG_URL, launch_learning_cycle
 from tests.smtpd import RecordingSMTP, free_port
-from tests.test_stage_failure import FAILS_FOR_LARS
+from tests.test_stage_failure import templates_failing_for_lars
 
 pytestmark = pytest.mark.subprocess
 
@@ -364,10 +363,7 @@ def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
     admin_url = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
     store_name = _fresh_database(admin_url, "store_it")
     store_url = make_url(PG_URL).set(database=store_name).render_as_string(hide_password=False)
-    root = tmp_path / "templates"
-    shutil.copytree(REPO_TEMPLATES, root)
-    workshop = root / "learning-cycle" / "emails" / "workshop.sv.md.j2"
-    workshop.write_text(workshop.read_text(encoding="utf-8") + FAILS_FOR_LARS, encoding="utf-8")
+    root = templates_failing_for_lars(tmp_path)
     worker: subprocess.Popen[bytes] | None = None
     try:
         with RecordingSMTP() as smtp:

@@ -21,12 +21,6 @@ from tests.test_cli import EXAMPLE_CSV, LAUNCH
 CLI = [sys.executable, "-m", "flows.cli"]
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SAMVERKAN_", "PREFECT_"))}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    return env
-
-
 def _run(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
@@ -43,8 +37,10 @@ def _imported(stderr: str) -> set[str]:
 
 
 @pytest.mark.subprocess
-def test_a_tick_that_sends_a_stage_runs_without_prefect(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+def test_a_tick_that_sends_a_stage_runs_without_prefect(
+    tmp_path: Path, user_env: dict[str, str]
+) -> None:
+    env = user_env
     assert _run("participants", "import", str(EXAMPLE_CSV), env=env, cwd=tmp_path).returncode == 0
     assert _run(*LAUNCH, env=env, cwd=tmp_path).returncode == 0
     assert _run("approve", "1", "invitation", env=env, cwd=tmp_path).returncode == 0
@@ -69,10 +65,10 @@ def test_a_tick_that_sends_a_stage_runs_without_prefect(tmp_path: Path) -> None:
 
 
 @pytest.mark.subprocess
-def test_a_killed_tick_leaves_no_process_behind(tmp_path: Path) -> None:
+def test_a_killed_tick_leaves_no_process_behind(tmp_path: Path, user_env: dict[str, str]) -> None:
     """SIGKILL to a tick that is sending, as a cron time-out sends it to the process: nothing of
     its process group is left running (its embedded Prefect server used to live on)."""
-    env = _env(tmp_path)
+    env = user_env
     # A slow SMTP server that never answers makes the tick sit in delivery when it is killed.
     import socket
 

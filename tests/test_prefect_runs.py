@@ -5,7 +5,6 @@ reflection's reports as artifacts."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,10 +20,9 @@ from sqlmodel import Session, col, func, select
 
 from flows.cycles.overview import cycle_overview
 from flows.people.answers import record_answers
-from flows.settings import REPO_TEMPLATES
 from store.models import AuditEntry, Message, Stage
 from tests.conftest import launch_learning_cycle, read_maildir
-from tests.test_stage_failure import FAILS_FOR_LARS, START, WORKSHOP
+from tests.test_stage_failure import START, WORKSHOP, templates_failing_for_lars
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
@@ -126,10 +124,7 @@ def database_fails(error: Exception, times: int = 1) -> Iterator[list[str]]:
 def test_a_failed_stage_is_a_failed_task_run_and_the_rest_goes_on(
     network, settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = tmp_path / "templates"
-    shutil.copytree(REPO_TEMPLATES, root)
-    workshop = root / "learning-cycle" / "emails" / "workshop.sv.md.j2"
-    workshop.write_text(workshop.read_text(encoding="utf-8") + FAILS_FOR_LARS, encoding="utf-8")
+    root = templates_failing_for_lars(tmp_path)
     monkeypatch.setenv("SAMVERKAN_TEMPLATES_DIR", str(root))
     custom = settings.model_copy(update={"templates_dir": root})
     cycle_id = launch_learning_cycle(network, custom, START, WORKSHOP)

@@ -22,13 +22,20 @@ WORKSHOP = datetime(2027, 2, 10, 9, 0, tzinfo=TZ)
 FAILS_FOR_LARS = "\nDin plats: {{ 100 // (participant.name | length - 7) }}\n"
 
 
-def test_a_template_that_fails_for_one_participant_fails_its_stage_alone(
-    network, settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def templates_failing_for_lars(tmp_path: Path) -> Path:
+    """A copy of the bundled templates whose Swedish workshop invite divides by zero for Lars
+    Ek alone."""
     root = tmp_path / "templates"
     shutil.copytree(REPO_TEMPLATES, root)
     workshop = root / "learning-cycle" / "emails" / "workshop.sv.md.j2"
     workshop.write_text(workshop.read_text(encoding="utf-8") + FAILS_FOR_LARS, encoding="utf-8")
+    return root
+
+
+def test_a_template_that_fails_for_one_participant_fails_its_stage_alone(
+    network, settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = templates_failing_for_lars(tmp_path)
     monkeypatch.setenv("SAMVERKAN_TEMPLATES_DIR", str(root))
     custom = settings.model_copy(update={"templates_dir": root})
     cycle_id = launch_learning_cycle(network, custom, START, WORKSHOP)
