@@ -257,3 +257,55 @@ class AuditEntry(SQLModel, table=True):
     stage_key: str | None = None
     detail: str = ""
     reason: str | None = None
+
+
+class AccountRole(StrEnum):
+    """What a workspace account may do: everything, sign its organisation's drafts, read."""
+
+    coordinator = "coordinator"
+    signer = "signer"
+    viewer = "viewer"
+
+
+class Account(SQLModel, table=True):
+    """A person who signs in to the workspace (never a participant: they have links)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str
+    # Lower-cased address, the identity used at login.
+    email_key: str = Field(unique=True)
+    role: AccountRole = Field(sa_type=String(16))
+    # Which organisation a signer signs for (by name, as participants' organisations are).
+    organisation: str | None = None
+    # Argon2id in PHC form; empty until a password is set (an account that only signs in
+    # through single sign-on later keeps it empty and has its issuer's subject below).
+    password_hash: str = ""
+    sso_subject: str | None = Field(default=None, unique=True)
+    disabled: bool = False
+    created_at: datetime = _ts(default_factory=utcnow)
+    password_changed_at: datetime | None = _ts(default=None)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. Only the cookie's SHA-256 is stored."""
+
+    __tablename__ = "web_session"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    # The token every form of this session carries (OWASP's synchronizer token pattern).
+    csrf: str
+    created_at: datetime = _ts(default_factory=utcnow)
+    seen_at: datetime = _ts(default_factory=utcnow)
+    expires_at: datetime = _ts()
+
+
+class LoginFailure(SQLModel, table=True):
+    """A refused login, kept for the throttle (per account and per client address)."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_at", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    email_key: str = Field(index=True)
+    address: str = Field(index=True)
+    at: datetime = _ts(default_factory=utcnow)

@@ -286,3 +286,33 @@ def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:
             )
         found[box.name] = msgs
     return found
+
+
+@pytest.fixture
+def accounts(engine):  # type: ignore[no-untyped-def]
+    """One workspace account of each role (tests/workspace.py names them and the password)."""
+    from flows.people.accounts import add_account
+    from tests.workspace import COORDINATOR, PASSWORD, SIGNER, SIGNER_ORG, VIEWER
+
+    add_account(engine, email=COORDINATOR, role="coordinator", password=PASSWORD)
+    add_account(engine, email=SIGNER, role="signer", organisation=SIGNER_ORG, password=PASSWORD)
+    add_account(engine, email=VIEWER, role="viewer", password=PASSWORD)
+    return engine
+
+
+@pytest.fixture
+def web(settings, accounts):  # type: ignore[no-untyped-def]
+    """A factory of workspace clients: ``web()`` anonymous, ``web(EMAIL)`` signed in."""
+    from flows.web.app import create_app
+    from tests.workspace import Client
+
+    app = create_app(settings, accounts)
+
+    def make(email: str | None = None) -> Client:
+        client = Client(app)
+        if email is not None:
+            done = client.login(email)
+            assert done.status_code == 303, done.text
+        return client
+
+    return make

@@ -20,6 +20,7 @@ from flows.cli import (
     reports,
     stages,
     templates,
+    users,
     worker,
 )
 from store.errors import SamverkanError
@@ -79,6 +80,7 @@ app.add_typer(templates.templates_app, name="templates")
 app.add_typer(cycles.cycle_app, name="cycle")
 app.add_typer(stages.stage_app, name="stage")
 app.add_typer(inbox.inbox_app, name="inbox")
+app.add_typer(users.users_app, name="users")
 
 
 def main() -> None:

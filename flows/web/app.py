@@ -1,4 +1,5 @@
-"""The participants' pages (FastAPI + Jinja2), served by ``samverkan serve``.
+"""The participants' pages (FastAPI + Jinja2), served by ``samverkan serve``, with the
+coordinator's workspace mounted at ``/workspace`` (flows/web/workspace).
 
 A page is reached only through a personal link: ``/a/<token>`` for a follow-up's questions,
 ``/r/<token>`` for a meeting's RSVP, ``/u/<token>`` to unsubscribe (the ``List-Unsubscribe``
@@ -32,6 +33,8 @@ from flows.people.answers import TEXT_LIMIT, save_answers, save_rsvp
 from flows.people.consent import withdraw_consent
 from flows.settings import Settings
 from flows.templates import template_of
+from flows.web.workspace import create_workspace
+from flows.web.workspace.core import PREFIX
 from messaging import links
 from messaging.render import format_datetime
 from store import queries
@@ -207,9 +210,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = (
+        # The workspace sets its own policy (it allows its stylesheet); none is looser.
+        response.headers.setdefault(
+            "Content-Security-Policy",
             "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'"
+            "frame-ancestors 'none'; base-uri 'none'",
         )
         return response
 
@@ -496,4 +501,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def health() -> str:
         return "ok"
 
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse(PREFIX + "/", status_code=303)
+
+    app.mount(PREFIX, create_workspace(settings, db))
     return app
