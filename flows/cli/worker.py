@@ -15,22 +15,32 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on")] = 8000,
 ) -> None:
-    """Serve the participants' pages (follow-up answers, meeting RSVP). Set
-    SAMVERKAN_BASE_URL to the address participants reach it by, so links in emails point here.
+    """Serve the participants' pages (follow-up answers, meeting RSVP, unsubscribe) and the
+    coordinator's workspace at /workspace/. Set SAMVERKAN_BASE_URL to the address participants
+    reach it by, so links in emails point here.
 
     \b
     Example:  samverkan serve --host 0.0.0.0 --port 8000
     """
     in_range("--port", port, 1, 65535)
     import uvicorn
+    from sqlmodel import Session
 
     from flows.web.app import create_app
+    from store import queries
 
     settings = get_settings()
-    open_engine(settings)  # a bad database fails here, before the server starts
+    engine = open_engine(settings)  # a bad database fails here, before the server starts
     typer.echo(
         f"serving participants' pages on http://{host}:{port} (links in emails use {settings.base})"
     )
+    typer.echo(f"the workspace: http://{host}:{port}/workspace/")
+    with Session(engine) as session:
+        if queries.count_accounts(session, role="coordinator") == 0:
+            typer.echo(
+                "no coordinator account yet; create one with: "
+                "samverkan users add EMAIL --role coordinator"
+            )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 

@@ -1,0 +1,240 @@
+"""Every workspace route, tried as every role and as nobody: anonymous requests go to the
+login page, a wrong role gets 403, a POST without this session's CSRF token changes nothing,
+and names that are HTML render as text on every page.
+
+The routes are read from the app itself, so a page added later is tried too; the table
+below says who may use each, and a route it does not know fails the test until someone
+decides."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlmodel import SQLModel
+from starlette.routing import Mount
+
+from tests.conftest import launch_learning_cycle, tick
+from tests.workspace import COORDINATOR, SIGNER, VIEWER, Client, csrf_of
+
+TZ = ZoneInfo("Europe/Stockholm")
+START = datetime(2027, 1, 20, 9, 0, tzinfo=TZ)
+WORKSHOP = datetime(2027, 2, 10, 9, 0, tzinfo=TZ)
+
+PUBLIC = [r"/login", r"/disabled", r"/static/workspace\.css"]
+# Signed in with any role. "/" is everyone's start page: the overview for a coordinator,
+# and for the others a redirect to the pages of their role.
+ANYONE = [
+    r"/",
+    r"/account",
+    r"/logout",
+    r"/reports",
+    r"/cycles/\{cycle_id\}/report(\.\w+)?",
+    r"/cycles/\{cycle_id\}/indicators(\.\w+)?",
+]
+SIGNERS = [r"/cycles/\{cycle_id\}/stages/\{key\}/drafts"]
+ROLES = {"coordinator": COORDINATOR, "signer": SIGNER, "viewer": VIEWER}
+
+
+def who_may(path: str) -> set[str]:
+    def any_of(patterns: list[str]) -> bool:
+        return any(re.fullmatch(p, path) for p in patterns)
+
+    if any_of(PUBLIC):
+        return {"anonymous", *ROLES}
+    if any_of(ANYONE):
+        return set(ROLES)
+    if any_of(SIGNERS):
+        return {"coordinator", "signer"}
+    return {"coordinator"}  # everything else: the coordinator does everything
+
+
+def workspace_routes(app: Any) -> list[tuple[str, str]]:
+    mount = next(r for r in app.routes if isinstance(r, Mount) and r.path == "/workspace")
+    found = []
+
+    def walk(routes: list[Any], prefix: str) -> None:
+        for route in routes:
+            included = getattr(route, "original_router", None)  # include_router, unexpanded
+            if included is not None:
+                walk(included.routes, prefix + route.include_context.prefix)
+                continue
+            for method in sorted(getattr(route, "methods", None) or []):
+                if method in ("GET", "POST"):
+                    found.append((method, prefix + route.path))
+
+    walk(mount.app.routes, "")
+    return found
+
+
+def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, but the sessions' last-seen times and the login throttle
+    (a request may touch those without changing anything anyone asked for)."""
+    skip = {"web_session", "login_failure", "alembic_version"}
+    with engine.connect() as conn:
+        return {
+            t.name: sorted(map(tuple, conn.execute(select(t)).all()), key=repr)
+            for t in SQLModel.metadata.sorted_tables
+            if t.name not in skip
+        }
+
+
+@pytest.fixture
+def site(network, settings, accounts) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    from flows.web.app import create_app
+    from store.models import Participant
+
+    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP, approve=False)
+    tick(START)
+    from sqlmodel import Session
+
+    with Session(network) as s:
+        person = s.exec(select(Participant)).scalars().first()
+        assert person is not None
+    values = {
+        "cycle_id": str(cycle_id),
+        "key": "invitation",
+        "participant_id": str(person.id),
+        "name": "learning-cycle",
+        "template": "learning-cycle",
+    }
+    yield {"app": create_app(settings, network), "values": values, "engine": network}
+
+
+def fill(path: str, values: dict[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        assert name in values, f"the test has no value for {{{name}}} in {path}: add one"
+        return values[name]
+
+    return re.sub(r"\{(\w+)(?::\w+)?\}", one, path)
+
+
+def test_every_route_refuses_nobody_and_the_wrong_role(site) -> None:  # type: ignore[no-untyped-def]
+    app, engine = site["app"], site["engine"]
+    routes = workspace_routes(app)
+    assert len(routes) >= 8
+    clients = {"anonymous": Client(app)}
+    for role, email in ROLES.items():
+        clients[role] = Client(app)
+        assert clients[role].login(email).status_code == 303
+    tokens = {
+        role: csrf_of(c.get("/workspace/account").text)
+        for role, c in clients.items()
+        if role != "anonymous"
+    }
+    before = dump(engine)
+    wrong = []
+    for method, path in routes:
+        address = "/workspace" + fill(path, site["values"])
+        allowed = who_may(path)
+        for role, client in clients.items():
+            if role in allowed:
+                continue
+            data = {"csrf": tokens[role]} if role in tokens else {}
+            got = client.request(method, address, data=data if method == "POST" else None)
+            if role == "anonymous":
+                ok = got.status_code == 303 and got.headers["location"].startswith(
+                    "/workspace/login"
+                )
+            else:
+                ok = got.status_code == 403 and "not for your role" in got.text
+            if not ok:
+                wrong.append((role, method, path, got.status_code))
+    assert wrong == []
+    assert dump(engine) == before, "a refused request changed the store"
+
+
+def test_a_post_without_the_sessions_token_changes_nothing(site) -> None:  # type: ignore[no-untyped-def]
+    app, engine = site["app"], site["engine"]
+    posts = [p for m, p in workspace_routes(app) if m == "POST" and p != "/login"]
+    assert len(posts) >= 3
+    before = dump(engine)
+    wrong = []
+    for path in posts:
+        role = next(r for r in ("coordinator", "signer", "viewer") if r in who_may(path))
+        client = Client(app)
+        client.login(ROLES[role])
+        address = "/workspace" + fill(path, site["values"])
+        for data in ({}, {"csrf": "forged"}, {"csrf": ""}):
+            got = client.post(address, data=data)
+            if got.status_code != 403 or "could not be taken" not in got.text:
+                wrong.append((path, data, got.status_code))
+        # Another session's token is no good either.
+        other = Client(app)
+        other.login(ROLES[role])
+        got = client.post(address, data={"csrf": csrf_of(other.get("/workspace/account").text)})
+        if got.status_code != 403:
+            wrong.append((path, "another session's token", got.status_code))
+        # Nor is a JSON body that carries the right token.
+        token = csrf_of(client.get("/workspace/account").text)
+        got = client.post(address, json={"csrf": token})
+        if got.status_code != 403:
+            wrong.append((path, "json", got.status_code))
+    assert wrong == []
+    assert dump(engine) == before, "a POST without a valid token changed the store"
+
+
+HOSTILE = [
+    ('<script>alert("name")</script>', "&lt;script&gt;alert(&#34;name&#34;)&lt;/script&gt;"),
+    ('"><img src=x onerror=alert(1)>', "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+]
+
+
+def test_hostile_names_render_as_text_on_every_page(  # type: ignore[no-untyped-def]
+    engine, settings, accounts, tmp_path: Path
+) -> None:
+    from flows.people.participants import import_participants
+    from flows.web.app import create_app
+
+    rows = ["name,email,organisation,role,language"]
+    rows.append(f'"{HOSTILE[0][0]}",a@kommun.example.org,"<b>Org</b>",professional,sv')
+    rows.append(
+        f'"{HOSTILE[1][0].replace(chr(34), chr(34) * 2)}",b@kommun.example.org,'
+        "Försäkringskassan,manager,en"
+    )
+    csv = tmp_path / "hostile.csv"
+    csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    import_participants(engine, csv)
+    cycle_id = launch_learning_cycle(engine, settings, START, WORKSHOP, approve=False)
+    tick(START)
+    app = create_app(settings, engine)
+    client = Client(app)
+    client.login(COORDINATOR)
+    from sqlmodel import Session
+
+    from store.models import Participant
+
+    with Session(engine) as s:
+        person = s.exec(select(Participant)).scalars().first()
+        assert person is not None
+    values = {
+        "cycle_id": str(cycle_id),
+        "key": "invitation",
+        "participant_id": str(person.id),
+        "name": "learning-cycle",
+        "template": "learning-cycle",
+    }
+    pages = [p for m, p in workspace_routes(app) if m == "GET"]
+    shown_names = 0
+    for path in sorted(set(pages)):
+        got = client.get("/workspace" + fill(path, values))
+        text = got.text
+        assert "<script>alert" not in text, path
+        assert "<img src=x" not in text, path
+        assert "<b>Org</b>" not in text, path
+        shown_names += sum(escaped in text for _, escaped in HOSTILE)
+    assert shown_names >= 2, "no page showed the names at all: the test proves nothing"
+
+
+def test_pages_are_not_cached_and_not_framed(web) -> None:  # type: ignore[no-untyped-def]
+    page = web(COORDINATOR).get("/workspace/account")
+    assert page.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
