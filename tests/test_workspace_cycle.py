@@ -170,7 +170,6 @@ def test_rescheduling_the_workshop_previews_then_updates_every_calendar(
     )
     shown = re.search(r'<pre class="effects">(.*?)</pre>', preview.text, re.S)
     assert shown and shown[1] == str(escape("\n".join(expected.lines())))
-    assert "calendar update" in " ".join(expected.lines()) or len(expected.lines()) > 2
     assert plan_view(network, announced) == before  # a preview changes nothing
 
     confirm = form_values(preview.text, f"/workspace/cycles/{announced}/change/confirm")
