@@ -237,3 +237,21 @@ class Invites:
             assert found and attendee_line(_STAND_IN) not in tail
             shell = self._shells[meeting] = (head, tail)
         return shell[0] + attendee_line(attendee) + shell[1]
+
+
+def summary(ics: str) -> str:
+    """One line about an invite, as a person reads it in their calendar: what, when, where.
+
+    ``Workshop: 2027-02-10 09:00–12:00 (Europe/Stockholm), Stadshuset [invitation]``."""
+    cal = Calendar.from_ical(ics)
+    method = str(cal.get("METHOD", ""))
+    events = list(cal.walk("VEVENT"))
+    if not events:
+        return ""
+    event = events[0]
+    start, end = event.decoded("DTSTART"), event.decoded("DTEND")
+    zone = getattr(start.tzinfo, "key", None) or str(start.tzinfo or "")
+    when = f"{start:%Y-%m-%d %H:%M}–{end:%H:%M}" + (f" ({zone})" if zone else "")
+    where = str(event.get("LOCATION", "") or "")
+    what = {"REQUEST": "invitation", "CANCEL": "cancellation"}.get(method, method.lower())
+    return f"{event.get('SUMMARY', '')}: {when}" + (f", {where}" if where else "") + f" [{what}]"

@@ -191,23 +191,9 @@ def audit(
     \b
     Example:  samverkan audit 1
     """
-    from store import queries
-    from store.db import session_scope
+    from flows.cycles.overview import audit_entries
 
-    with session_scope(open_engine(get_settings())) as session:
-        queries.get_cycle(session, cycle_id=cycle_id)
-        entries = queries.audit_log(session, cycle_id=cycle_id)
-    data: list[dict[str, Any]] = [
-        {
-            "at": e.at.isoformat(),
-            "actor": e.actor,
-            "action": e.action,
-            "stage": e.stage_key,
-            "detail": e.detail,
-            "reason": e.reason,
-        }
-        for e in entries
-    ]
+    data = audit_entries(open_engine(get_settings()), cycle_id=cycle_id)
     if as_json:
         print_json(data)
         return

@@ -11,7 +11,7 @@ from flows.settings import Settings
 from flows.stages import drafts_for
 from flows.stages.base import StageRun
 from flows.templates import template_of
-from messaging import links
+from messaging import calendar, links
 from store import queries
 from store.db import session_scope
 from store.errors import NotFound, StateError
@@ -61,6 +61,11 @@ class DraftView:
     text: str
     has_calendar: bool
     status: str
+    # As the participant sees it: the HTML part (links hidden too), and who they are.
+    html: str = ""
+    organisation: str = ""
+    role: str = ""
+    calendar: str = ""  # one line about the calendar invite, if there is one
 
 
 @dataclass(frozen=True)
@@ -80,19 +85,27 @@ def stage_drafts(
         wanted = participant.strip().lower() if participant else None
         rows = queries.messages_of_stage(session, stage_id=pk(stage))
         if rows:
-            views = [
-                DraftView(
-                    m.to_name,
-                    m.to_email,
-                    "",
-                    m.subject,
-                    links.hide(m.text),
-                    m.ics is not None,
-                    str(m.status),
+            people = {p.id: (p, o) for p, o in queries.members(session, cycle_id=cycle_id)}
+            views = []
+            for m in rows:
+                if wanted is not None and m.to_key != wanted:
+                    continue
+                person, org = people.get(m.participant_id, (None, None))
+                views.append(
+                    DraftView(
+                        m.to_name,
+                        m.to_email,
+                        str(person.language) if person else "",
+                        m.subject,
+                        links.hide(m.text),
+                        m.ics is not None,
+                        str(m.status),
+                        html=links.hide(m.html),
+                        organisation=org.name if org else "",
+                        role=str(person.role) if person else "",
+                        calendar=calendar.summary(m.ics) if m.ics else "",
+                    )
                 )
-                for m in rows
-                if wanted is None or m.to_key == wanted
-            ]
             stored = True
         else:
             run = StageRun(session, settings, cycle, stage, template_of(settings, cycle), utcnow())
@@ -105,6 +118,10 @@ def stage_drafts(
                     links.hide(d.email.text),
                     d.ics is not None,
                     "preview",
+                    html=links.hide(d.email.html),
+                    organisation=d.recipient.organisation,
+                    role=d.recipient.role,
+                    calendar=calendar.summary(d.ics) if d.ics else "",
                 )
                 for d in drafts_for(run)
                 if wanted is None or d.recipient.email.lower() == wanted

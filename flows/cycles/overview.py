@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
 from flows.cycles import plan
 from store import queries
 from store.db import session_scope
+from store.models import Stage
+
+
+def _starts(stage: Stage, tz: ZoneInfo) -> str | None:
+    starts = stage.config.get("starts_at") if stage.kind == "meeting" else None
+    return datetime.fromisoformat(starts).astimezone(tz).isoformat() if starts else None
 
 
 def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
@@ -27,6 +35,7 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
             "name": cycle.name,
             "template": cycle.template,
             "status": str(cycle.status),
+            "plan_version": cycle.plan_version,
             "timezone": cycle.timezone,
             "start": cycle.start_at.astimezone(tz).isoformat(),
             "participants": members,
@@ -37,6 +46,8 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
                     "kind": s.kind,
                     "due": s.due_at.astimezone(tz).isoformat(),
                     "timing": plan.plan_items([s])[0].timing.describe(),
+                    # a meeting's own time (its due time is when the invite goes out)
+                    "starts": _starts(s, tz),
                     "status": str(s.status),
                     "approval": s.approval_required,
                     "audience": s.audience,
@@ -53,3 +64,20 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
             # Withdrawn consent, by the unsubscribe link: every stage leaves them out.
             "unsubscribed": [p.email for p, _ in people if not p.consent and not p.erased],
         }
+
+
+def audit_entries(engine: Engine, *, cycle_id: int) -> list[dict[str, Any]]:
+    """What ``samverkan audit`` prints: every action on a cycle, oldest first."""
+    with session_scope(engine) as session:
+        queries.get_cycle(session, cycle_id=cycle_id)
+        return [
+            {
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "stage": e.stage_key,
+                "detail": e.detail,
+                "reason": e.reason,
+            }
+            for e in queries.audit_log(session, cycle_id=cycle_id)
+        ]

@@ -247,8 +247,12 @@ class Change:
         self.session.flush()
 
 
-def _stale(cycle_id: int) -> StateError:
-    return StateError(
+class StalePlan(StateError):
+    """A change made on a preview of a plan that has changed since (``expect_version``)."""
+
+
+def _stale(cycle_id: int) -> StalePlan:
+    return StalePlan(
         f"the plan of cycle {cycle_id} changed since you looked at it (another edit or a tick); "
         f"look again with --dry-run or: samverkan cycle show {cycle_id}"
     )
@@ -787,6 +791,7 @@ def add_participants(
 
 __all__ = [
     "Effects",
+    "StalePlan",
     "add_participants",
     "add_stage",
     "cancel_stage",
