@@ -245,14 +245,15 @@ def import_csv(engine: Engine, data: bytes, *, source: str = "file") -> ImportRe
     return ImportResult(created=created, updated=updated)
 
 
-def csv_records(data: bytes) -> list[tuple[int, list[str]]]:
-    """The records of a CSV file after its header, each with the line it starts on as
+def csv_records(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A CSV file's header, and its records after it, each with the line it starts on as
     parse_csv numbers them (blank ones left out), up to the first one that cannot be read:
     to show a rejected file beside its problems. Call it on data parse_csv could decode."""
     reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    header: list[str] = []
     records: list[tuple[int, list[str]]] = []
     try:
-        next(reader, None)  # the header
+        header = next(reader, [])
         while True:
             line = reader.line_num + 1
             record = next(reader, None)
@@ -262,7 +263,7 @@ def csv_records(data: bytes) -> list[tuple[int, list[str]]]:
                 records.append((line, record))
     except csv.Error:
         pass
-    return records
+    return header, records
 
 
 @dataclass(frozen=True)
@@ -332,9 +333,7 @@ def _checked(
     if "email" not in reasons:
         other = queries.find_participant(session, email=email)
         if other is not None and pk(other) != participant_id:
-            reasons["email"] = (
-                f"{email} is already the address of another participant ({other.name})"
-            )
+            reasons["email"] = f"another participant ({other.name}) has the address {other.email}"
     if reasons or checked_role is None or checked_language is None:
         raise PersonRejected(reasons)
     return Row(0, name, email, organisation, checked_role, checked_language)
