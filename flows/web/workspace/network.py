@@ -61,6 +61,11 @@ def sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
+def sentences(problems: list[str]) -> str:
+    """A row's problems ("reason; reason" each, as parse_csv joins them) as sentences."""
+    return " ".join(sentence(part) for text in problems for part in text.split("; "))
+
+
 def _person(request: Request, participant_id: int) -> Listed:
     try:
         return get_participant(engine_of(request), participant_id)
@@ -232,15 +237,11 @@ def rejected_view(data: bytes, problems: list[str]) -> dict[str, Any]:
         else:
             other.append(problem)
     header, records = csv_records(data)
-    rows = [
-        FileRow(line, cells, sentence("; ".join(by_line.get(line, [])))) for line, cells in records
-    ]
+    rows = [FileRow(line, cells, sentences(by_line.get(line, []))) for line, cells in records]
     # A record the CSV reader could not read (an unclosed quote) has no cells to show.
     seen = {line for line, _ in records}
     rows += [
-        FileRow(line, [], sentence("; ".join(texts)))
-        for line, texts in by_line.items()
-        if line not in seen
+        FileRow(line, [], sentences(texts)) for line, texts in by_line.items() if line not in seen
     ]
     rows.sort(key=lambda r: r.line)
     bad = sum(1 for r in rows if r.problem)
