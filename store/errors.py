@@ -7,7 +7,8 @@ the CLI turns any of them into one line and exit status 2::
     ├── ConfigError            a setting (SAMVERKAN_*) is unusable
     ├── NotFound               unknown cycle, stage, participant or template
     ├── InvalidInput           a date, time zone, variable or option is malformed
-    │   └── ImportRejected     a participants file has bad rows (one line per row)
+    │   ├── ImportRejected     a participants file has bad rows (one line per row)
+    │   └── PersonRejected     one person's fields are bad (a reason per field)
     ├── TemplateError          a process template or email template is broken
     └── StateError             the operation does not fit the current state
 """
@@ -37,6 +38,14 @@ class ImportRejected(InvalidInput):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+class PersonRejected(InvalidInput):
+    """One participant's fields (typed into a form) are invalid; nothing was changed."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems  # by field: name, email, organisation, role, language
+        super().__init__("; ".join(problems.values()))
 
 
 class TemplateError(SamverkanError):

@@ -58,22 +58,20 @@ def participants_list(
     \b
     Example:  samverkan participants list --json
     """
-    from store import queries
-    from store.db import session_scope
+    from flows.people.participants import list_network
 
-    with session_scope(open_engine(get_settings())) as session:
-        rows = queries.list_participants(session)
+    listed = list_network(open_engine(get_settings()))
     data: list[dict[str, Any]] = [
         {
             "name": p.name,
             "email": p.email,
-            "organisation": o.name,
-            "role": str(p.role),
-            "language": str(p.language),
+            "organisation": p.organisation,
+            "role": p.role,
+            "language": p.language,
             "erased": p.erased,
-            "unsubscribed": not p.consent and not p.erased,
+            "unsubscribed": p.unsubscribed,
         }
-        for p, o in rows
+        for p in listed
     ]
     if as_json:
         print_json(data)
@@ -82,14 +80,8 @@ def participants_list(
         typer.echo("no participants yet: samverkan participants import FILE.csv")
         return
 
-    def mail(d: dict[str, Any]) -> str:
-        return "erased" if d["erased"] else "unsubscribed" if d["unsubscribed"] else "yes"
-
     table(
-        [
-            [d["name"], d["email"], d["organisation"], d["role"], d["language"], mail(d)]
-            for d in data
-        ],
+        [[p.name, p.email, p.organisation, p.role, p.language, p.mail] for p in listed],
         ["name", "email", "organisation", "role", "language", "mail"],
     )
 

@@ -1,4 +1,5 @@
-"""Importing the network's participants from CSV: all rows or none."""
+"""The network's participants: importing them from CSV (all rows or none), adding or
+changing one person with the same checks as a row of the file, and listing them."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_MAX_LENGTH
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from store import queries
 from store.db import session_scope
-from store.errors import ImportRejected, InvalidInput
-from store.models import Language, Role
+from store.errors import ImportRejected, InvalidInput, NotFound, PersonRejected
+from store.models import Language, Organisation, Participant, Role, pk
+from store.types import utcnow
 
 COLUMNS = ("name", "email", "organisation", "role", "language")
 ROLES = ", ".join(r.value for r in Role)
@@ -99,6 +102,39 @@ _ROLES = {name: Role(name) for name in Role.__members__}
 _LANGUAGES = {name: Language(name) for name in Language.__members__}
 
 
+def _check(
+    given_name: str, given_email: str, given_organisation: str, given_role: str, given_language: str
+) -> tuple[str, str, str, Role | None, Language | None, dict[str, str]]:
+    """One person's fields as stored (stripped, the email normalised), and what is wrong with
+    them by field (name, organisation, email, role, language: the order they are told in)."""
+    name = given_name.strip()
+    given_email = given_email.strip()
+    organisation = given_organisation.strip()
+    given_role = given_role.strip()
+    given_language = given_language.strip()
+    reasons: dict[str, str] = {}
+    if not name:
+        reasons["name"] = "empty name"
+    elif _has_control(name):
+        reasons["name"] = "the name contains a line break or control character"
+    if not organisation:
+        reasons["organisation"] = "empty organisation"
+    elif _has_control(organisation):
+        reasons["organisation"] = "the organisation contains a line break or control character"
+    email = given_email
+    try:
+        email = normalise_email(given_email)
+    except EmailNotValidError as exc:
+        reasons["email"] = f"bad email {given_email!r}: {exc}"
+    role = _ROLES.get(given_role.lower())
+    if role is None:
+        reasons["role"] = f"unknown role {given_role!r} (use one of: {ROLES})"
+    language = _LANGUAGES.get(given_language.lower() or "sv")
+    if language is None:
+        reasons["language"] = f"unknown language {given_language!r} (use one of: {LANGS})"
+    return name, email, organisation, role, language, reasons
+
+
 def parse_csv(data: bytes, *, source: str = "file") -> list[Row]:
     """Check every row; raise ImportRejected listing each bad row as ``line N: reason``."""
     try:
@@ -139,36 +175,14 @@ def parse_csv(data: bytes, *, source: str = "file") -> list[Row]:
         if len(record) != width:
             problems.append(f"line {line}: {len(record)} fields, the header has {width}")
             continue
-        name = record[i_name].strip()
-        given_email = record[i_email].strip()
-        organisation = record[i_org].strip()
-        given_role = record[i_role].strip()
-        given_language = record[i_lang].strip()
-        reasons = []
-        if not name:
-            reasons.append("empty name")
-        elif _has_control(name):
-            reasons.append("the name contains a line break or control character")
-        if not organisation:
-            reasons.append("empty organisation")
-        elif _has_control(organisation):
-            reasons.append("the organisation contains a line break or control character")
-        email = given_email
-        try:
-            email = normalise_email(given_email)
-        except EmailNotValidError as exc:
-            reasons.append(f"bad email {given_email!r}: {exc}")
-        role = _ROLES.get(given_role.lower())
-        if role is None:
-            reasons.append(f"unknown role {given_role!r} (use one of: {ROLES})")
-        language = _LANGUAGES.get(given_language.lower() or "sv")
-        if language is None:
-            reasons.append(f"unknown language {given_language!r} (use one of: {LANGS})")
+        name, email, organisation, role, language, reasons = _check(
+            record[i_name], record[i_email], record[i_org], record[i_role], record[i_lang]
+        )
         key = email.lower()
         if not reasons and key in seen:
-            reasons.append(f"{email} is already on line {seen[key]}")
+            reasons["email"] = f"{email} is already on line {seen[key]}"
         if reasons or role is None or language is None:
-            problems.append(f"line {line}: " + "; ".join(reasons))
+            problems.append(f"line {line}: " + "; ".join(reasons.values()))
             continue
         seen[key] = line
         rows.append(Row(line, name, email, organisation, role, language))
@@ -187,7 +201,13 @@ def import_participants(engine: Engine, path: Path) -> ImportResult:
         raise InvalidInput(f"no such file: {path}") from None
     except IsADirectoryError:
         raise InvalidInput(f"{path} is a folder, not a CSV file") from None
-    rows = parse_csv(data, source=str(path))
+    return import_csv(engine, data, source=str(path))
+
+
+def import_csv(engine: Engine, data: bytes, *, source: str = "file") -> ImportResult:
+    """Import or update every participant of a CSV file's ``data`` in one transaction, or
+    none (ImportRejected); ``source`` names the file in messages and the audit log."""
+    rows = parse_csv(data, source=source)
     # A few statements whatever the file's size: the organisations (looked up, the missing
     # ones added), the participants already known by email key, then one INSERT for the new
     # and one UPDATE for the known ones. Row by row through the ORM, with a look-up of both
@@ -220,6 +240,184 @@ def import_participants(engine: Engine, path: Path) -> ImportResult:
             session,
             cycle_id=None,
             action="participants.import",
-            detail=f"{path}: {created} new, {updated} updated",
+            detail=f"{source}: {created} new, {updated} updated",
         )
     return ImportResult(created=created, updated=updated)
+
+
+def csv_records(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A CSV file's header, and its records after it, each with the line it starts on as
+    parse_csv numbers them (blank ones left out), up to the first one that cannot be read:
+    to show a rejected file beside its problems. Call it on data parse_csv could decode."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    header: list[str] = []
+    records: list[tuple[int, list[str]]] = []
+    try:
+        header = next(reader, [])
+        while True:
+            line = reader.line_num + 1
+            record = next(reader, None)
+            if record is None:
+                break
+            if "".join(record).strip():
+                records.append((line, record))
+    except csv.Error:
+        pass
+    return header, records
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A participant as the list shows them (``participants list``, the Network page)."""
+
+    id: int
+    name: str
+    email: str
+    organisation: str
+    role: str
+    language: str
+    erased: bool
+    unsubscribed: bool
+
+    @property
+    def mail(self) -> str:
+        """Whether they still get mail: yes, unsubscribed or erased."""
+        return "erased" if self.erased else "unsubscribed" if self.unsubscribed else "yes"
+
+
+def _listed(p: Participant, o: Organisation) -> Listed:
+    return Listed(
+        id=pk(p),
+        name=p.name,
+        email=p.email,
+        organisation=o.name,
+        role=str(p.role),
+        language=str(p.language),
+        erased=p.erased,
+        unsubscribed=not p.consent and not p.erased,
+    )
+
+
+def list_network(engine: Engine) -> list[Listed]:
+    """Every participant, erased ones too (their name is [erased]), by organisation and name."""
+    with session_scope(engine) as session:
+        return [_listed(p, o) for p, o in queries.list_participants(session)]
+
+
+def get_participant(engine: Engine, participant_id: int) -> Listed:
+    """One participant by id; NotFound if there is none or they were erased."""
+    with session_scope(engine) as session:
+        p = session.get(Participant, participant_id)
+        if p is None or p.erased:
+            raise NotFound(f"no participant with id {participant_id}")
+        o = session.get(Organisation, p.organisation_id)
+        assert o is not None
+        return _listed(p, o)
+
+
+def _checked(
+    session: Session,
+    *,
+    name: str,
+    email: str,
+    organisation: str,
+    role: str,
+    language: str,
+    participant_id: int | None,
+) -> Row:
+    """One person's fields checked as a row of a file is, and their address not another
+    participant's; raises PersonRejected with a reason per field."""
+    name, email, organisation, checked_role, checked_language, reasons = _check(
+        name, email, organisation, role, language
+    )
+    if "email" not in reasons:
+        other = queries.find_participant(session, email=email)
+        if other is not None and pk(other) != participant_id:
+            reasons["email"] = f"another participant ({other.name}) has the address {other.email}"
+    if reasons or checked_role is None or checked_language is None:
+        raise PersonRejected(reasons)
+    return Row(0, name, email, organisation, checked_role, checked_language)
+
+
+def add_participant(
+    engine: Engine, *, name: str, email: str, organisation: str, role: str, language: str = "sv"
+) -> int:
+    """Add one person (checked as a row of a file is); their id. An address already in the
+    network is refused here (the import would update that person instead)."""
+    with session_scope(engine) as session:
+        row = _checked(
+            session,
+            name=name,
+            email=email,
+            organisation=organisation,
+            role=role,
+            language=language,
+            participant_id=None,
+        )
+        orgs = queries.create_organisations(session, names=[row.organisation])
+        person = Participant(
+            name=row.name,
+            email=row.email,
+            email_key=row.email.lower(),
+            organisation_id=orgs[row.organisation],
+            role=row.role,
+            language=row.language,
+        )
+        session.add(person)
+        session.flush()
+        pid = pk(person)
+        queries.audit(
+            session, cycle_id=None, action="participant.add", detail=f"participant {pid} added"
+        )
+    return pid
+
+
+def edit_participant(
+    engine: Engine,
+    participant_id: int,
+    *,
+    name: str,
+    email: str,
+    organisation: str,
+    role: str,
+    language: str,
+) -> list[str]:
+    """Change one person (checked as a row of a file is); the fields that changed. Their
+    consent stays as it is."""
+    with session_scope(engine) as session:
+        person = session.get(Participant, participant_id)
+        if person is None or person.erased:
+            raise NotFound(f"no participant with id {participant_id}")
+        row = _checked(
+            session,
+            name=name,
+            email=email,
+            organisation=organisation,
+            role=role,
+            language=language,
+            participant_id=participant_id,
+        )
+        orgs = queries.create_organisations(session, names=[row.organisation])
+        new = {
+            "name": row.name,
+            "email": row.email,
+            "organisation_id": orgs[row.organisation],
+            "role": row.role,
+            "language": row.language,
+        }
+        changed = [k for k, v in new.items() if getattr(person, k) != v]
+        if not changed:
+            return []
+        for key, value in new.items():
+            setattr(person, key, value)
+        person.email_key = row.email.lower()
+        person.updated_at = utcnow()
+        session.add(person)
+        told = [k.removesuffix("_id") for k in changed]
+        queries.audit(
+            session,
+            cycle_id=None,
+            action="participant.edit",
+            detail=f"participant {participant_id}: {', '.join(told)} changed",
+        )
+    return told
