@@ -18,10 +18,10 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.settings import Settings
-from flows.web.workspace import auth, core, overview
+from flows.web.workspace import auth, catalogue, core, overview, reports
 
 # The page groups, in the order of the menu. Each is added to the app with include_router.
-ROUTERS = [auth.router, overview.router]
+ROUTERS = [auth.router, overview.router, catalogue.router, reports.router]
 
 
 def create_workspace(settings: Settings, engine: Callable[[], Engine]) -> FastAPI:
