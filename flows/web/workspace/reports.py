@@ -172,7 +172,7 @@ def indicator_tables(rows: list[ind.Row]) -> dict[str, list[GroupRow]]:
             key,
             GroupRow(
                 "All organisations" if row.organisation == ind.ALL else row.organisation,
-                "All roles" if row.role == ind.ALL else roles.get(row.role, row.role),
+                "All roles" if row.role == ind.ALL else roles.get(row.role, row.role).capitalize(),
             ),
         )
         group.cells[row.indicator] = _shown(row)
