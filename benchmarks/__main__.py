@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import delivery, indicators, latency, participants_import
+from benchmarks import delivery, indicators, latency, overview, participants_import
 
 BENCHMARKS = {
     "latency": latency.main,
     "import": participants_import.main,
     "indicators": indicators.main,
     "delivery": delivery.main,
+    "overview": overview.main,
 }
 
 if __name__ == "__main__":
