@@ -71,13 +71,5 @@ def indicators(
     if fmt not in ("csv", "json"):
         fail(f"unknown format {fmt!r} (use csv or json)")
     settings = get_settings()
-    engine = open_engine(settings)
-    if cycle:
-        from store import queries
-        from store.db import session_scope
-
-        with session_scope(engine) as session:
-            for cycle_id in cycle:
-                queries.get_cycle(session, cycle_id=cycle_id)
-    rows = ind.compute(engine, cycle_ids=cycle, min_group=settings.min_group).rows()
-    typer.echo(ind.to_csv(rows) if fmt == "csv" else ind.to_json(rows), nl=False)
+    text = ind.export(open_engine(settings), cycle_ids=cycle, min_group=settings.min_group, fmt=fmt)
+    typer.echo(text, nl=False)

@@ -5,7 +5,6 @@ from typing import Annotated
 import typer
 
 from flows.cli._common import get_settings, group_help, handled, print_json
-from store.errors import SamverkanError
 
 templates_app = typer.Typer(
     help=group_help("List and check process templates.", "samverkan templates list"),
@@ -21,19 +20,18 @@ def templates_list() -> None:
     \b
     Example:  samverkan templates list
     """
-    from flows.templates import list_templates, load_template
+    from flows.templates import catalogue
 
     settings = get_settings()
-    names = list_templates(settings.templates_dir)
-    if not names:
+    listed = catalogue(settings.templates_dir)
+    if not listed:
         typer.echo(f"no templates in {settings.templates_dir}")
-    for name in names:
-        try:
-            t = load_template(settings.templates_dir / name)
-            stages = " → ".join(s.key for s in t.spec.stages)
-            typer.echo(f"{name}  {t.spec.title.get('en', '')}: {stages}")
-        except SamverkanError as exc:
-            typer.echo(f"{name}  (broken: {exc})")
+    for item in listed:
+        if item.template is None:
+            typer.echo(f"{item.name}  (broken: {item.problem})")
+            continue
+        stages = " → ".join(s.key for s in item.template.spec.stages)
+        typer.echo(f"{item.name}  {item.template.spec.title.get('en', '')}: {stages}")
 
 
 @templates_app.command("validate")

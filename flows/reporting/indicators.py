@@ -35,6 +35,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from store import queries
+from store.errors import InvalidInput
 from store.models import Cycle, pk
 
 SCHEMA = "samverkan.indicators/1"
@@ -443,3 +444,18 @@ def to_csv(rows: Sequence[Row]) -> str:
 
 def to_json(rows: Sequence[Row]) -> str:
     return json.dumps([asdict(r) for r in rows], ensure_ascii=False, indent=2)
+
+
+def export(
+    engine: Engine, *, cycle_ids: Sequence[int] | None = None, min_group: int = 3, fmt: str = "csv"
+) -> str:
+    """What ``samverkan indicators`` prints: the rows of the given cycles (default: all), as
+    CSV or JSON. An unknown cycle id is a NotFound."""
+    if fmt not in ("csv", "json"):
+        raise InvalidInput(f"unknown format {fmt!r} (use csv or json)")
+    if cycle_ids:
+        with Session(engine) as session:
+            for cycle_id in cycle_ids:
+                queries.get_cycle(session, cycle_id=cycle_id)
+    rows = compute(engine, cycle_ids=cycle_ids, min_group=min_group).rows()
+    return to_csv(rows) if fmt == "csv" else to_json(rows)

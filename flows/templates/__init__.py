@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flows.cycles import plan
 from flows.settings import REPO_TEMPLATES, Settings
 from messaging.render import EmailTemplates
-from store.errors import InvalidInput, NotFound, TemplateError
+from store.errors import InvalidInput, NotFound, SamverkanError, TemplateError
 from store.models import Cycle
 
 LANGUAGES = ("sv", "en")
@@ -188,6 +188,26 @@ def find_template(root: Path, name_or_path: str) -> Path:
 
 def list_templates(root: Path) -> list[str]:
     return sorted(p.parent.name for p in root.glob("*/process.yaml"))
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One template of a templates folder: loaded, or the one line that says why not."""
+
+    name: str
+    template: ProcessTemplate | None
+    problem: str | None = None
+
+
+def catalogue(root: Path) -> list[Listed]:
+    """Every template in ``root``, by name, as ``samverkan templates list`` shows them."""
+    found = []
+    for name in list_templates(root):
+        try:
+            found.append(Listed(name, load_template(root / name)))
+        except SamverkanError as exc:
+            found.append(Listed(name, None, str(exc)))
+    return found
 
 
 def load_template(folder: Path, *, questions_root: Path | None = None) -> ProcessTemplate:

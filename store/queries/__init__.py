@@ -46,6 +46,12 @@ from store.queries.erasure import (
     messages_to,
     written_answers_by,
 )
+from store.queries.glance import (
+    followup_coverage,
+    message_status_counts,
+    next_stages,
+    stages_in_status,
+)
 from store.queries.meetings import (
     insert_attendees,
     invited_among,
@@ -140,6 +146,7 @@ __all__ = [
     "every_stage",
     "find_participant",
     "finished_cycle_ids",
+    "followup_coverage",
     "forget_login_failures",
     "get_cycle",
     "get_stage",
@@ -159,9 +166,11 @@ __all__ = [
     "meeting_of",
     "members",
     "message_counts",
+    "message_status_counts",
     "messages_of_stage",
     "messages_that_may_mention",
     "messages_to",
+    "next_stages",
     "organisation_ids",
     "participant_ids",
     "participants_with_token",
@@ -178,6 +187,7 @@ __all__ = [
     "respondents",
     "scale_histograms",
     "session_by_token",
+    "stages_in_status",
     "stages_of",
     "store_message_ids",
     "undelivered",

@@ -18,10 +18,17 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.settings import Settings
-from flows.web.workspace import auth, core, cycle, network, overview
+from flows.web.workspace import auth, catalogue, core, cycle, network, overview, reports
 
 # The page groups, in the order of the menu. Each is added to the app with include_router.
-ROUTERS = [auth.router, overview.router, network.router, cycle.router]
+ROUTERS = [
+    auth.router,
+    overview.router,
+    network.router,
+    catalogue.router,
+    cycle.router,
+    reports.router,
+]
 
 
 def create_workspace(settings: Settings, engine: Callable[[], Engine]) -> FastAPI:
