@@ -35,14 +35,16 @@ ANYONE = [
     r"/account",
     r"/logout",
     r"/reports",
-    r"/cycles/\{cycle_id\}/report(\.\w+)?",
-    r"/cycles/\{cycle_id\}/indicators(\.\w+)?",
+    r"/cycles/\{cycle_id\}/report(\.\{fmt\})?",
+    r"/cycles/\{cycle_id\}/indicators(\.\{fmt\})?",
 ]
 SIGNERS = [r"/cycles/\{cycle_id\}/stages/\{key\}/drafts"]
 ROLES = {"coordinator": COORDINATOR, "signer": SIGNER, "viewer": VIEWER}
 
 
 def who_may(path: str) -> set[str]:
+    path = re.sub(r":\w+\}", "}", path)  # "{cycle_id:int}" -> "{cycle_id}"
+
     def any_of(patterns: list[str]) -> bool:
         return any(re.fullmatch(p, path) for p in patterns)
 
@@ -110,6 +112,8 @@ def site(network, settings, accounts) -> Iterator[dict[str, Any]]:  # type: igno
 def fill(path: str, values: dict[str, str]) -> str:
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
+        if name == "fmt":  # a download: report.md / report.html, indicators.csv / .json
+            return "csv" if "/indicators" in path else "md"
         assert name in values, f"the test has no value for {{{name}}} in {path}: add one"
         return values[name]
 
@@ -155,20 +159,24 @@ def test_a_post_without_the_sessions_token_changes_nothing(site) -> None:  # typ
     app, engine = site["app"], site["engine"]
     posts = [p for m, p in workspace_routes(app) if m == "POST" and p != "/login"]
     assert len(posts) >= 3
+    # Signing in is audited: every session is opened before the store is looked at.
+    sessions = {}
+    for role, email in ROLES.items():
+        mine, other = Client(app), Client(app)
+        mine.login(email)
+        other.login(email)
+        sessions[role] = (mine, other)
     before = dump(engine)
     wrong = []
     for path in posts:
         role = next(r for r in ("coordinator", "signer", "viewer") if r in who_may(path))
-        client = Client(app)
-        client.login(ROLES[role])
+        client, other = sessions[role]
         address = "/workspace" + fill(path, site["values"])
         for data in ({}, {"csrf": "forged"}, {"csrf": ""}):
             got = client.post(address, data=data)
             if got.status_code != 403 or "could not be taken" not in got.text:
                 wrong.append((path, data, got.status_code))
         # Another session's token is no good either.
-        other = Client(app)
-        other.login(ROLES[role])
         got = client.post(address, data={"csrf": csrf_of(other.get("/workspace/account").text)})
         if got.status_code != 403:
             wrong.append((path, "another session's token", got.status_code))
@@ -193,14 +201,16 @@ def test_hostile_names_render_as_text_on_every_page(  # type: ignore[no-untyped-
     from flows.people.participants import import_participants
     from flows.web.app import create_app
 
-    rows = ["name,email,organisation,role,language"]
-    rows.append(f'"{HOSTILE[0][0]}",a@kommun.example.org,"<b>Org</b>",professional,sv')
-    rows.append(
-        f'"{HOSTILE[1][0].replace(chr(34), chr(34) * 2)}",b@kommun.example.org,'
-        "Försäkringskassan,manager,en"
-    )
+    import csv as csv_module
+
     csv = tmp_path / "hostile.csv"
-    csv.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with csv.open("w", encoding="utf-8", newline="") as f:
+        writer = csv_module.writer(f)
+        writer.writerow(["name", "email", "organisation", "role", "language"])
+        writer.writerow([HOSTILE[0][0], "a@kommun.example.org", "<b>Org</b>", "professional", "sv"])
+        writer.writerow(
+            [HOSTILE[1][0], "b@kommun.example.org", "Försäkringskassan", "manager", "en"]
+        )
     import_participants(engine, csv)
     cycle_id = launch_learning_cycle(engine, settings, START, WORKSHOP, approve=False)
     tick(START)
@@ -225,6 +235,8 @@ def test_hostile_names_render_as_text_on_every_page(  # type: ignore[no-untyped-
     shown_names = 0
     for path in sorted(set(pages)):
         got = client.get("/workspace" + fill(path, values))
+        if not got.headers.get("content-type", "").startswith("text/html"):
+            continue  # a download (JSON, CSV, Markdown) is data, not a page
         text = got.text
         assert "<script>alert" not in text, path
         assert "<img src=x" not in text, path
