@@ -5,11 +5,12 @@ anywhere but the app itself."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,6 +89,25 @@ def site(network, accounts, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
         yield {"base": base, "values": values, "app": app}
 
 
+@pytest.fixture
+def fresh(accounts, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """The workspace over a store with accounts and nothing else."""
+    from flows.web.app import create_app
+
+    monkeypatch.setenv("SAMVERKAN_BASE_URL", "http://127.0.0.1:8000")
+    for base in serve(create_app(Settings(), accounts)):
+        yield {"base": base}
+
+
+def tick_now(now: datetime) -> None:
+    """The background tick, run beside the browser (Playwright's own loop runs in this
+    thread, and a tick runs one of its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(tick, now).result()
+
+
 def sign_in(page: Any, base: str, email: str) -> None:
     page.goto(f"{base}/workspace/login")
     page.get_by_label("Email address").fill(email)
@@ -155,3 +175,146 @@ def test_every_page_passes_axe_for_every_role_without_javascript(site, tmp_path:
     assert seen >= 8
     assert found == {}
     assert elsewhere == []
+
+
+def test_a_coordinators_week_in_the_browser(fresh, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Log in, import the network (a bad row shown, fixed, imported), launch the learning
+    cycle, preview and approve the invitation, reschedule the workshop through preview and
+    confirm, see the updates in the outbox, read the report; with JavaScript off, and what
+    the participants received read from the mail transport."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.conftest import EXAMPLE_CSV, read_maildir
+
+    base = fresh["base"]
+    mail = Path(settings.mail_dir)
+    good = EXAMPLE_CSV.read_text(encoding="utf-8")
+    bad = tmp_path / "network.csv"
+    bad.write_text(
+        good.replace(
+            "Lars Ek,lars.ek@goteborg.example,Göteborgs Stad,professional",
+            "Lars Ek,lars.ek@goteborg.example,Göteborgs Stad,chef",
+        ),
+        encoding="utf-8",
+    )
+    fixed = tmp_path / "network-fixed.csv"
+    fixed.write_text(good, encoding="utf-8")
+    start = datetime(2027, 3, 1, 9, 0, tzinfo=TZ)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context(
+            java_script_enabled=False, viewport={"width": 1280, "height": 900}
+        )
+        page = context.new_page()
+        sign_in(page, base, COORDINATOR)
+        expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
+
+        # The network: one bad row is shown beside its error and nothing is imported.
+        page.get_by_role("link", name="Network").click()
+        page.goto(f"{base}/workspace/network/import")
+        page.get_by_label("CSV file").set_input_files(str(bad))
+        page.get_by_role("button", name="Import").click()
+        expect(page.get_by_text("nothing was imported", exact=False).first).to_be_visible()
+        row = page.get_by_role("row").filter(has_text="lars.ek@goteborg.example")
+        expect(row).to_contain_text("chef")
+        expect(row).to_contain_text("role")
+        page.get_by_label("CSV file").set_input_files(str(fixed))
+        page.get_by_role("button", name="Import").click()
+        expect(page.get_by_role("status")).to_contain_text("mported")
+        expect(page.get_by_role("rowheader", name="Lars Ek", exact=True)).to_be_visible()
+
+        # Launch the learning cycle from its template.
+        page.get_by_role("link", name="Templates").click()
+        page.get_by_role("link", name="learning-cycle").first.click()
+        page.get_by_role("link", name=re.compile("Launch a cycle")).first.click()
+        page.get_by_label("Name of the cycle").fill("Vår 2027")
+        page.get_by_label("Starts").fill("2027-03-01T09:00")
+        page.get_by_label("Workshop at").fill("2027-03-22T09:00")
+        page.get_by_label("Location").fill("Stadshuset")
+        page.get_by_role("button", name="Launch the cycle").click()
+        page.wait_for_url(re.compile(r"/workspace/cycles/\d+$"))
+        cycle_url = page.url
+        expect(page.get_by_role("heading", level=1)).to_have_text("Vår 2027")
+
+        # The tick drafts the invitation; the coordinator reads it and approves.
+        tick_now(start)
+        page.goto(cycle_url)
+        page.get_by_role("link", name="Drafts of invitation", exact=True).click()
+        expect(page.locator("iframe[sandbox]").first).to_be_attached()
+        expect(page.get_by_text("Hej Anna,").first).to_be_visible()
+        page.get_by_label("Reason").fill("Read by the steering group")
+        page.get_by_role("button", name="Approve invitation").click()
+        expect(page.get_by_role("status")).to_contain_text("pprov")
+        assert read_maildir(mail) == {}  # approved, not yet sent: the next tick sends
+        tick_now(start)
+        received = read_maildir(mail)
+        assert len(received) == 13
+        assert all(len(msgs) == 2 for msgs in received.values())  # invitation + calendar invite
+
+        # Reschedule the workshop: a preview first, then exactly that.
+        page.goto(cycle_url)
+        page.get_by_role("link", name="Reschedule workshop", exact=True).click()
+        page.get_by_label("New time").fill("2027-03-24 13:00")
+        page.get_by_role("button", name="Preview the effects").click()
+        effects = page.locator("pre.effects")
+        expect(effects).to_contain_text("reschedule workshop")
+        assert not any(len(m) > 2 for m in read_maildir(mail).values())  # nothing sent yet
+        page.get_by_role("button", name=re.compile("^Confirm")).click()
+        page.wait_for_url(re.compile(r"/workspace/cycles/\d+\?"))
+        expect(page.get_by_role("status")).to_contain_text("Rescheduled workshop")
+        tick_now(start + timedelta(hours=1))
+
+        # The outbox shows the updates; every participant's calendar got the new time.
+        page.get_by_role("link", name=re.compile("^Outbox")).click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Outbox")
+        expect(page.get_by_text("workshop").first).to_be_visible()
+        for who, msgs in read_maildir(mail).items():
+            latest = msgs[-1]
+            assert len(msgs) == 3, who
+            ics = next(part for part in latest.walk() if part.get_content_type() == "text/calendar")
+            body = ics.get_content()
+            assert "METHOD:REQUEST" in body and "SEQUENCE:1" in body, who
+            assert "20270324T130000" in body, who
+
+        # The report.
+        page.goto(cycle_url)
+        page.get_by_role("link", name="Reflection report").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Vår 2027")
+        if SHOTS:
+            page.goto(base + "/workspace/")
+            page.screenshot(path=str(Path(SHOTS) / "week-overview.png"))
+        context.close()
+        browser.close()
+
+
+def test_the_workspace_works_by_keyboard(site) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect, sync_playwright
+
+    base = site["base"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.goto(f"{base}/workspace/login")
+        # Tab from the top: the skip link first, then the form, and Enter sends it.
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        for _ in range(5):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "email":
+                break
+        expect(page.get_by_label("Email address")).to_be_focused()
+        page.keyboard.type(COORDINATOR)
+        page.keyboard.press("Tab")
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{base}/workspace/")
+        # The menu is reached by Tab and followed by Enter.
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.textContent") == "Network":
+                break
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{base}/workspace/network")
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        browser.close()

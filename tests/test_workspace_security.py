@@ -198,10 +198,10 @@ HOSTILE = [
 def test_hostile_names_render_as_text_on_every_page(  # type: ignore[no-untyped-def]
     engine, settings, accounts, tmp_path: Path
 ) -> None:
+    import csv as csv_module
+
     from flows.people.participants import import_participants
     from flows.web.app import create_app
-
-    import csv as csv_module
 
     csv = tmp_path / "hostile.csv"
     with csv.open("w", encoding="utf-8", newline="") as f:
