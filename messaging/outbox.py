@@ -404,9 +404,15 @@ def drain(
 
 
 def listing(
-    engine: Engine, *, cycle_id: int, statuses: list[str] | None = None
+    engine: Engine,
+    *,
+    cycle_id: int,
+    statuses: list[str] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[dict[str, object]]:
-    """The messages of a cycle (optionally of some statuses), for the coordinator."""
+    """The messages of a cycle (optionally of some statuses; ``limit`` of them from
+    ``offset``), for the coordinator."""
     known = {s.value for s in MessageStatus}
     bad = [s for s in statuses or [] if s not in known]
     if bad:
@@ -414,10 +420,13 @@ def listing(
 
         raise InvalidInput(f"unknown status {bad[0]!r} (use: {', '.join(sorted(known))})")
     with Session(engine) as session:
+        rows = queries.cycle_messages(
+            session, cycle_id=cycle_id, statuses=statuses, limit=limit, offset=offset
+        )
         return [
             {
                 "id": m.id,
-                "stage": key,
+                "stage": m.key,
                 "to": m.to_email,
                 "status": str(m.status),
                 "attempts": m.attempts,
@@ -426,8 +435,14 @@ def listing(
                 "error": m.last_error,
                 "reply": m.server_reply,
             }
-            for m, key in queries.cycle_messages(session, cycle_id=cycle_id, statuses=statuses)
+            for m in rows
         ]
+
+
+def status_counts(engine: Engine, *, cycle_id: int) -> dict[str, int]:
+    """How many of the cycle's messages have each status."""
+    with Session(engine) as session:
+        return queries.cycle_status_counts(session, cycle_id=cycle_id)
 
 
 def resend_uncertain(engine: Engine, *, cycle_id: int, reason: str | None = None) -> int:

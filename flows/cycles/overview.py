@@ -28,8 +28,7 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
         counts = queries.message_counts(session, cycle_id=cycle_id)
         failed = queries.undelivered(session, cycle_id=cycle_id)
         by_id = {s.id: s.key for s in stages}
-        people = queries.members(session, cycle_id=cycle_id)
-        members = len(people)
+        members, unsubscribed = queries.member_summary(session, cycle_id=cycle_id)
         return {
             "id": cycle.id,
             "name": cycle.name,
@@ -62,7 +61,7 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
                 for to, err, stage_id in failed
             ],
             # Withdrawn consent, by the unsubscribe link: every stage leaves them out.
-            "unsubscribed": [p.email for p, _ in people if not p.consent and not p.erased],
+            "unsubscribed": unsubscribed,
         }
 
 

@@ -27,6 +27,7 @@ from store.queries.cycles import (
     get_cycle,
     list_cycles,
     lock_running_cycle,
+    member_summary,
     members,
 )
 from store.queries.erasure import (
@@ -74,6 +75,7 @@ from store.queries.outbox import (
     claim_messages,
     claimed_messages,
     cycle_messages,
+    cycle_status_counts,
     mark_claimed_before_uncertain,
     ready_message_ids,
     record_outcomes,
@@ -130,6 +132,7 @@ __all__ = [
     "create_organisations",
     "cycle_id_of_stage",
     "cycle_messages",
+    "cycle_status_counts",
     "cycles_joined",
     "cycles_not_cancelled",
     "delete_access_tokens",
@@ -164,6 +167,7 @@ __all__ = [
     "meeting_answers_by",
     "meeting_by_uid",
     "meeting_of",
+    "member_summary",
     "members",
     "message_counts",
     "message_status_counts",

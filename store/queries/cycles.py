@@ -66,6 +66,24 @@ def active_member_counts(session: Session, *, cycle_id: int) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def member_summary(session: Session, *, cycle_id: int) -> tuple[int, list[str]]:
+    """How many people the cycle has, and the addresses of those who unsubscribed."""
+    count = session.exec(
+        select(func.count()).select_from(CycleMember).where(CycleMember.cycle_id == cycle_id)
+    ).one()
+    unsubscribed = session.exec(
+        select(Participant.email)
+        .join(CycleMember, col(CycleMember.participant_id) == Participant.id)
+        .where(
+            CycleMember.cycle_id == cycle_id,
+            col(Participant.consent).is_(False),
+            col(Participant.erased).is_(False),
+        )
+        .order_by(col(Participant.id))
+    ).all()
+    return int(count), list(unsubscribed)
+
+
 def due_cycle_ids(session: Session, *, now: datetime) -> list[int]:
     """Running cycles with at least one stage due at ``now`` that has not run yet.
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, or_, update
+from sqlalchemy import bindparam, case, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from store.models import Cycle, Message, MessageStatus, Participant, Stage
@@ -130,18 +131,48 @@ def requeue_uncertain(session: Session, *, cycle_id: int) -> int:
 
 
 def cycle_messages(
-    session: Session, *, cycle_id: int, statuses: Sequence[str] | None = None
-) -> list[tuple[Message, str]]:
-    """The cycle's messages (of ``statuses``, if given) with their stage's key, in order."""
+    session: Session,
+    *,
+    cycle_id: int,
+    statuses: Sequence[str] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Any]:
+    """The cycle's messages (of ``statuses``, if given) in order, ``limit`` from ``offset``:
+    rows of what the coordinator reads of each (never the bodies, which are most of a
+    message's bytes), and the stage's key as ``key``."""
+    # SQLModel's select types at most four columns: SQLAlchemy's own for nine.
     query = (
-        select(Message, Stage.key)
+        sa_select(
+            col(Message.id),
+            col(Stage.key),
+            col(Message.to_email),
+            col(Message.status),
+            col(Message.attempts),
+            col(Message.category),
+            col(Message.sent_at),
+            col(Message.last_error),
+            col(Message.server_reply),
+        )
         .join(Stage, col(Stage.id) == Message.stage_id)
-        .where(Message.cycle_id == cycle_id)
+        .where(col(Message.cycle_id) == cycle_id)
         .order_by(col(Message.id))
     )
     if statuses:
         query = query.where(col(Message.status).in_(statuses))
-    return [(m, key) for m, key in session.exec(query).all()]
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    return list(session.execute(query).all())
+
+
+def cycle_status_counts(session: Session, *, cycle_id: int) -> dict[str, int]:
+    """How many of the cycle's messages have each status."""
+    rows = session.exec(
+        select(Message.status, func.count())
+        .where(Message.cycle_id == cycle_id)
+        .group_by(col(Message.status))
+    ).all()
+    return {str(status): int(n) for status, n in rows}
 
 
 def any_ready_message(session: Session, *, now: datetime, cycle_id: int | None = None) -> bool:
