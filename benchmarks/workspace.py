@@ -10,7 +10,9 @@ transport (no network, no server threads: what is measured is the app's own work
   through the app costs (routing, the middleware, the session check does not run);
 - the overview (``/workspace/``), every cycle with its counts;
 - the 5,000-person cycle's page (``/workspace/cycles/N``);
-- its outbox (``/workspace/cycles/N/outbox``).
+- its outbox (``/workspace/cycles/N/outbox``), 200 messages a page;
+- its invitation's drafts (``/workspace/cycles/N/stages/invitation/drafts``), one example per
+  language and role with everyone listed.
 
 Each page is asked SAMVERKAN_BENCH_ROUNDS times (default 15) after one warm-up; the median is
 printed with its ratio to the baseline. Target: each page's median under 150 ms.
@@ -98,6 +100,7 @@ async def _measure(app: object, big: int, rounds: int) -> dict[str, list[float]]
             "overview, 200 cycles": "/workspace/",
             f"cycle page, {BIG:,} people": f"/workspace/cycles/{big}",
             f"outbox, {BIG:,} people": f"/workspace/cycles/{big}/outbox",
+            f"drafts, {BIG:,} people": f"/workspace/cycles/{big}/stages/invitation/drafts",
         }
         times: dict[str, list[float]] = {name: [] for name in paths}
         for name, path in paths.items():

@@ -68,6 +68,7 @@ from store.queries.messages import (
     messages_of_stage,
     queue_drafts,
     ready_messages,
+    stage_recipients,
     undelivered,
 )
 from store.queries.outbox import (
@@ -191,6 +192,7 @@ __all__ = [
     "respondents",
     "scale_histograms",
     "session_by_token",
+    "stage_recipients",
     "stages_in_status",
     "stages_of",
     "store_message_ids",

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from store.models import Message, MessageStatus
+from store.models import Message, MessageStatus, Organisation, Participant
 
 
 def ready_messages(session: Session, *, now: datetime) -> int:
@@ -52,6 +53,31 @@ def messages_of_stage(session: Session, *, stage_id: int) -> list[Message]:
             select(Message).where(Message.stage_id == stage_id).order_by(col(Message.id))
         ).all()
     )
+
+
+def stage_recipients(session: Session, *, stage_id: int) -> list[Any]:
+    """Who a stage's messages go to, without the messages' bodies: rows of the message id,
+    name, address, subject, status, whether it has a calendar part, and the person's
+    language, role and organisation, in queue order."""
+    query: Any = (
+        sa_select(
+            col(Message.id),
+            col(Message.to_name),
+            col(Message.to_email),
+            col(Message.to_key),
+            col(Message.subject),
+            col(Message.status),
+            col(Message.ics).is_not(None).label("has_ics"),
+            col(Participant.language),
+            col(Participant.role),
+            col(Organisation.name).label("organisation"),
+        )
+        .outerjoin(Participant, col(Participant.id) == col(Message.participant_id))
+        .outerjoin(Organisation, col(Organisation.id) == col(Participant.organisation_id))
+        .where(col(Message.stage_id) == stage_id)
+        .order_by(col(Message.id))
+    )
+    return list(session.execute(query).all())
 
 
 def queue_drafts(session: Session, *, stage_id: int) -> int:

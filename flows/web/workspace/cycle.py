@@ -701,6 +701,11 @@ class Variant:
         return self.drafts[0]
 
 
+# Recipients listed under each example on the drafts page (one person's message is found by
+# address, every message is in the outbox).
+LISTED = 500
+
+
 def variants_of(drafts: list[DraftView]) -> list[Variant]:
     found: dict[tuple[str, str], Variant] = {}
     for d in drafts:
@@ -731,14 +736,14 @@ def drafts_page(
             cycle_id=cycle_id,
             key=key,
             participant=participant or None,
+            # A signer reads what goes to their own organisation, and nothing else.
+            organisation=None if who.is_coordinator else (who.organisation or ""),
+            examples=True,
         )
         drafts = result.drafts
         stored = result.stored
     except NotFound as exc:
         drafts, stored, finding = [], True, _sentence(str(exc))
-    if not who.is_coordinator:
-        # A signer reads what goes to their own organisation, and nothing else.
-        drafts = [d for d in drafts if who.organisation and d.organisation == who.organisation]
     approvable = (
         who.is_coordinator
         and stage["approval"]
@@ -755,6 +760,7 @@ def drafts_page(
         stage=stage,
         stored=stored,
         variants=variants_of(drafts),
+        listed=LISTED,
         count=plural(len(drafts), "message"),
         participant=participant,
         finding=finding,
