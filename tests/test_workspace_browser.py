@@ -284,6 +284,8 @@ def test_a_coordinators_week_in_the_browser(fresh, settings, tmp_path: Path) -> 
         if SHOTS:
             page.goto(base + "/workspace/")
             page.screenshot(path=str(Path(SHOTS) / "week-overview.png"))
+            page.goto(cycle_url)
+            page.screenshot(path=str(Path(SHOTS) / "week-cycle.png"))
         context.close()
         browser.close()
 
