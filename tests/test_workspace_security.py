@@ -250,3 +250,19 @@ def test_pages_are_not_cached_and_not_framed(web) -> None:  # type: ignore[no-un
     assert page.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("bad", ["99999999999", "0", "abc", "-3"])
+def test_an_id_that_names_nothing_is_the_not_found_page(site, bad: str) -> None:  # type: ignore[no-untyped-def]
+    # On PostgreSQL a number beyond 32 bits would fail in the database: never a traceback.
+    client = Client(site["app"])
+    client.login(COORDINATOR)
+    wrong = []
+    for method, path in workspace_routes(site["app"]):
+        if method != "GET" or not re.search(r"\{(cycle_id|participant_id)", path):
+            continue
+        values = {**site["values"], "cycle_id": bad, "participant_id": bad}
+        got = client.get("/workspace" + fill(path, values))
+        if got.status_code != 404 or "Not found" not in got.text:
+            wrong.append((path, got.status_code))
+    assert wrong == []

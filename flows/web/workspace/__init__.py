@@ -13,6 +13,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -68,6 +69,13 @@ def create_workspace(settings: Settings, engine: Callable[[], Engine]) -> FastAP
     async def bad_form(request: Request, exc: core.BadForm) -> Response:
         return core.page(
             request, core.optional_who(request), "bad_form.html", status=403, title="Form expired"
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def not_an_address(request: Request, exc: RequestValidationError) -> Response:
+        # A path that does not parse (/cycles/abc) names nothing: the same page as unknown ids.
+        return core.page(
+            request, core.optional_who(request), "not_found.html", status=404, title="Not found"
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -36,6 +36,9 @@ PREFIX = "/workspace"
 COOKIE = "samverkan_session"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
+# Ids are the store's integers (32 bits on PostgreSQL, which refuses a larger number): a page
+# asked for a larger one shows "not found", as the CLI says "no cycle with id N".
+MAX_ID = 2**31 - 1
 
 pages = Jinja2Templates(directory=HERE / "templates")
 

@@ -28,6 +28,7 @@ from flows.cycles.approve import DraftView, approve_stage, stage_drafts
 from flows.cycles.overview import audit_entries, cycle_overview
 from flows.stages.base import ROLE_LABELS
 from flows.web.workspace.core import (
+    MAX_ID,
     Coordinator,
     SignerOrMore,
     Who,
@@ -47,7 +48,6 @@ from store.types import utcnow
 
 router = APIRouter()
 
-MAX_ID = 2**31 - 1  # the store's ids are 32-bit integers (as the CLI checks)
 LANGUAGE_NAMES = {"sv": "Swedish", "en": "English"}
 OPEN = {"pending", "awaiting_approval", "approved", "held"}
 # What "uncertain" means: the words of ``samverkan outbox --help``.

@@ -33,7 +33,16 @@ from flows.people.participants import (
     list_network,
 )
 from flows.people.privacy import erase_person, export_person
-from flows.web.workspace.core import Coordinator, Who, checked_form, engine_of, field, page, url
+from flows.web.workspace.core import (
+    MAX_ID,
+    Coordinator,
+    Who,
+    checked_form,
+    engine_of,
+    field,
+    page,
+    url,
+)
 from store.errors import ImportRejected, InvalidInput, NotFound, PersonRejected
 from store.models import Language, Role
 
@@ -67,6 +76,8 @@ def sentences(problems: list[str]) -> str:
 
 
 def _person(request: Request, participant_id: int) -> Listed:
+    if not 0 < participant_id <= MAX_ID:  # no such row (and PostgreSQL refuses the number)
+        raise HTTPException(404)
     try:
         return get_participant(engine_of(request), participant_id)
     except NotFound:

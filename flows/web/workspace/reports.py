@@ -20,7 +20,14 @@ from starlette.exceptions import HTTPException
 from flows.reporting import indicators as ind
 from flows.reporting.report import build_report
 from flows.stages.base import ROLE_LABELS
-from flows.web.workspace.core import AnyoneSignedIn, engine_of, local_time, page, settings_of
+from flows.web.workspace.core import (
+    MAX_ID,
+    AnyoneSignedIn,
+    engine_of,
+    local_time,
+    page,
+    settings_of,
+)
 from store import queries
 from store.errors import NotFound
 from store.models import Cycle
@@ -49,6 +56,8 @@ LEVELS = (
 
 
 def _cycle(request: Request, cycle_id: int) -> Cycle:
+    if not 0 < cycle_id <= MAX_ID:  # no such row (and PostgreSQL refuses the number)
+        raise HTTPException(404)
     with Session(engine_of(request)) as session:
         try:
             return queries.get_cycle(session, cycle_id=cycle_id)
@@ -209,7 +218,7 @@ async def indicators_page(request: Request, who: AnyoneSignedIn, cycle_id: int) 
 async def indicators_download(
     request: Request, who: AnyoneSignedIn, cycle_id: int, fmt: str
 ) -> Response:
-    if fmt not in ("csv", "json"):
+    if fmt not in ("csv", "json") or not 0 < cycle_id <= MAX_ID:
         raise HTTPException(404)
     settings = settings_of(request)
     try:
