@@ -308,3 +308,64 @@ def test_accounts_with_the_same_address_in_another_case_are_one(engine) -> None:
         people.add_account(engine, email="per@region.example.org", role="viewer")
     with Session(engine) as s:
         assert len(s.exec(select(Account)).all()) == 1
+
+
+def test_guessing_the_current_password_on_the_account_page_is_throttled(web) -> None:  # type: ignore[no-untyped-def]
+    # A session left open on a shared computer must not let anyone guess its password.
+    client = web(COORDINATOR)
+    new = "a new and longer passphrase"
+    for _ in range(people.PER_ACCOUNT):
+        wrong = client.submit(
+            "/workspace/account", data={"current": "guess guess guess", "new": new, "again": new}
+        )
+        assert wrong.status_code == 422
+    stopped = client.submit(
+        "/workspace/account", data={"current": PASSWORD, "new": new, "again": new}
+    )
+    assert stopped.status_code == 429 and "Too many attempts" in stopped.text
+    assert web().login(COORDINATOR, new).status_code == 429  # unchanged, and throttled
+
+
+def test_parallel_guesses_get_no_more_tries_than_one_after_another(engine, accounts) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def guess(i: int) -> str:
+        found = people.log_in(engine, email=SIGNER, password=f"guess {i} guess", address="10.0.0.9")
+        return found.outcome
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(guess, range(16)))
+    assert outcomes.count("refused") <= people.PER_ACCOUNT
+    assert outcomes.count("throttled") >= 16 - people.PER_ACCOUNT
+
+
+def test_a_refused_try_does_not_keep_the_account_closed(engine, accounts) -> None:  # type: ignore[no-untyped-def]
+    for i in range(people.PER_ACCOUNT):
+        assert (
+            people.log_in(engine, email=VIEWER, password=f"x{i}", address="a").outcome == "refused"
+        )
+    for _ in range(30):  # someone keeps knocking: no more rows, so no longer a lock-out
+        assert people.log_in(engine, email=VIEWER, password="x", address="b").outcome == "throttled"
+    with Session(engine) as s:
+        assert len(s.exec(select(LoginFailure)).all()) == people.PER_ACCOUNT
+
+
+@pytest.mark.parametrize("token", ["é" * 43, "\u0000", "x" * 5000])
+def test_a_token_that_is_not_ascii_is_refused_not_a_crash(web, token: str) -> None:  # type: ignore[no-untyped-def]
+    anonymous = web()
+    anonymous.get("/workspace/login")
+    form = {"email": COORDINATOR, "password": PASSWORD, "csrf": token}
+    assert anonymous.post("/workspace/login", data=form).status_code == 403
+    client = web(COORDINATOR)
+    assert client.post("/workspace/logout", data={"csrf": token}).status_code == 403
+    assert client.get("/workspace/account").status_code == 200  # still signed in
+
+
+def test_a_long_password_costs_the_same_for_every_address(engine, accounts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: list[int] = []
+    real = people._verify
+    monkeypatch.setattr(people, "_verify", lambda h, p: seen.append(len(p)) or real(h, p))
+    long = "y" * 100_000
+    people.log_in(engine, email=COORDINATOR, password=long, address="c")
+    people.log_in(engine, email="nobody@coordination.example", password=long, address="c")
+    assert seen == [people.LONGEST_PASSWORD, people.LONGEST_PASSWORD]

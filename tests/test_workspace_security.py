@@ -266,3 +266,22 @@ def test_an_id_that_names_nothing_is_the_not_found_page(site, bad: str) -> None:
         if got.status_code != 404 or "Not found" not in got.text:
             wrong.append((path, got.status_code))
     assert wrong == []
+
+
+@pytest.mark.parametrize("value", ["²", "9" * 5000, "-1", "1e3"])
+def test_numbers_in_addresses_and_forms_that_are_not_numbers_are_no_crash(site, value: str) -> None:  # type: ignore[no-untyped-def]
+    client = Client(site["app"])
+    client.login(COORDINATOR)
+    cycle = site["values"]["cycle_id"]
+    for path, query in (
+        (f"/workspace/cycles/{cycle}/outbox", {"page": value}),
+        (f"/workspace/cycles/{cycle}/outbox", {"resent": value}),
+        ("/workspace/network", {"done": "imported", "new": value, "updated": value}),
+    ):
+        assert client.get(path, params=query).status_code == 200, (path, query)
+    confirm = client.submit(
+        f"/workspace/cycles/{cycle}/change?op=pause",
+        f"/workspace/cycles/{cycle}/change/confirm",
+        data={"op": "pause", "expect_version": value},
+    )
+    assert confirm.status_code == 422 and "no plan version" in confirm.text

@@ -7,9 +7,10 @@ token; it ends after ``IDLE`` without use, after ``LONGEST`` in all, at logout, 
 session of the account, when its password changes or it is disabled.
 
 Login attempts are throttled in the store, so the limit holds across processes and restarts:
-after ``PER_ACCOUNT`` refused attempts for one address within ``WINDOW`` that account takes no
+after ``PER_ACCOUNT`` refused attempts for one account within ``WINDOW`` that account takes no
 more attempts until the window has moved on, and after ``PER_ADDRESS`` from one client address
-that address takes none (against trying many accounts). An unknown address is checked against
+that address takes none (against trying many accounts). Checking one's current password
+before changing it counts the same way. An unknown address is checked against
 a dummy hash, so the time taken does not tell which accounts exist.
 
 Single sign-on (OIDC) can later sign an account in by ``Account.sso_subject``: everything
@@ -173,35 +174,70 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def log_in(engine: Engine, *, email: str, password: str, address: str) -> Login:
-    """Check a login; on success start a new session (a login never reuses one)."""
-    key = email_key(email)[:320]
+def _attempt(engine: Engine, *, key: str, address: str) -> bool:
+    """Count one attempt for the throttle before the password is checked; whether it may go
+    on. Recorded and committed first, so that parallel attempts count each other (checking
+    first would let a burst through), and with nothing held while Argon2 runs."""
     now = utcnow()
-    with Session(engine, expire_on_commit=False) as session:
+    with Session(engine) as session:
         queries.forget_login_failures(session, before=now - WINDOW)
+        attempt = queries.record_login_failure(session, email_key=key, address=address)
+        session.commit()
         by_account, by_address = queries.login_failures(
             session, since=now - WINDOW, email_key=key, address=address
         )
-        if by_account >= PER_ACCOUNT or by_address >= PER_ADDRESS:
+        allowed = by_account <= PER_ACCOUNT and by_address <= PER_ADDRESS
+        if not allowed:
+            # A refused try is not counted: the account opens again a window after the
+            # last tried password, however long someone keeps knocking.
+            session.delete(attempt)
             session.commit()
-            return Login("throttled")
+        return allowed
+
+
+def _checked(engine: Engine, key: str, password: str) -> Account | None:
+    """The account, if the password is its own (the same work whether it exists or not)."""
+    with Session(engine, expire_on_commit=False) as session:
         account = queries.account_by_email(session, email_key=key)
-        if account is None or not account.password_hash:
-            # The same work as a wrong password, so that timing names no account.
-            _verify(_DUMMY, password)
-            ok = False
-        else:
-            ok = _verify(account.password_hash, password[:LONGEST_PASSWORD])
-        if not ok or account is None:
-            queries.record_login_failure(session, email_key=key, address=address)
-            session.commit()
-            return Login("refused")
-        if account.disabled:
-            session.commit()
-            return Login("disabled", account)
+    if account is None or not account.password_hash:
+        _verify(_DUMMY, password)
+        return None
+    return account if _verify(account.password_hash, password) else None
+
+
+def check_password_of(engine: Engine, *, email: str, password: str, address: str) -> str:
+    """ "ok", "refused" or "throttled": the signed-in account's own password, checked as a
+    login is (before it may change it), so a left-open session cannot be used to guess it."""
+    key = email_key(email)
+    password = password[:LONGEST_PASSWORD]
+    if not _attempt(engine, key=key, address=address):
+        return "throttled"
+    if _checked(engine, key, password) is None:
+        return "refused"
+    with Session(engine) as session:
+        queries.forget_login_failures(session, email_key=key)
+        session.commit()
+    return "ok"
+
+
+def log_in(engine: Engine, *, email: str, password: str, address: str) -> Login:
+    """Check a login; on success start a new session (a login never reuses one)."""
+    key = email_key(email)[:320]
+    # Cut before anything else, so that a long password costs the same for every address.
+    password = password[:LONGEST_PASSWORD]
+    if not _attempt(engine, key=key, address=address):
+        return Login("throttled")
+    account = _checked(engine, key, password)
+    if account is None:
+        return Login("refused")
+    if account.disabled:
+        return Login("disabled", account)
+    now = utcnow()
+    with Session(engine, expire_on_commit=False) as session:
         if _hasher.check_needs_rehash(account.password_hash):
             account.password_hash = _hasher.hash(password)
             session.add(account)
+        # A success clears the account's count (its own attempt included).
         queries.forget_login_failures(session, email_key=key)
         token = secrets.token_urlsafe(32)
         session.add(

@@ -59,8 +59,10 @@ def login_failures(
     )
 
 
-def record_login_failure(session: Session, *, email_key: str, address: str) -> None:
-    session.add(LoginFailure(email_key=email_key, address=address))
+def record_login_failure(session: Session, *, email_key: str, address: str) -> LoginFailure:
+    failure = LoginFailure(email_key=email_key, address=address)
+    session.add(failure)
+    return failure
 
 
 def forget_login_failures(

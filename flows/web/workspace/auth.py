@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
+import functools
 import secrets
 
 from fastapi import APIRouter, Request
@@ -22,11 +22,16 @@ from flows.web.workspace.core import (
     field,
     optional_who,
     page,
+    same_token,
     settings_of,
 )
 from store.errors import InvalidInput
 
 router = APIRouter()
+THROTTLED = (
+    "Too many attempts with a wrong password. Wait 15 minutes and try again, or ask a "
+    "coordinator to set a new password."
+)
 
 
 def safe_back(value: str | None) -> str:
@@ -97,8 +102,7 @@ async def login(request: Request) -> Response:
     if encoding(request) != FORM:
         raise BadForm
     form = await request.form()
-    expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not hmac.compare_digest(field(form, "csrf"), expected):
+    if not same_token(form.get("csrf"), request.cookies.get(LOGIN_COOKIE, "")):
         raise BadForm
     email, password = field(form, "email"), form.get("password")
     back = safe_back(field(form, "back"))
@@ -121,8 +125,7 @@ async def login(request: Request) -> Response:
         return page(request, None, "disabled.html", status=403, title="Account disabled")
     error = {
         "refused": "The email address or the password is not right.",
-        "throttled": "Too many attempts to sign in. Wait 15 minutes and try again, or ask a "
-        "coordinator to set a new password.",
+        "throttled": THROTTLED,
     }[result.outcome]
     status = 429 if result.outcome == "throttled" else 401
     return login_form(request, status=status, back=back, error=error, email=email)
@@ -150,20 +153,42 @@ async def change_password(request: Request, who: AnyoneSignedIn) -> Response:
         current = new = again = ""
     engine = engine_of(request)
     error = None
+    status = 422
     if new != again:
         error = "The two new passwords differ."
-    elif not accounts._verify(who.signed.account.password_hash, str(current)):
-        error = "Your current password is not right."
     else:
-        try:
-            await run_in_threadpool(
-                accounts.set_password, engine, email=who.email, password=str(new)
+        # The current password is checked as a login is: throttled, in a worker thread.
+        checked = await run_in_threadpool(
+            functools.partial(
+                accounts.check_password_of,
+                engine,
+                email=who.email,
+                password=str(current),
+                address=client_address(request),
             )
-        except InvalidInput as exc:
-            error = str(exc).capitalize() + "."
+        )
+        if checked == "throttled":
+            error, status = THROTTLED, 429
+        elif checked != "ok":
+            error = "Your current password is not right."
+        else:
+            try:
+                await run_in_threadpool(
+                    functools.partial(
+                        accounts.set_password, engine, email=who.email, password=str(new)
+                    )
+                )
+            except InvalidInput as exc:
+                error = str(exc).capitalize() + "."
     if error:
         return page(
-            request, who, "account.html", status=422, title="Your account", error=error, done=False
+            request,
+            who,
+            "account.html",
+            status=status,
+            title="Your account",
+            error=error,
+            done=False,
         )
     # Every session ended with the old password, this one too: sign in again.
     response = RedirectResponse(PREFIX + "/login?changed=1", status_code=303)

@@ -11,6 +11,7 @@ route runs, the audit log names the signed-in account as the actor.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -143,10 +144,23 @@ async def checked_form(request: Request, who: Who, *, files: bool = False) -> Fo
     if encoding(request) not in allowed:
         raise BadForm
     form = await request.form()
-    token = form.get("csrf")
-    if not isinstance(token, str) or not hmac.compare_digest(token, who.csrf):
+    if not same_token(form.get("csrf"), who.csrf):
         raise BadForm
     return form
+
+
+def number(text: str, default: int | None = None) -> int | None:
+    """A whole number of up to nine ASCII digits ("²" and "٣" are digits to str.isdigit, and
+    int() refuses a string of thousands), else ``default``."""
+    return int(text) if re.fullmatch(r"[0-9]{1,9}", text) else default
+
+
+def same_token(given: object, expected: str) -> bool:
+    """Whether a submitted token is the expected one, in constant time (compared as bytes:
+    compare_digest refuses text that is not ASCII)."""
+    if not isinstance(given, str) or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def field(form: FormData, name: str, default: str = "") -> str:

@@ -36,6 +36,7 @@ from flows.web.workspace.core import (
     engine_of,
     field,
     local_time,
+    number,
     page,
     settings_of,
     url,
@@ -645,12 +646,12 @@ async def confirm_change(request: Request, cycle_id: int, who: Coordinator) -> R
     expected = field(form, "expect_version")
     if asked.errors:
         return change_form(request, who, data, asked, status=422)
-    if not (expected.isascii() and expected.isdigit()):
+    if number(expected) is None:
         asked.error = "This confirmation has no plan version. Make the preview again."
         return change_form(request, who, data, asked, status=422)
     try:
         await run_in_threadpool(
-            _run, request, cycle_id, asked, expect_version=int(expected), reason=reason or None
+            _run, request, cycle_id, asked, expect_version=number(expected), reason=reason or None
         )
     except resequence.StalePlan:
         # Someone (or a tick) changed the plan after the preview: show what it would do now.
@@ -833,10 +834,10 @@ def outbox(
     counts = status_counts(engine, cycle_id=cycle_id)
     total = sum(counts.values())
     error = ""
-    number = int(page_number) if page_number.isascii() and page_number.isdigit() else 1
+    at = number(page_number, 1) or 1
     shown = counts.get(status, 0) if status else total
     pages = max(1, -(-shown // OUTBOX_PAGE))
-    number = min(max(number, 1), pages)
+    at = min(max(at, 1), pages)
     rows: list[dict[str, object]] = []
     try:
         rows = listing(
@@ -844,16 +845,15 @@ def outbox(
             cycle_id=cycle_id,
             statuses=[status] if status else None,
             limit=OUTBOX_PAGE,
-            offset=(number - 1) * OUTBOX_PAGE,
+            offset=(at - 1) * OUTBOX_PAGE,
         )
     except InvalidInput as exc:
         error = _sentence(str(exc))
     message = ""
-    if resent.isascii() and resent.isdigit():
-        message = (
-            f"Queued {plural(int(resent), 'uncertain message')} again; the next tick sends them."
-        )
-    first = (number - 1) * OUTBOX_PAGE + 1
+    requeued = number(resent)
+    if requeued is not None:
+        message = f"Queued {plural(requeued, 'uncertain message')} again; the next tick sends them."
+    first = (at - 1) * OUTBOX_PAGE + 1
     return page(
         request,
         who,
@@ -868,7 +868,7 @@ def outbox(
         shown=shown,
         first=first,
         last=first + len(rows) - 1,
-        number=number,
+        number=at,
         pages=pages,
         statuses=[s.value for s in MessageStatus],
         chosen=status,

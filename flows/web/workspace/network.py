@@ -40,6 +40,7 @@ from flows.web.workspace.core import (
     checked_form,
     engine_of,
     field,
+    number,
     page,
     url,
 )
@@ -86,7 +87,7 @@ def _person(request: Request, participant_id: int) -> Listed:
 
 def _number(query: Mapping[str, str], name: str) -> int:
     value = query.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 10 else 0
+    return number(value, 0) or 0
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
