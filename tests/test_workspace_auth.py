@@ -83,6 +83,8 @@ def test_logout_ends_the_session_on_the_server(web, engine) -> None:  # type: ig
     )
     with Session(engine) as s:
         assert s.exec(select(WebSession)).all() == []
+        actions = [(e.actor, e.action) for e in s.exec(select(AuditEntry))]
+    assert actions[-2:] == [(COORDINATOR, "account.login"), (COORDINATOR, "account.logout")]
 
 
 def test_a_password_change_ends_every_session_of_the_account(web, engine) -> None:  # type: ignore[no-untyped-def]

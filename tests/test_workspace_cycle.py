@@ -528,3 +528,19 @@ def test_the_outbox_pages_through_every_message_once(web, network, announced, mo
     # A page number past the end shows the last page, not nothing.
     beyond = client.get(f"/workspace/cycles/{announced}/outbox", params={"page": "99"}).text
     assert f"Messages 21–{2 * EVERYONE}" in beyond
+
+
+def test_a_signer_starts_at_the_drafts_waiting_for_them(web, network, cycle):  # type: ignore[no-untyped-def]
+    signer = web(SIGNER)
+    assert "Nothing waits for approval now." in signer.get("/workspace/drafts").text
+    tick(START)  # the invitation's drafts are written and wait
+    home = signer.get("/workspace/")
+    assert home.headers["location"] == "/workspace/drafts"
+    listed = signer.get("/workspace/drafts").text
+    assert "Försäkringskassan" in listed and "Drafts of invitation" in listed
+    link = re.search(r'href="(/workspace/cycles/\d+/stages/invitation/drafts)"', listed)
+    assert link is not None
+    assert signer.get(link.group(1)).status_code == 200
+    # Once approved, nothing waits.
+    approve_stage(network, cycle_id=cycle, key="invitation")
+    assert "Nothing waits for approval now." in signer.get("/workspace/drafts").text

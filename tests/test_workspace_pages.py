@@ -190,10 +190,10 @@ def test_overview_tells_coverage_and_what_needs_approval_ahead(web, network, set
 
 
 def test_overview_is_for_the_coordinator(web) -> None:
-    for who in (VIEWER, SIGNER):
+    for who, home in ((VIEWER, "/workspace/reports"), (SIGNER, "/workspace/drafts")):
         page = web(who).get("/workspace/")
         assert page.status_code == 303
-        assert page.headers["location"] == "/workspace/reports"
+        assert page.headers["location"] == home
     anonymous = web().get("/workspace/")
     assert anonymous.status_code == 303
     assert anonymous.headers["location"].startswith("/workspace/login")

@@ -38,7 +38,7 @@ ANYONE = [
     r"/cycles/\{cycle_id\}/report(\.\{fmt\})?",
     r"/cycles/\{cycle_id\}/indicators(\.\{fmt\})?",
 ]
-SIGNERS = [r"/cycles/\{cycle_id\}/stages/\{key\}/drafts"]
+SIGNERS = [r"/drafts", r"/cycles/\{cycle_id\}/stages/\{key\}/drafts"]
 ROLES = {"coordinator": COORDINATOR, "signer": SIGNER, "viewer": VIEWER}
 
 

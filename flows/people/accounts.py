@@ -293,7 +293,9 @@ def signed_in(engine: Engine, token: str | None) -> SignedIn | None:
         return SignedIn(account, pk(row), row.csrf)
 
 
-def log_out(engine: Engine, *, session_id: int) -> None:
+def log_out(engine: Engine, *, session_id: int, email: str) -> None:
     with Session(engine) as session:
         queries.end_session(session, session_id=session_id)
+        with queries.acting_as(email):
+            queries.audit(session, cycle_id=None, action="account.logout", detail=email)
         session.commit()

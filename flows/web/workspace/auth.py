@@ -134,7 +134,14 @@ async def login(request: Request) -> Response:
 @router.post("/logout", response_model=None)
 async def logout(request: Request, who: AnyoneSignedIn) -> Response:
     await checked_form(request, who)
-    await run_in_threadpool(accounts.log_out, engine_of(request), session_id=who.signed.session_id)
+    await run_in_threadpool(
+        functools.partial(
+            accounts.log_out,
+            engine_of(request),
+            session_id=who.signed.session_id,
+            email=who.email,
+        )
+    )
     response = RedirectResponse(PREFIX + "/login", status_code=303)
     response.delete_cookie(COOKIE, path=PREFIX)
     return response

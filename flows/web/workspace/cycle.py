@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from flows.cycles import plan as planning
 from flows.cycles import resequence
 from flows.cycles.approve import DraftView, approve_stage, stage_drafts
+from flows.cycles.glance import cycles_at_a_glance
 from flows.cycles.overview import audit_entries, cycle_overview
 from flows.stages.base import ROLE_LABELS
 from flows.web.workspace.core import (
@@ -768,6 +769,25 @@ def drafts_page(
         approvable=approvable,
         error=error,
         message=message,
+    )
+
+
+@router.get("/drafts", response_class=HTMLResponse)
+def drafts_waiting(request: Request, who: SignerOrMore) -> HTMLResponse:
+    """The stages whose drafts wait for approval, in every cycle: a signer's start page."""
+    waiting = [
+        (c, key)
+        for c in cycles_at_a_glance(engine_of(request))
+        if c.status in ("running", "paused")
+        for key in c.awaiting_approval
+    ]
+    return page(
+        request,
+        who,
+        "drafts_waiting.html",
+        title="Drafts waiting",
+        section="drafts",
+        waiting=waiting,
     )
 
 

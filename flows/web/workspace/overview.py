@@ -34,7 +34,9 @@ def counted(n: int, one: str, many: str) -> str:
 @router.get("/", response_model=None)
 async def home(request: Request, who: AnyoneSignedIn) -> Response:
     if not who.is_coordinator:
-        return RedirectResponse(url("/reports"), status_code=303)
+        # A signer starts at what waits for their organisation's reading, a viewer at reports.
+        home = "/drafts" if who.role == "signer" else "/reports"
+        return RedirectResponse(url(home), status_code=303)
     cycles = await run_in_threadpool(cycles_at_a_glance, engine_of(request))
     waiting = sum(1 for c in cycles if c.waits)
     return page(
