@@ -391,8 +391,20 @@ def test_export_is_the_persons_data_as_a_json_download(web, network) -> None:
     assert got.status_code == 200
     assert got.headers["content-type"].startswith("application/json")
     assert got.headers["content-disposition"].startswith("attachment;")
-    assert json.loads(got.text) == json.loads(json.dumps(export_person(network, email=ANNA)))
-    assert json.loads(got.text)["participant"]["name"] == "Anna Lindqvist"
+    shown = json.loads(got.text)
+    again = json.loads(json.dumps(export_person(network, email=ANNA)))
+    # The same data; the second copy also lists the first one taken (audited with the actor).
+    assert {k: v for k, v in shown.items() if k != "audit"} == {
+        k: v for k, v in again.items() if k != "audit"
+    }
+    assert [e["action"] for e in again["audit"]] == [
+        *(e["action"] for e in shown["audit"]),
+        "participant.export",
+    ]
+    assert shown["participant"]["name"] == "Anna Lindqvist"
+    with Session(network) as s:
+        exports = [e for e in queries.every_audit_entry(s) if e.action == "participant.export"]
+    assert [e.actor for e in exports] == [COORDINATOR, "coordinator"]  # the web, then the CLI's
 
 
 def test_erase_says_what_goes_and_what_stays_then_erases(web, network) -> None:

@@ -47,7 +47,7 @@ def export_person(engine: Engine, *, email: str) -> dict[str, Any]:
         answers = queries.answers_by(session, participant_id=pid)
         rsvps = queries.meeting_answers_by(session, participant_id=pid)
         mentioned = queries.audit_entries_naming(session, email=p.email, participant_id=pid)
-        return {
+        found = {
             "participant": {
                 "name": p.name,
                 "email": p.email,
@@ -86,6 +86,15 @@ def export_person(engine: Engine, *, email: str) -> dict[str, Any]:
                 {"at": e.at.isoformat(), "action": e.action, "detail": e.detail} for e in mentioned
             ],
         }
+        # Who took a copy of a person's data is kept (by number: erasure finds it there).
+        queries.audit(
+            session,
+            cycle_id=None,
+            action="participant.export",
+            detail=f"participant {pid}: exported",
+        )
+        session.commit()
+        return found
 
 
 class _Scrub:
