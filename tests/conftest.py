@@ -289,10 +289,22 @@ def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:
 
 
 @pytest.fixture
-def accounts(engine):  # type: ignore[no-untyped-def]
-    """One workspace account of each role (tests/workspace.py names them and the password)."""
+def accounts(engine, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """One workspace account of each role (tests/workspace.py names them and the password).
+
+    Their passwords are hashed with Argon2id at its cheapest (1 pass over 1 MiB, one lane)
+    instead of samverkan's 3 passes over 64 MiB in 4 lanes, 0.2 s a hash here: the suite hashes
+    and checks passwords thousands of times. tests/test_workspace_auth.py checks the real
+    parameters without this fixture."""
+    from argon2 import PasswordHasher
+
+    from flows.people import accounts as people
     from flows.people.accounts import add_account
     from tests.workspace import COORDINATOR, PASSWORD, SIGNER, SIGNER_ORG, VIEWER
+
+    quick = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(people, "_hasher", quick)
+    monkeypatch.setattr(people, "_DUMMY", quick.hash("not a password of anyone"))
 
     add_account(engine, email=COORDINATOR, role="coordinator", password=PASSWORD)
     add_account(engine, email=SIGNER, role="signer", organisation=SIGNER_ORG, password=PASSWORD)
