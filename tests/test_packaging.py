@@ -82,6 +82,8 @@ def test_the_wheel_holds_every_data_file(wheel: Path) -> None:
         ("process_templates", "flows/process_templates"),
         ("store/migrations", "store/migrations"),
         ("flows/web/templates", "flows/web/templates"),
+        ("flows/web/workspace/templates", "flows/web/workspace/templates"),
+        ("flows/web/workspace/static", "flows/web/workspace/static"),
         ("flows/reporting/templates", "flows/reporting/templates"),
     ]
     # A folder that moved would otherwise expect nothing, and pass.
@@ -90,6 +92,8 @@ def test_the_wheel_holds_every_data_file(wheel: Path) -> None:
     assert "flows/process_templates/learning-cycle/process.yaml" in expected
     assert "flows/reporting/templates/report.html" in expected
     assert "flows/web/templates/base.html" in expected
+    assert "flows/web/workspace/templates/login.html" in expected
+    assert "flows/web/workspace/static/workspace.css" in expected
     assert expected - names == set()
 
 
@@ -105,6 +109,38 @@ def test_the_wheel_offers_the_postgresql_driver_as_an_extra(wheel: Path) -> None
         line.startswith("Requires-Dist: psycopg[binary]") and 'extra == "postgresql"' in line
         for line in lines
     ), [line for line in lines if line.startswith("Requires-Dist: psycopg")]
+
+
+# Run by the installed wheel's interpreter: the login page, the stylesheet, and a signed-in
+# request sent to the login page when it has no session.
+WORKSPACE_PAGES = """
+import asyncio, httpx
+from flows.settings import load_settings
+from flows.web.app import create_app
+app = create_app(load_settings())
+async def go():
+    t = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=t, base_url="http://x") as c:
+        login = await c.get("/workspace/login")
+        assert "Sign in to the workspace" in login.text, login.text
+        css = await c.get("/workspace/static/workspace.css")
+        home = await c.get("/workspace/")
+        print(login.status_code, css.headers["content-type"].split(";")[0], home.status_code)
+asyncio.run(go())
+"""
+
+
+@pytest.mark.subprocess
+def test_every_module_of_the_packages_is_in_the_wheel(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {
+        str(f.relative_to(ROOT))
+        for top in ("flows", "messaging", "store")
+        for f in (ROOT / top).rglob("*.py")
+        if "__pycache__" not in f.parts
+    }
+    assert "flows/web/workspace/core.py" in modules
+    assert modules - names == set()
 
 
 @pytest.mark.subprocess
@@ -174,6 +210,23 @@ def test_an_installed_wheel_launches_the_bundled_learning_cycle(
     reported = run(samverkan, "report", "1", "--format", "md")  # from the bundled template
     assert reported.returncode == 0, reported.stderr
     assert reported.stdout.startswith("# Reflektion: Vår 2027\n"), reported.stdout
+    # The workspace, from the installed package: its modules, templates and stylesheet.
+    pw = elsewhere / "pw.txt"
+    pw.write_text("correct horse battery staple\n")
+    added = run(
+        samverkan,
+        "users",
+        "add",
+        "anna@kommun.example.org",
+        "--role",
+        "coordinator",
+        "--password-file",
+        pw,
+    )
+    assert added.returncode == 0, added.stderr
+    served = run(python, "-c", WORKSPACE_PAGES)
+    assert served.returncode == 0, served.stderr
+    assert served.stdout.split() == ["200", "text/css", "303"], served.stdout
     if PG_URL:
         # The production store: the installed command opens (and migrates) PostgreSQL.
         schema = f"wheel_{uuid.uuid4().hex[:12]}"
