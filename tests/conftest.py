@@ -304,7 +304,8 @@ def accounts(engine, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untype
 
     quick = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     monkeypatch.setattr(people, "_hasher", quick)
-    monkeypatch.setattr(people, "_DUMMY", quick.hash("not a password of anyone"))
+    dummy = quick.hash("not a password of anyone")
+    monkeypatch.setattr(people, "_dummy", lambda: dummy)
 
     add_account(engine, email=COORDINATOR, role="coordinator", password=PASSWORD)
     add_account(engine, email=SIGNER, role="signer", organisation=SIGNER_ORG, password=PASSWORD)
