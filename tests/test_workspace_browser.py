@@ -16,26 +16,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlmodel import Session, select
 
 from flows.settings import Settings
-from store.models import Participant
-from tests.conftest import launch_learning_cycle, tick
+from tests.conftest import tick
 from tests.smtpd import free_port
-from tests.test_workspace_security import fill, who_may, workspace_routes
+from tests.test_browser import CHROMIUM, FLAGS
+from tests.test_workspace_security import fill, launched, who_may, workspace_routes
 from tests.workspace import COORDINATOR, PASSWORD, SIGNER, VIEWER
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 TZ = ZoneInfo("Europe/Stockholm")
-START = datetime(2027, 1, 20, 9, 0, tzinfo=TZ)
-WORKSHOP = datetime(2027, 2, 10, 9, 0, tzinfo=TZ)
 # Where the screenshots go when SAMVERKAN_SCREENSHOTS names a folder (to look at them).
 SHOTS = os.environ.get("SAMVERKAN_SCREENSHOTS")
 
@@ -72,18 +61,7 @@ def site(network, accounts, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[st
     port_base = "http://127.0.0.1:8000"
     monkeypatch.setenv("SAMVERKAN_BASE_URL", port_base)
     settings = Settings()
-    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP, approve=False)
-    tick(START)
-    with Session(network) as s:
-        person = s.exec(select(Participant)).first()
-        assert person is not None
-    values = {
-        "cycle_id": str(cycle_id),
-        "key": "invitation",
-        "participant_id": str(person.id),
-        "name": "learning-cycle",
-        "template": "learning-cycle",
-    }
+    values = launched(network, settings)
     app = create_app(settings, network)
     for base in serve(app):
         yield {"base": base, "values": values, "app": app}

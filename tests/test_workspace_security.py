@@ -87,25 +87,32 @@ def dump(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
         }
 
 
-@pytest.fixture
-def site(network, settings, accounts) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    from flows.web.app import create_app
-    from store.models import Participant
-
-    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP, approve=False)
-    tick(START)
+def launched(engine: Engine, settings: Any) -> dict[str, str]:
+    """Launch the learning cycle and draft its invitation; the values that fill the routes'
+    parameters ({cycle_id}, {key}, {participant_id}, {name}, {template})."""
     from sqlmodel import Session
 
-    with Session(network) as s:
+    from store.models import Participant
+
+    cycle_id = launch_learning_cycle(engine, settings, START, WORKSHOP, approve=False)
+    tick(START)
+    with Session(engine) as s:
         person = s.exec(select(Participant)).scalars().first()
         assert person is not None
-    values = {
+    return {
         "cycle_id": str(cycle_id),
         "key": "invitation",
         "participant_id": str(person.id),
         "name": "learning-cycle",
         "template": "learning-cycle",
     }
+
+
+@pytest.fixture
+def site(network, settings, accounts) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    from flows.web.app import create_app
+
+    values = launched(network, settings)
     yield {"app": create_app(settings, network), "values": values, "engine": network}
 
 
@@ -212,25 +219,10 @@ def test_hostile_names_render_as_text_on_every_page(  # type: ignore[no-untyped-
             [HOSTILE[1][0], "b@kommun.example.org", "Försäkringskassan", "manager", "en"]
         )
     import_participants(engine, csv)
-    cycle_id = launch_learning_cycle(engine, settings, START, WORKSHOP, approve=False)
-    tick(START)
+    values = launched(engine, settings)
     app = create_app(settings, engine)
     client = Client(app)
     client.login(COORDINATOR)
-    from sqlmodel import Session
-
-    from store.models import Participant
-
-    with Session(engine) as s:
-        person = s.exec(select(Participant)).scalars().first()
-        assert person is not None
-    values = {
-        "cycle_id": str(cycle_id),
-        "key": "invitation",
-        "participant_id": str(person.id),
-        "name": "learning-cycle",
-        "template": "learning-cycle",
-    }
     pages = [p for m, p in workspace_routes(app) if m == "GET"]
     shown_names = 0
     for path in sorted(set(pages)):
