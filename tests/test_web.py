@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from sqlmodel import Session, select
 
@@ -17,6 +15,7 @@ from flows.web.app import create_app
 from messaging import links
 from store.models import AccessToken, Cycle, CycleStatus, MeetingAttendee, Message, Response
 from tests.conftest import launch_learning_cycle, read_maildir, tick
+from tests.workspace import Client
 
 TZ = ZoneInfo("Europe/Stockholm")
 START = datetime.now(TZ).replace(microsecond=0) + timedelta(days=2)
@@ -41,25 +40,9 @@ def cycle(network, settings):  # type: ignore[no-untyped-def]
     return cycle_id
 
 
-class Pages:
-    """The app in-process through httpx's ASGI transport, no server (as datasette tests do)."""
-
-    def __init__(self, app: object) -> None:
-        self.app = app
-
-    def request(self, method: str, path: str, **kw: object) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
-            async with httpx.AsyncClient(transport=transport, base_url="http://pages") as c:
-                return await c.request(method, path, **kw)  # type: ignore[arg-type]
-
-        return asyncio.run(go())
-
-    def get(self, path: str, **kw: object) -> httpx.Response:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: object) -> httpx.Response:
-        return self.request("POST", path, **kw)
+# The app in-process through httpx's ASGI transport, no server (as datasette tests do); the
+# same client the workspace's tests use (it keeps cookies: these pages set none).
+Pages = Client
 
 
 @pytest.fixture
