@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     min_group: int = Field(
         default=3, ge=1, description="Indicator groups smaller than this are not shown."
     )
+    signoff_remind_after_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="Hours after asking an organisation to sign before it is reminded (once).",
+    )
     sending_lease_seconds: float = Field(
         default=600.0,
         gt=0,

@@ -54,3 +54,7 @@ class TemplateError(SamverkanError):
 
 class StateError(SamverkanError):
     """The operation does not fit the current state of the cycle or stage."""
+
+
+class PermissionDenied(SamverkanError):
+    """The person named may not do this (their role or organisation does not allow it)."""

@@ -156,6 +156,9 @@ class Stage(SQLModel, table=True):
     unless: str | None = None
     approval_required: bool = False
     approved_at: datetime | None = _ts(default=None, nullable=True)
+    # The organisations that must sign what the stage sends, before the coordinator's approval
+    # (flows/cycles/signoff.py). Empty: no sign-off.
+    signoff: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     status: StageStatus = _enum(StageStatus.pending, index=True)
     ran_at: datetime | None = _ts(default=None, nullable=True)
@@ -308,4 +311,66 @@ class LoginFailure(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email_key: str = Field(index=True)
     address: str = Field(index=True)
+    at: datetime = _ts(default_factory=utcnow)
+
+
+class SignoffVariant(SQLModel, table=True):
+    """One text a stage sends, as its signers read it: one language and the roles that get
+    the same words, with the personal parts as markers. ``content_hash`` names it."""
+
+    __tablename__ = "signoff_variant"
+    __table_args__ = (UniqueConstraint("stage_id", "content_hash"),)
+    id: int | None = Field(default=None, primary_key=True)
+    stage_id: int = Field(foreign_key="stage.id", index=True)
+    content_hash: str
+    language: str = Field(sa_type=String(8))
+    roles: str = ""  # comma-separated roles that get this text
+    subject: str
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    html: str = Field(sa_column=Column(Text, nullable=False))
+    calendar: str = ""
+    # What the stage would send now (the last look); an old text stays, with its signatures.
+    current: bool = True
+    first_seen_at: datetime = _ts(default_factory=utcnow)
+
+
+class Signature(SQLModel, table=True):
+    """One organisation's signature on one text of a stage, by one of its signers."""
+
+    __table_args__ = (Index("ix_signature_stage_org", "stage_id", "organisation"),)
+    id: int | None = Field(default=None, primary_key=True)
+    stage_id: int = Field(foreign_key="stage.id")
+    content_hash: str
+    organisation: str
+    account_email: str
+    signed_at: datetime = _ts(default_factory=utcnow)
+    # Set when what would be sent no longer hashes to what was signed.
+    void_at: datetime | None = _ts(default=None, nullable=True)
+    void_reason: str | None = None
+
+
+class SignoffComment(SQLModel, table=True):
+    """A signer's request for a change (or the coordinator's answer): the stage's thread."""
+
+    __tablename__ = "signoff_comment"
+    id: int | None = Field(default=None, primary_key=True)
+    stage_id: int = Field(foreign_key="stage.id", index=True)
+    organisation: str | None = None
+    author: str
+    at: datetime = _ts(default_factory=utcnow)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    content_hashes: str = ""  # the texts it was written about, comma-separated
+
+
+class SignoffNotice(SQLModel, table=True):
+    """An email about sign-off: to an organisation's signers (waiting, reminder, void) or to
+    the coordinator (overdue, change requested). Kept so that nobody is told twice."""
+
+    __tablename__ = "signoff_notice"
+    __table_args__ = (Index("ix_signoff_notice_stage", "stage_id", "organisation", "kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    stage_id: int = Field(foreign_key="stage.id")
+    organisation: str | None = None  # None: to the coordinator
+    kind: str = Field(sa_type=String(16))  # waiting | reminder | void | overdue | change
+    content_hashes: str = ""
     at: datetime = _ts(default_factory=utcnow)

@@ -58,5 +58,8 @@ def approve(
     """
     from flows.cycles.approve import approve_stage
 
-    engine = open_engine(get_settings())
-    typer.echo(approve_stage(engine, cycle_id=cycle_id, key=stage_key, reason=reason))
+    settings = get_settings()
+    engine = open_engine(settings)
+    typer.echo(
+        approve_stage(engine, cycle_id=cycle_id, key=stage_key, reason=reason, settings=settings)
+    )

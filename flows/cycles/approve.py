@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from flows.cycles import plan
-from flows.settings import Settings
+from flows.cycles.signoff import current_texts
+from flows.settings import Settings, load_settings
 from flows.stages import drafts_for
 from flows.stages.base import StageRun
 from flows.templates import template_of
@@ -19,14 +20,30 @@ from store.models import Message, StageStatus, pk
 from store.types import utcnow
 
 
-def approve_stage(engine: Engine, *, cycle_id: int, key: str, reason: str | None = None) -> str:
-    """Approve a stage's drafts (they go out on the next tick), or approve it in advance."""
+def approve_stage(
+    engine: Engine,
+    *,
+    cycle_id: int,
+    key: str,
+    reason: str | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """Approve a stage's drafts (they go out on the next tick), or approve it in advance.
+    A stage that organisations sign is approved only once they all have (``settings``
+    render its texts; by default those of the environment)."""
     with session_scope(engine) as session:
         cycle = queries.get_cycle(session, cycle_id=cycle_id)
         stage = queries.get_stage(session, cycle_id=cycle_id, key=key)
         now = utcnow()
         if not stage.approval_required:
             raise StateError(f"stage {key!r} does not need approval")
+        if stage.signoff and stage.status in (StageStatus.pending, StageStatus.awaiting_approval):
+            state = current_texts(session, settings or load_settings(), cycle, stage)
+            if not state.complete:
+                raise StateError(
+                    f"{key} waits for sign-off from {state.waiting_line()}; approve it when "
+                    f"they have signed (see: samverkan signoff status {cycle_id} {key})"
+                )
         if stage.status == StageStatus.awaiting_approval:
             queued = queries.queue_drafts(session, stage_id=pk(stage))
             stage.status, stage.approved_at = StageStatus.done, now

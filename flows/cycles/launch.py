@@ -12,16 +12,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from flows.cycles import plan
 from flows.people.audience import parse_audience
 from flows.settings import Settings
-from flows.stages import render_every_email
+from flows.stages import KINDS, render_every_email
+from flows.stages import signoff as signoff_texts
 from flows.stages.base import StageRun
 from flows.templates import ProcessTemplate, find_template, load_template
 from store import queries
 from store.db import session_scope
-from store.errors import InvalidInput
+from store.errors import InvalidInput, NotFound
 from store.models import (
     Cycle,
     CycleMember,
@@ -107,11 +109,30 @@ def _stage_rows(
                 audience=spec.audience,
                 unless=spec.unless,
                 approval_required=spec.approval == "required",
+                signoff=list(spec.signoff),
                 config=config,
                 due_at=start_at,  # replaced by recompute_due
             )
         )
     return rows
+
+
+def _require_signoff(
+    session: Session, stages: list[Stage], extra: Mapping[str, Sequence[str]]
+) -> None:
+    """Add the sign-off asked for at launch, and check every organisation named exists."""
+    from flows.cycles.signoff import check_organisations
+
+    by_key = {s.key: s for s in stages}
+    for key, names in extra.items():
+        if key not in by_key:
+            raise NotFound(f"--signoff {key}=…: no stage {key!r} (stages: {', '.join(by_key)})")
+        by_key[key].signoff = [*by_key[key].signoff, *names]
+    for s in stages:
+        if s.signoff:
+            if s.kind == "reflection":
+                raise InvalidInput(f"--signoff {s.key}: a reflection is not signed by the agencies")
+            s.signoff = check_organisations(session, s.signoff)
 
 
 def launch_cycle(
@@ -126,11 +147,13 @@ def launch_cycle(
     audience: str | None = None,
     steering: Sequence[str] = (),
     rendered: set[tuple[str, str]] | None = None,
+    signoff: Mapping[str, Sequence[str]] | None = None,
 ) -> int:
     """Create a running cycle from a template; validate every email for every recipient first.
 
     Nothing is written unless every template renders for every participant it will reach.
     ``rendered``, if given, receives the (template, language) of every email rendered.
+    ``signoff``: organisations that must sign a stage, by stage key, besides the template's.
     """
     tz = plan.zone(timezone or settings.timezone)
     folder = find_template(settings.templates_dir, template)
@@ -175,6 +198,7 @@ def launch_cycle(
                         f"the {s.key} starts {starts.astimezone(tz):%Y-%m-%d %H:%M}, "
                         f"before the cycle starts ({start_at:%Y-%m-%d %H:%M})"
                     )
+        _require_signoff(session, stages, signoff or {})
         session.add_all(stages)
         session.flush()
         now = utcnow()
@@ -182,6 +206,11 @@ def launch_cycle(
             done = render_every_email(StageRun(session, settings, cycle, s, t, now))
             if rendered is not None:
                 rendered |= done
+        for s in stages:  # ask the organisations that sign to read what they sign
+            if s.signoff:
+                signoff_texts.look(
+                    StageRun(session, settings, cycle, s, t, now, validating=True), KINDS[s.kind]
+                )
         queries.audit(
             session,
             cycle_id=cycle.id,

@@ -19,10 +19,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from flows.cycles import plan as planning
+from flows.cycles.signoff import NOT_RUN, check_organisations, current_texts
 from flows.people.audience import parse_audience
 from flows.settings import Settings
 from flows.stages import KINDS, meeting, render_every_email
 from flows.stages.base import Draft, StageRun, write_drafts
+from flows.stages.signoff import short
 from flows.templates import KEY, LANGUAGES, UNLESS_RULE, ProcessTemplate, template_of
 from flows.wording import plural
 from store import queries
@@ -141,6 +143,30 @@ class Change:
         return (
             f"(it follows the cancelled {meeting_key}; reschedule or move it to run it, or skip it)"
         )
+
+    def look_at_signoff(self) -> None:
+        """After the change: render each stage still to be signed as it would now send, void
+        the signatures on texts it changed (a dry run says so, and keeps them), and say what
+        waiting for sign-off does to the stages after it."""
+        stages = queries.stages_of(self.session, cycle_id=pk(self.cycle))
+        for i, stage in enumerate(stages):
+            if not stage.signoff or stage.status not in NOT_RUN:
+                continue
+            state = current_texts(self.session, self.settings, self.cycle, stage)
+            for sig in state.voided:
+                self.effects.changes.append(
+                    f"{stage.key}: {sig.organisation}'s signature ({sig.account_email}) on "
+                    f"text {short(sig.content_hash)} is void: what it signed is no longer sent; "
+                    f"{sig.organisation}'s signers are emailed"
+                )
+            if not state.complete:
+                behind = [s.key for s in stages[i + 1 :] if s.status in NOT_RUN]
+                then = f"; until then {', '.join(behind)} wait behind it" if behind else ""
+                self.effects.later.append(
+                    f"{stage.key} is sent only when {state.waiting_line()} "
+                    f"{'has' if len([o for o, w in state.missing.items() if w]) == 1 else 'have'}"
+                    f" signed (due {self.when(stage.due_at)}){then}"
+                )
 
     # -- applying a new plan ------------------------------------------------------------------
 
@@ -286,7 +312,9 @@ def change_cycle(
             if cycle.status not in set(allowed):
                 raise StateError(f"cycle {cycle_id} is {cycle.status}; this cannot change it")
             effects = Effects(title=title, version=(version, version + 1))
-            operate(Change(session, settings, cycle, effects))
+            change = Change(session, settings, cycle, effects)
+            operate(change)
+            change.look_at_signoff()
             queries.audit(
                 session,
                 cycle_id=cycle_id,
@@ -363,6 +391,7 @@ def add_stage(
     duration: str = "2h",
     location: str = "",
     questions: list[str] | None = None,
+    signoff: list[str] | None = None,
     dry_run: bool = False,
     reason: str | None = None,
     expect_version: int | None = None,
@@ -379,6 +408,8 @@ def add_stage(
     parse_audience(audience)
     if kind != "meeting" and starts:
         raise InvalidInput("--starts goes with --kind meeting")
+    if signoff and kind == "reflection":
+        raise InvalidInput("--signoff: a reflection is not signed by the agencies")
 
     def operate(change: Change) -> None:
         _check_template(change, name, kind)
@@ -418,6 +449,7 @@ def add_stage(
             audience=parse_audience(audience).text,
             unless=unless,
             approval_required=approval,
+            signoff=check_organisations(change.session, signoff or []),
             config=config,
         )
         change.apply(new, added=row)
@@ -508,12 +540,17 @@ def edit_stage(
     audience: str | None = None,
     approval: bool | None = None,
     unless: str | None = None,
+    signoff: list[str] | None = None,
     dry_run: bool = False,
     reason: str | None = None,
     expect_version: int | None = None,
 ) -> Effects:
-    if template is None and audience is None and approval is None and unless is None:
-        raise InvalidInput("nothing to edit: give --template, --audience, --unless or --approval")
+    """Change a stage that has not run. ``signoff``: the organisations that must sign it
+    (replacing those named before; an empty list: no sign-off)."""
+    if (template, audience, approval, unless, signoff) == (None,) * 5:
+        raise InvalidInput(
+            "nothing to edit: give --template, --audience, --unless, --approval or --signoff"
+        )
     chosen = parse_audience(audience) if audience is not None else None
 
     def operate(change: Change) -> None:
@@ -529,6 +566,10 @@ def edit_stage(
             stage.unless = unless or None
         if approval is not None:
             stage.approval_required = approval
+        if signoff is not None:
+            if signoff and stage.kind == "reflection":
+                raise InvalidInput("--signoff: a reflection is not signed by the agencies")
+            stage.signoff = check_organisations(change.session, signoff)
         stage.approved_at = None  # what was approved is not what will be sent
         if stage.status == StageStatus.approved:
             stage.status = StageStatus.pending
@@ -540,6 +581,7 @@ def edit_stage(
                 ("audience", audience),
                 ("unless", unless),
                 ("approval", approval),
+                ("signoff", ", ".join(signoff) if signoff else ("none" if signoff == [] else None)),
             )
             if v is not None
         ]

@@ -50,6 +50,7 @@ class TickReport:
     completed: list[int] = field(default_factory=list)
     handed_over: list[int] = field(default_factory=list)  # advance runs started on the pool
     in_doubt: int = 0  # messages whose sender stopped mid-delivery, found by this tick
+    signoff: list[str] = field(default_factory=list)  # who was asked or reminded to sign
 
     def lines(self) -> list[str]:
         out = [f"tick at {self.now.isoformat()}"]
@@ -58,6 +59,7 @@ class TickReport:
             count = plural(s.messages, "message")
             kind = f" ({s.kind})" if s.kind else ""
             out.append(f"  cycle {cycle_id}: {s.key}{kind} -> {s.status}, {count}{note}")
+        out.extend(f"  sign-off: {line}" for line in self.signoff)
         out.extend(f"  cycle {c}: handed to the work pool" for c in self.handed_over)
         if not self.stages and not self.handed_over:
             out.append("  nothing was due")
@@ -127,6 +129,8 @@ def advance_cycle(
         if outcome is None:  # another tick ran it; look again
             continue
         outcomes.append(outcome)
+        if outcome.status == "waiting":  # for sign-off: the stages behind it wait too
+            break
     return outcomes
 
 
@@ -138,6 +142,14 @@ def find_in_doubt(engine: Engine, settings: Settings, now: datetime) -> int:
 
     with session_scope(engine) as session:
         return mark_stale_uncertain(session, now=now, lease_seconds=settings.sending_lease_seconds)
+
+
+def signoff_round(engine: Engine, settings: Settings, now: datetime) -> list[str]:
+    """Look at every stage still waiting for sign-off: a changed template file voids the
+    signatures on what it changes, and who must still sign is asked, or reminded."""
+    from flows.cycles.signoff import look_around
+
+    return look_around(engine, settings, now)
 
 
 def due_cycles(engine: Engine, now: datetime) -> list[int]:
@@ -176,6 +188,7 @@ def run_tick(
     """One tick in one process: ``advance`` each due cycle, ``deliver``, complete the
     finished cycles. The callables are plain functions here, Prefect flows under Prefect."""
     report = TickReport(now=now, in_doubt=find_in_doubt(engine, settings, now))
+    report.signoff = signoff_round(engine, settings, now)
     for cycle_id in due_cycles(engine, now):
         report.stages.extend((cycle_id, o) for o in advance(cycle_id))
     report.delivery = deliver()

@@ -18,14 +18,14 @@ from sqlalchemy import Engine
 
 from flows.cycles.plan import first_runnable
 from flows.settings import Settings
-from flows.stages import email, followup, meeting, reflection
+from flows.stages import email, followup, meeting, reflection, signoff
 from flows.stages.base import Recipient, StageOutcome, StageRun, write_drafts
 from flows.stages.kind import StageKind
 from flows.templates import LANGUAGES, ProcessTemplate
 from store import queries
 from store.db import session_scope
 from store.errors import SamverkanError
-from store.models import Cycle, MessageStatus, Stage, StageStatus
+from store.models import Cycle, MessageStatus, Stage, StageStatus, pk
 
 KINDS: dict[str, StageKind] = {
     "email": email.EmailKind(),
@@ -76,9 +76,16 @@ def recipient_chunks(run: StageRun, size: int = CHUNK) -> Iterator[list[Recipien
     yield from KINDS[run.stage.kind].recipient_chunks(run, size)
 
 
-def _draft_and_queue(run: StageRun, status: MessageStatus) -> int:
+class SignoffRefused(SamverkanError):
+    """A message of the stage is not the text its organisations signed: nothing is sent."""
+
+
+def _draft_and_queue(
+    run: StageRun, status: MessageStatus, signed: dict[tuple[str, str], signoff.Text] | None
+) -> int:
     """Draft the stage's messages ``CHUNK`` recipients at a time, each chunk written as soon
-    as it is drafted, all in the caller's transaction."""
+    as it is drafted, all in the caller's transaction. With ``signed`` (the signed text of
+    each language and role), every message is checked against its text first."""
     kind = KINDS[run.stage.kind]
     category = kind.category(run.stage)
     kind.prepare(run)
@@ -86,8 +93,59 @@ def _draft_and_queue(run: StageRun, status: MessageStatus) -> int:
     for people in recipient_chunks(run):
         kind.admit(run, people)
         drafts = [kind.draft(run, r) for r in people]
+        if signed is not None:
+            for d in drafts:
+                text = signed.get((d.recipient.language, d.recipient.role))
+                why = (
+                    f"nobody signed a text for {d.recipient.language}/{d.recipient.role}"
+                    if text is None
+                    else signoff.differs(text, d)
+                )
+                if why:
+                    raise SignoffRefused(f"not sent: {why}")
         count += write_drafts(run, drafts, category=category, status=status)
     return count
+
+
+def _wait_for_signoff(
+    run: StageRun,
+) -> tuple[StageOutcome | None, dict[tuple[str, str], signoff.Text]]:
+    """Look at the stage's sign-off (in the run's transaction): the outcome to return when it
+    must wait (signatures missing), and the signed texts to check the messages against."""
+    preview = replace(run, validating=True, memo={}, tokens=set(), rendered=set(), note=[])
+    state = signoff.look(preview, KINDS[run.stage.kind])
+    if state.complete:
+        return None, state.by_group
+    stage = run.stage
+    note = f"waiting for sign-off from {state.waiting_line()}"
+    if stage.note != note:
+        stage.note = note
+        run.session.add(stage)
+        queries.audit(
+            run.session,
+            cycle_id=pk(run.cycle),
+            action="stage.waiting",
+            stage_key=stage.key,
+            detail=f"due {stage.due_at.isoformat()}, not sent: {note}",
+            actor="tick",
+        )
+    wanted = [t for texts in state.missing.values() for t in texts]
+    last = queries.last_notice(
+        run.session, stage_id=pk(stage), organisation=None, kinds=["overdue"]
+    )
+    if last is None or last.content_hashes != signoff.hashes(wanted):
+        signoff.notify(
+            run.session,
+            run.settings,
+            run.cycle,
+            stage,
+            None,
+            "overdue",
+            wanted,
+            now=run.now,
+            extra=state.waiting_line(),
+        )
+    return StageOutcome(stage.key, stage.kind, "waiting", 0, note), state.by_group
 
 
 def execute(
@@ -120,6 +178,12 @@ def execute(
                 return None
             cycle = session.get(Cycle, cycle_id)
             assert cycle is not None
+            run = StageRun(session, settings, cycle, stage, template, now)
+            signed = None
+            if stage.signoff:
+                waiting, signed = _wait_for_signoff(run)
+                if waiting is not None:
+                    return waiting
             previous = str(stage.status)
             if not queries.claim_stage(
                 session, stage_id=stage_id, expected=[previous], to=StageStatus.running
@@ -127,9 +191,8 @@ def execute(
                 session.rollback()
                 return None
             needs_approval = stage.approval_required and stage.approved_at is None
-            run = StageRun(session, settings, cycle, stage, template, now)
             status = MessageStatus.draft if needs_approval else MessageStatus.queued
-            count = _draft_and_queue(run, status)
+            count = _draft_and_queue(run, status, signed)
             stage.status = StageStatus.awaiting_approval if needs_approval else StageStatus.done
             stage.ran_at = now
             if not count:
@@ -146,6 +209,8 @@ def execute(
                 actor="tick",
             )
             return StageOutcome(stage.key, stage.kind, str(stage.status), count, stage.note or "")
+    except SignoffRefused as exc:
+        return _refused(engine, settings, stage_id=stage_id, now=now, why=str(exc))
     except SamverkanError as exc:
         # Nothing was written; record the failure so the coordinator sees it and the plan
         # moves on instead of retrying a broken template on every tick.
@@ -170,6 +235,31 @@ def execute(
                 actor="tick",
             )
             return StageOutcome(failed.key, failed.kind, "failed", 0, str(exc))
+
+
+def _refused(
+    engine: Engine, settings: Settings, *, stage_id: int, now: datetime, why: str
+) -> StageOutcome:
+    """Nothing was written: the stage stays as it was, says why, and the coordinator is told
+    (once for each reason)."""
+    with session_scope(engine) as session:
+        stage = session.get(Stage, stage_id)
+        assert stage is not None
+        cycle = session.get(Cycle, stage.cycle_id)
+        assert cycle is not None
+        if stage.note != why:
+            stage.note = why
+            session.add(stage)
+            queries.audit(
+                session,
+                cycle_id=pk(cycle),
+                action="signoff.refused",
+                stage_key=stage.key,
+                detail=why,
+                actor="tick",
+            )
+            signoff.notify(session, settings, cycle, stage, None, "refused", [], now=now, extra=why)
+        return StageOutcome(stage.key, stage.kind, "waiting", 0, why)
 
 
 # A stage whose database went away for a moment (a dropped connection, SQLite's lock taken

@@ -52,6 +52,9 @@ ROLE_LABELS = {
 }
 
 
+PERSONAL_FIELDS = ("name", "first_name", "email", "organisation")
+
+
 @dataclass(frozen=True)
 class Recipient:
     participant_id: int | None
@@ -60,6 +63,9 @@ class Recipient:
     language: str
     organisation: str = ""
     role: str = ""
+    # Rendered for sign-off: the personal values are markers (flows/stages/signoff.py), so
+    # that one text stands for everyone of this language and role.
+    marked: bool = False
 
     @classmethod
     def of(cls, person: Participant, org: Organisation) -> Recipient:
@@ -67,12 +73,20 @@ class Recipient:
             person.id, person.name, person.email, str(person.language), org.name, str(person.role)
         )
 
-    def context(self) -> dict[str, Any]:
+    def personal(self) -> dict[str, str]:
+        """The values that differ between people of one language and role."""
+        if self.marked:
+            return {field: f"⟦{field}⟧" for field in PERSONAL_FIELDS}
         return {
             "name": self.name,
             "first_name": self.name.split()[0] if self.name.split() else self.name,
             "email": self.email,
             "organisation": self.organisation,
+        }
+
+    def context(self) -> dict[str, Any]:
+        return {
+            **self.personal(),
             "role": self.role,
             "role_label": ROLE_LABELS[self.language].get(self.role, self.role),
             "language": self.language,

@@ -76,6 +76,11 @@ class StageSpec(_Strict):
     )
     meeting: MeetingSpec | None = None
     questions: list[str] = Field(default_factory=list)
+    signoff: list[str] = Field(
+        default_factory=list,
+        description="Organisations that must sign what the stage sends, e.g. "
+        "[Försäkringskassan, Arbetsförmedlingen] (by their names in the participants file).",
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> StageSpec:
@@ -91,6 +96,10 @@ class StageSpec(_Strict):
             raise ValueError("a followup stage needs questions")
         if self.unless and not UNLESS_RULE.match(self.unless):
             raise ValueError("unless must be accepted, responded or answered:<stage key>")
+        if self.signoff and self.kind == "reflection":
+            raise ValueError("a reflection goes to the coordinator and is not signed: no signoff")
+        if any(not str(name).strip() for name in self.signoff):
+            raise ValueError("signoff names an empty organisation")
         return self
 
     @property

@@ -28,11 +28,16 @@ def ready_messages(session: Session, *, now: datetime) -> int:
     )
 
 
+# The category of the emails about sign-off (to signers and the coordinator): kept under the
+# stage they are about, but not among the stage's own messages.
+SIGNOFF = "signoff"
+
+
 def message_counts(session: Session, *, cycle_id: int) -> dict[int, dict[str, int]]:
     """Messages of a cycle by stage id and status."""
     rows = session.exec(
         select(Message.stage_id, Message.status, func.count())
-        .where(Message.cycle_id == cycle_id)
+        .where(Message.cycle_id == cycle_id, Message.category != SIGNOFF)
         .group_by(col(Message.stage_id), col(Message.status))
     ).all()
     counts: dict[int, dict[str, int]] = defaultdict(dict)
@@ -74,7 +79,7 @@ def stage_recipients(session: Session, *, stage_id: int) -> list[Any]:
         )
         .outerjoin(Participant, col(Participant.id) == col(Message.participant_id))
         .outerjoin(Organisation, col(Organisation.id) == col(Participant.organisation_id))
-        .where(col(Message.stage_id) == stage_id)
+        .where(col(Message.stage_id) == stage_id, col(Message.category) != SIGNOFF)
         .order_by(col(Message.id))
     )
     return list(session.execute(query).all())

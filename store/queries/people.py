@@ -56,6 +56,11 @@ def _ids_by(session: Session, key: Any, values: Iterable[str]) -> dict[str, int]
     return found
 
 
+def organisation_names(session: Session) -> list[str]:
+    table = Organisation.__table__  # type: ignore[attr-defined]
+    return [str(n) for n in session.execute(select(table.c.name).order_by(table.c.name)).scalars()]
+
+
 def organisation_ids(session: Session, *, names: Iterable[str]) -> dict[str, int]:
     """The id of each organisation of ``names`` that exists, by name."""
     table = Organisation.__table__  # type: ignore[attr-defined]
