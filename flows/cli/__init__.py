@@ -18,6 +18,7 @@ from flows.cli import (
     outbox,
     participants,
     reports,
+    signoff,
     stages,
     templates,
     users,
@@ -79,6 +80,7 @@ app.add_typer(participants.participants_app, name="participants")
 app.add_typer(templates.templates_app, name="templates")
 app.add_typer(cycles.cycle_app, name="cycle")
 app.add_typer(stages.stage_app, name="stage")
+app.add_typer(signoff.signoff_app, name="signoff")
 app.add_typer(inbox.inbox_app, name="inbox")
 app.add_typer(users.users_app, name="users")
 

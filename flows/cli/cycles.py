@@ -38,6 +38,16 @@ def _parse_vars(pairs: list[str]) -> dict[str, str]:
     return values
 
 
+def _parse_signoff(items: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for item in items:
+        key, eq, org = item.partition("=")
+        if not eq or not key.strip() or not org.strip():
+            fail(f"--signoff {item!r}: use STAGE=ORGANISATION, e.g. invitation=Försäkringskassan")
+        found.setdefault(key.strip(), []).append(org.strip())
+    return found
+
+
 @cycle_app.command("launch")
 @handled
 def cycle_launch(
@@ -64,6 +74,15 @@ def cycle_launch(
         list[str] | None,
         typer.Option("--steering", help="A steering group member who gets the reflection; repeat"),
     ] = None,
+    signoff: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signoff",
+            metavar="STAGE=ORG",
+            help="An organisation that must sign what a stage sends, e.g. "
+            "invitation=Försäkringskassan; repeat (added to the template's)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"id": …}.')] = False,
 ) -> None:
     """Launch a cycle. Every email of every stage is rendered first, for one participant of
@@ -87,6 +106,7 @@ def cycle_launch(
         timezone=timezone,
         audience=audience,
         steering=steering or [],
+        signoff=_parse_signoff(signoff or []),
     )
     if as_json:
         print_json({"id": cycle_id})
@@ -175,10 +195,27 @@ def cycle_show(
     for s in data["stages"]:
         if s["note"]:
             typer.echo(f"note: {s['key']}: {s['note']}")
+    for s in data["stages"]:
+        if s["signoff"]:
+            _say_signoff(s["key"], s["signoff"])
     for p in data["problems"]:
         typer.echo(f"problem: {p['stage']} to {p['to']}: {p['error']}")
     if data["unsubscribed"]:
         typer.echo(f"unsubscribed, no more mail to: {', '.join(data['unsubscribed'])}")
+
+
+def _say_signoff(key: str, so: dict[str, Any]) -> None:
+    for d in so["signed"]:
+        typer.echo(
+            f"signoff: {key}: {d['organisation']} signed {d['language']} {d['hash'][:12]} "
+            f"by {d['by']} at {d['at'][:16].replace('T', ' ')} UTC"
+        )
+    for org, languages in so["missing"].items():
+        typer.echo(f"signoff: {key}: missing {org} ({', '.join(languages)})")
+    for c in so["change_requests"]:
+        typer.echo(f"signoff: {key}: change asked by {c['by']} ({c['organisation']}): {c['text']}")
+    if so["void"]:
+        typer.echo(f"signoff: {key}: {so['void']} void (see: samverkan signoff status)")
 
 
 @handled

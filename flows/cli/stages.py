@@ -49,6 +49,12 @@ def stage_add(
         str | None,
         typer.Option("--questions", help="Follow-up question ids, comma-separated"),
     ] = None,
+    signoff: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signoff", metavar="ORG", help="An organisation that must sign what it sends; repeat"
+        ),
+    ] = None,
 ) -> PlanChange:
     """Add a stage to a running cycle, at a time or relative to another stage.
 
@@ -78,6 +84,7 @@ def stage_add(
         duration=duration,
         location=location,
         questions=[q.strip() for q in questions.split(",")] if questions else None,
+        signoff=signoff or None,
     )
 
 
@@ -146,13 +153,32 @@ def stage_edit(
         bool | None,
         typer.Option("--approval/--no-approval", help="Whether drafts wait for approval"),
     ] = None,
+    signoff: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signoff",
+            metavar="ORG",
+            help="An organisation that must sign what it sends; repeat for each (replaces "
+            "those named before)",
+        ),
+    ] = None,
+    no_signoff: Annotated[
+        bool, typer.Option("--no-signoff", help="No organisation signs it any more")
+    ] = False,
 ) -> PlanChange:
-    """Change a stage that has not run: its email, audience, who is left out, or approval.
-    Drafts waiting for approval are dropped and made again on the next tick.
+    """Change a stage that has not run: its email, audience, who is left out, approval, or
+    who signs it. Drafts waiting for approval are dropped and made again on the next tick; a
+    signature on a text the change alters is void, and its signers are emailed.
 
     \b
     Example:  samverkan stage edit 1 followup --audience "role=professional,manager" --approval
+              samverkan stage edit 1 invitation --signoff Försäkringskassan \\
+                --signoff Arbetsförmedlingen --dry-run
     """
+    if signoff and no_signoff:
+        from flows.cli._common import fail
+
+        fail("give --signoff ORG or --no-signoff, not both")
     from flows.cycles.resequence import edit_stage
 
     return PlanChange(
@@ -163,6 +189,7 @@ def stage_edit(
         audience=audience,
         approval=approval,
         unless=unless,
+        signoff=[] if no_signoff else (signoff or None),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from flows.cycles import plan
 from store import queries
@@ -17,6 +18,15 @@ from store.models import Stage
 def _starts(stage: Stage, tz: ZoneInfo) -> str | None:
     starts = stage.config.get("starts_at") if stage.kind == "meeting" else None
     return datetime.fromisoformat(starts).astimezone(tz).isoformat() if starts else None
+
+
+def _signoff(session: Session, stage: Stage) -> dict[str, Any] | None:
+    if not stage.signoff:
+        return None
+    # Only then: rendering what is signed loads the stage kinds, templates and Markdown.
+    from flows.cycles.signoff import summary
+
+    return summary(session, stage)
 
 
 def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
@@ -53,6 +63,7 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
                     "unless": s.unless,
                     "messages": counts.get(s.id, {}),  # type: ignore[arg-type]
                     "note": s.note,
+                    "signoff": _signoff(session, s),
                 }
                 for s in stages
             ],

@@ -20,7 +20,7 @@ from flows.settings import Settings
 from flows.stages import KINDS
 from flows.stages import signoff as texts
 from flows.stages.base import StageRun
-from flows.stages.signoff import Look, Text
+from flows.stages.signoff import Look, Text, missing
 from flows.templates import template_of
 from store import queries
 from store.db import session_scope
@@ -172,7 +172,7 @@ def current_texts(
             _preview(session, settings, cycle, stage), KINDS[stage.kind], notify=notify
         )
     current = _stored(session, stage)
-    return Look(current, {}, texts.missing(session, stage, current), [], [])
+    return Look(current, {}, missing(session, stage, current), [], [])
 
 
 def _view(sig: Signature, languages: dict[str, str]) -> SignatureView:
@@ -327,7 +327,7 @@ def sign(
                 actor=account.email,
             )
         session.flush()
-        left = texts.missing(session, stage, state.texts)
+        left = missing(session, stage, state.texts)
         still = [o for o, w in left.items() if w]
         done = f"{org} signed {len(wanted)} text{'s' if len(wanted) != 1 else ''} of {key}"
         if still:
@@ -424,7 +424,7 @@ def waiting_for(engine: Engine, *, organisation: str) -> list[Waiting]:
             if organisation not in stage.signoff:
                 continue
             current = _stored(session, stage)
-            wanted = texts.missing(session, stage, current).get(organisation, [])
+            wanted = missing(session, stage, current).get(organisation, [])
             if not wanted:
                 continue
             cycle = queries.get_cycle(session, cycle_id=stage.cycle_id)
@@ -484,3 +484,43 @@ def check_organisations(session: Session, names: list[str]) -> list[str]:
         if name not in cleaned:
             cleaned.append(name)
     return cleaned
+
+
+def summary(session: Session, stage: Stage) -> dict[str, Any] | None:
+    """What ``cycle show`` says of a stage's sign-off, from the record (no rendering): the
+    texts as last looked at, who signed which when, who asked for changes, what is missing."""
+    if not stage.signoff:
+        return None
+    current = _stored(session, stage)
+    languages = {t.content_hash: t.language for t in current}
+    valid = [
+        s
+        for s in queries.signatures(session, stage_id=pk(stage), valid=True)
+        if s.content_hash in languages
+    ]
+    missing_now = missing(session, stage, current)
+    return {
+        "required": list(stage.signoff),
+        "texts": [{"hash": t.content_hash, "language": t.language} for t in current],
+        "signed": [
+            {
+                "organisation": s.organisation,
+                "by": s.account_email,
+                "language": languages[s.content_hash],
+                "hash": s.content_hash,
+                "at": s.signed_at.isoformat(),
+            }
+            for s in valid
+        ],
+        "missing": {
+            org: sorted({t.language for t in wanted})
+            for org, wanted in missing_now.items()
+            if wanted
+        },
+        "void": len(queries.signatures(session, stage_id=pk(stage), valid=False)),
+        "change_requests": [
+            {"by": c.author, "organisation": c.organisation, "at": c.at.isoformat(), "text": c.text}
+            for c in queries.signoff_comments(session, stage_id=pk(stage))
+            if c.organisation is not None
+        ],
+    }
