@@ -211,6 +211,14 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
                 stage.audience = by_address(stage.audience) or "all"
                 stage.note, stage.config = scrub(stage.note), config or {}
                 session.add(stage)
+        # What signers read and wrote: the texts as signed (a variable may name the person)
+        # and the comment threads.
+        for row in queries.every_signoff_text(session):
+            fields = [f for f in ("subject", "text", "html", "calendar") if hasattr(row, f)]
+            if scrub.finds(*(getattr(row, f) for f in fields)):
+                for f in fields:
+                    setattr(row, f, scrub(getattr(row, f)) or "")
+                session.add(row)
         for meeting_row in queries.every_meeting(session):
             if scrub.finds(meeting_row.summary, meeting_row.location):
                 meeting_row.summary = scrub(meeting_row.summary) or ""

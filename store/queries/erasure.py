@@ -24,6 +24,8 @@ from store.models import (
     Message,
     MessageStatus,
     Response,
+    SignoffComment,
+    SignoffVariant,
     Stage,
 )
 
@@ -178,3 +180,11 @@ def every_meeting(session: Session) -> list[Meeting]:
 def every_cycle(session: Session) -> list[Cycle]:
     """Every cycle, to be searched row by row."""
     return list(session.exec(select(Cycle)).all())
+
+
+def every_signoff_text(session: Session) -> list[SignoffVariant | SignoffComment]:
+    """Every text kept for sign-off (what was signed, and the comment threads)."""
+    return [
+        *session.exec(select(SignoffVariant)).all(),
+        *session.exec(select(SignoffComment)).all(),
+    ]
