@@ -80,17 +80,33 @@ def signoff_status(cycle_id: ShownId, key: StageKey, as_json: AsJson = False) ->
 
 @signoff_app.command("sign")
 @handled
-def signoff_sign(cycle_id: ShownId, key: StageKey, email: AsEmail) -> None:
+def signoff_sign(
+    cycle_id: ShownId,
+    key: StageKey,
+    email: AsEmail,
+    text: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--text",
+            metavar="HASH",
+            help="A text you read (its hash from signoff status); repeat for each. If the "
+            "stage would now send anything else, nothing is signed",
+        ),
+    ] = None,
+) -> None:
     """Sign, for the signer's organisation, every text of the stage as it would be sent now
     (read them first: samverkan signoff status, or the workspace's sign-off page).
 
     \b
-    Example:  samverkan signoff sign 1 invitation --as lars@forsakringskassan.example
+    Example:  samverkan signoff sign 1 invitation --as lars@forsakringskassan.example \\
+                --text 0fbbe2fad405 --text 6a0dc402609b
     """
     from flows.cycles.signoff import sign
 
     settings = get_settings()
-    typer.echo(sign(open_engine(settings), settings, cycle_id=cycle_id, key=key, email=email))
+    typer.echo(
+        sign(open_engine(settings), settings, cycle_id=cycle_id, key=key, email=email, seen=text)
+    )
 
 
 @signoff_app.command("request-change")

@@ -276,6 +276,15 @@ def _signer(session: Session, email: str, stage: Stage, *, cycle_id: int) -> Any
     return account
 
 
+def _same_texts(seen: list[str], current: list[str]) -> bool:
+    """Whether ``seen`` (full hashes, or their first 12 digits or more) names exactly the
+    texts of ``current``."""
+    wanted = {h.strip().lower() for h in seen if h.strip()}
+    if any(len(h) < 12 for h in wanted) or len(wanted) != len(current):
+        return False
+    return all(any(h.startswith(p) for p in wanted) for h in current)
+
+
 def sign(
     engine: Engine,
     settings: Settings,
@@ -287,8 +296,9 @@ def sign(
 ) -> str:
     """Sign, for the signer's organisation, every text of the stage it has not signed.
 
-    ``seen``: the hashes of the texts the signer read (the workspace sends them); if the
-    stage would now send anything else, nothing is signed.
+    ``seen``: the hashes of the texts the signer read (the workspace sends them; the CLI's
+    ``--text``), whole or their first 12 digits; if the stage would now send anything else,
+    nothing is signed.
     """
     with session_scope(engine) as session:
         cycle, stage = _stage_with_signoff(session, cycle_id, key)
@@ -298,7 +308,7 @@ def sign(
         state = current_texts(session, settings, cycle, stage, notify=False)
         org = str(account.organisation)
         now_hashes = sorted(t.content_hash for t in state.texts)
-        if seen is not None and sorted(set(seen)) != now_hashes:
+        if seen is not None and not _same_texts(seen, now_hashes):
             raise StateError(
                 f"the text of {key} changed since you read it; nothing was signed: read it "
                 "again and sign what you see"
