@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import delivery, indicators, latency, participants_import, workspace
+from benchmarks import delivery, indicators, latency, participants_import, signoff, workspace
 
 BENCHMARKS = {
     "latency": latency.main,
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "indicators": indicators.main,
     "delivery": delivery.main,
     "workspace": workspace.main,
+    "signoff": signoff.main,
 }
 
 if __name__ == "__main__":

@@ -196,3 +196,40 @@ def test_an_escape_is_never_split_from_what_follows_when_folding() -> None:
             person = Person("x" * filler + special * 6 + " y", "anna@fk.example")
             reference = Event().content_line("ATTENDEE", _attendee(person)).to_ical().decode()
             assert attendee_line(person) == reference + "\r\n"
+
+
+def test_the_summary_of_an_invite_is_read_without_its_attendee_and_says_the_same() -> None:
+    """``summary`` drops the ATTENDEE lines before reading (and remembers the result): for
+    attendees whose lines fold, quote and carry non-ASCII, it says exactly what reading the
+    whole invite says, and invites that differ only in the attendee give one summary."""
+    from messaging.calendar import Invites, MeetingInfo, Person, _summary, summary
+
+    info = MeetingInfo(
+        uid="u@x",
+        sequence=2,
+        starts_at=datetime(2027, 2, 10, 8, tzinfo=UTC),
+        ends_at=datetime(2027, 2, 10, 11, tzinfo=UTC),
+        summary="Workshop: samverkan, vår",
+        location="Stadshuset, Göteborg",
+        description="d",
+        tzid="Europe/Stockholm",
+    )
+    invites = Invites(organizer=Person("O", "o@x.se"), method="REQUEST", stamp=datetime.now(UTC))
+    people = [
+        Person("Anna", "a@x.se"),
+        Person("Olena Kovalenko, MSc", "olena.kovalenko@vgregion.example"),
+        Person(
+            "Åsa Öberg-Lindqvist Ärlig Långnamnsdotter med många delar", "asa@" + "x" * 60 + ".se"
+        ),
+    ]
+    said = set()
+    for person in people:
+        ics = invites.for_attendee(info, person)
+        assert "ATTENDEE" in ics
+        whole = _summary.__wrapped__(ics)  # read the whole invite, not remembered
+        assert summary(ics) == whole
+        said.add(whole)
+    assert said == {
+        "Workshop: samverkan, vår: 2027-02-10 09:00–12:00 (Europe/Stockholm), "
+        "Stadshuset, Göteborg [invitation]"
+    }

@@ -213,10 +213,7 @@ def _status(session: Session, cycle: Cycle, stage: Stage, state: Look) -> Signof
         kind=stage.kind,
         status=str(stage.status),
         due=stage.due_at.astimezone(plan.zone(cycle.timezone)),
-        overdue=stage.status in NOT_RUN
-        and stage.due_at <= now
-        and bool(state.missing)
-        and not state.complete,
+        overdue=stage.status in NOT_RUN and stage.due_at <= now and not state.complete,
         approval_required=stage.approval_required,
         approved=stage.approved_at is not None,
         required=list(stage.signoff),
@@ -251,7 +248,10 @@ def signoff_status(engine: Engine, settings: Settings, *, cycle_id: int, key: st
     """Where the stage's sign-off stands: its texts, who signed which, what is missing."""
     with session_scope(engine) as session:
         cycle, stage = _stage_with_signoff(session, cycle_id, key)
-        return _status(session, cycle, stage, current_texts(session, settings, cycle, stage))
+        # Looking voids what no longer matches (a fact), but emails nobody: the tick does,
+        # so that reading a page never sends mail.
+        state = current_texts(session, settings, cycle, stage, notify=False)
+        return _status(session, cycle, stage, state)
 
 
 def _signer(session: Session, email: str, stage: Stage, *, cycle_id: int) -> Any:
@@ -371,6 +371,8 @@ def request_change(
         raise InvalidInput(f"--comment is too long: at most {MAX_COMMENT} characters")
     with session_scope(engine) as session:
         cycle, stage = _stage_with_signoff(session, cycle_id, key)
+        if stage.status not in NOT_RUN:
+            raise StateError(f"stage {key!r} is {stage.status}: its text can no longer change")
         account = queries.account_by_email(session, email_key=email.strip().lower())
         if account is not None and account.role == AccountRole.coordinator and not account.disabled:
             org = None
