@@ -819,7 +819,13 @@ async def approve(request: Request, cycle_id: int, key: str, who: Coordinator) -
     reason = field(form, "reason")
     try:
         await run_in_threadpool(
-            approve_stage, engine_of(request), cycle_id=cycle_id, key=key, reason=reason or None
+            lambda: approve_stage(
+                engine_of(request),
+                cycle_id=cycle_id,
+                key=key,
+                reason=reason or None,
+                settings=settings_of(request),
+            )
         )
     except NotFound:
         raise HTTPException(404) from None
