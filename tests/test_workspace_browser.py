@@ -298,3 +298,74 @@ def test_the_workspace_works_by_keyboard(site) -> None:  # type: ignore[no-untyp
         page.wait_for_url(f"{base}/workspace/network")
         expect(page.get_by_role("heading", level=1)).to_be_visible()
         browser.close()
+
+
+def test_a_signer_reads_and_signs_in_the_browser(network, accounts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The signer of one agency opens the sign-off page from their list, reads both
+    languages, signs, and sees the signature; the page passes axe."""
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect, sync_playwright
+
+    from flows.web.app import create_app
+    from tests.conftest import launch_learning_cycle
+
+    monkeypatch.setenv("SAMVERKAN_BASE_URL", "http://127.0.0.1:8000")
+    settings = Settings()
+    start = datetime(2027, 1, 20, 9, 0, tzinfo=TZ)
+    cycle_id = launch_learning_cycle(
+        network,
+        settings,
+        start,
+        datetime(2027, 2, 10, 9, 0, tzinfo=TZ),
+        approve=False,
+        signoff={"invitation": ["Försäkringskassan", "Arbetsförmedlingen"]},
+    )
+    for base in serve(create_app(settings, network)):
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            context = browser.new_context(
+                java_script_enabled=False, viewport={"width": 1280, "height": 900}
+            )
+            page = context.new_page()
+            sign_in(page, base, SIGNER)
+            expect(page.get_by_role("heading", level=1)).to_have_text("Waiting for your signature")
+            page.get_by_role("link", name="Sign-off of invitation in Vår 2027").click()
+            expect(page.get_by_role("heading", level=1)).to_have_text("Sign-off of invitation")
+            expect(page.get_by_role("heading", name="Swedish")).to_be_visible()
+            expect(page.get_by_role("heading", name="English")).to_be_visible()
+            expect(page.get_by_text("Välkommen till Vår 2027").first).to_be_visible()
+            expect(page.get_by_text("Welcome to Vår 2027").first).to_be_visible()
+            expect(page.locator("pre.text mark").first).to_contain_text("Alex")
+            expect(page.locator("iframe[sandbox]")).to_have_count(2)
+
+            checker = browser.new_context(viewport={"width": 1280, "height": 900})
+            checker.add_cookies(context.cookies())
+            checked = checker.new_page()
+            checked.goto(page.url)
+            results = Axe().run(checked, options={"resultTypes": ["violations"]})
+            assert {
+                v["id"]: [n["target"] for n in v["nodes"]] for v in results.response["violations"]
+            } == {}
+            checker.close()
+            if SHOTS:
+                # A full-page capture leaves the sandboxed frames blank: make the viewport
+                # as tall as the page instead.
+                height = page.evaluate("document.documentElement.scrollHeight")
+                page.set_viewport_size({"width": 1280, "height": height})
+                page.screenshot(path=str(Path(SHOTS) / "workspace-signoff.png"))
+                page.set_viewport_size({"width": 1280, "height": 900})
+
+            page.get_by_role("button", name="Sign invitation for Försäkringskassan").click()
+            page.wait_for_url(re.compile(r"/signoff\?done=signed$"))
+            expect(page.get_by_role("status")).to_contain_text("Signed.")
+            row = page.get_by_role("row").filter(has_text="Försäkringskassan")
+            expect(row).to_contain_text(f"{SIGNER} signed the Swedish text")
+            expect(row).to_contain_text(f"{SIGNER} signed the English text")
+            expect(page.get_by_text("waiting for Arbetsförmedlingen (en, sv)")).to_be_visible()
+            expect(page.get_by_role("button", name=re.compile("^Sign invitation"))).to_have_count(0)
+            context.close()
+            browser.close()
+    from flows.cycles.signoff import signoff_status
+
+    state = signoff_status(network, settings, cycle_id=cycle_id, key="invitation")
+    assert [o.organisation for o in state.organisations if not o.missing] == ["Försäkringskassan"]

@@ -37,8 +37,15 @@ ANYONE = [
     r"/reports",
     r"/cycles/\{cycle_id\}/report(\.\{fmt\})?",
     r"/cycles/\{cycle_id\}/indicators(\.\{fmt\})?",
+    # A viewer reads a stage's sign-off (a signer of an organisation it names, too).
+    r"/cycles/\{cycle_id\}/stages/\{key\}/signoff",
 ]
-SIGNERS = [r"/drafts", r"/cycles/\{cycle_id\}/stages/\{key\}/drafts"]
+SIGNERS = [
+    r"/drafts",
+    r"/cycles/\{cycle_id\}/stages/\{key\}/drafts",
+    # Signing and asking for a change; the coordinator answers in the thread.
+    r"/cycles/\{cycle_id\}/stages/\{key\}/signoff/(sign|change)",
+]
 ROLES = {"coordinator": COORDINATOR, "signer": SIGNER, "viewer": VIEWER}
 
 

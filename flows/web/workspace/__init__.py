@@ -19,7 +19,16 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows.settings import Settings
-from flows.web.workspace import auth, catalogue, core, cycle, network, overview, reports
+from flows.web.workspace import (
+    auth,
+    catalogue,
+    core,
+    cycle,
+    network,
+    overview,
+    reports,
+    signoff,
+)
 
 # The page groups, in the order of the menu. Each is added to the app with include_router.
 ROUTERS = [
@@ -28,6 +37,7 @@ ROUTERS = [
     network.router,
     catalogue.router,
     cycle.router,
+    signoff.router,
     reports.router,
 ]
 

@@ -27,6 +27,7 @@ from flows.cycles import resequence
 from flows.cycles.approve import DraftView, approve_stage, stage_drafts
 from flows.cycles.glance import cycles_at_a_glance
 from flows.cycles.overview import audit_entries, cycle_overview
+from flows.cycles.signoff import SignoffStatus, Waiting, signoff_status, waiting_for
 from flows.stages.base import ROLE_LABELS
 from flows.web.workspace.core import (
     MAX_ID,
@@ -498,6 +499,17 @@ def when(value: str | None, zone: str) -> str:
 # -- the cycle page -------------------------------------------------------------------------
 
 
+def signoff_of(request: Request, cycle_id: int, stage: dict[str, Any]) -> SignoffStatus | None:
+    """Where a stage's sign-off stands, or None when it cannot be shown (a broken template:
+    the stage says why when it is due, and its sign-off page says it too)."""
+    try:
+        return signoff_status(
+            engine_of(request), settings_of(request), cycle_id=cycle_id, key=stage["key"]
+        )
+    except SamverkanError:
+        return None
+
+
 @router.get("/cycles/{cycle_id}", response_class=HTMLResponse)
 def cycle_page(
     request: Request, cycle_id: int, who: Coordinator, done: str = "", stage: str = ""
@@ -518,6 +530,7 @@ def cycle_page(
         stages.append(
             {
                 **s,
+                "signed": signoff_of(request, cycle_id, s) if s["signoff"] else None,
                 "due_local": s["due"][:16].replace("T", " "),
                 "starts_local": (s["starts"] or "")[:16].replace("T", " "),
                 "counts": counts_text(s["messages"]),
@@ -781,6 +794,9 @@ def drafts_waiting(request: Request, who: SignerOrMore) -> HTMLResponse:
         if c.status in ("running", "paused")
         for key in c.awaiting_approval
     ]
+    to_sign: list[Waiting] = []
+    if who.role == "signer" and who.organisation:
+        to_sign = waiting_for(engine_of(request), organisation=who.organisation)
     return page(
         request,
         who,
@@ -788,6 +804,8 @@ def drafts_waiting(request: Request, who: SignerOrMore) -> HTMLResponse:
         title="Drafts waiting",
         section="drafts",
         waiting=waiting,
+        to_sign=to_sign,
+        language_names=LANGUAGE_NAMES,
     )
 
 
@@ -819,7 +837,13 @@ async def approve(request: Request, cycle_id: int, key: str, who: Coordinator) -
     reason = field(form, "reason")
     try:
         await run_in_threadpool(
-            approve_stage, engine_of(request), cycle_id=cycle_id, key=key, reason=reason or None
+            lambda: approve_stage(
+                engine_of(request),
+                cycle_id=cycle_id,
+                key=key,
+                reason=reason or None,
+                settings=settings_of(request),
+            )
         )
     except NotFound:
         raise HTTPException(404) from None
