@@ -59,7 +59,6 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
                     "starts": _starts(s, tz),
                     "status": str(s.status),
                     "approval": s.approval_required,
-                    "signoff": list(s.signoff),  # the organisations that sign it
                     "audience": s.audience,
                     "unless": s.unless,
                     "messages": counts.get(s.id, {}),  # type: ignore[arg-type]
