@@ -183,3 +183,33 @@ def test_a_stage_without_sign_off_says_so(web, cycle) -> None:  # type: ignore[n
     got = web(COORDINATOR).get(f"/workspace/cycles/{cycle}/stages/workshop/signoff")
     assert got.status_code == 404 and "needs no sign-off" in got.text
     assert web(COORDINATOR).get(f"/workspace/cycles/{cycle}/stages/nope/signoff").status_code == 404
+
+
+def test_a_stage_due_without_its_signatures_is_named_on_the_coordinators_overview(
+    web, network, settings, cycle
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import read_maildir, tick
+
+    anna = web(COORDINATOR)
+    assert "waiting for sign-off" not in anna.get("/workspace/").text  # not due yet
+    report = tick(START.astimezone(ZoneInfo("UTC")))
+    assert [(s.key, s.status) for _, s in report.stages] == [("invitation", "waiting")]
+    overview = anna.get("/workspace/")
+    assert "1 stage is due and not sent, waiting for sign-off" in overview.text
+    assert address(cycle) in overview.text
+    # ... and by email, once.
+    tick(START.astimezone(ZoneInfo("UTC")))
+    told = read_maildir(settings.mail_dir).get(settings.reflection_to, [])
+    overdue = [
+        m
+        for m in told
+        if "waiting for sign-off" in m["Subject"].lower()
+        or "väntar på underskrift" in m["Subject"].lower()
+    ]
+    assert len(overdue) == 1, [m["Subject"] for m in told]
+    # Once both have signed, the overview no longer names it.
+    for who in (SIGNER, OTHER):
+        from flows.cycles.signoff import sign
+
+        sign(network, settings, cycle_id=cycle, key="invitation", email=who)
+    assert "waiting for sign-off" not in anna.get("/workspace/").text

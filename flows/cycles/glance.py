@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
+from flows.wording import NOT_THE_SIGNED_TEXT, WAITING_FOR_SIGNOFF
 from store import queries
 from store.db import session_scope
 from store.models import MessageStatus, StageStatus, pk
@@ -29,6 +30,8 @@ class CycleAtAGlance:
     awaiting_approval: list[str] = field(default_factory=list)  # stage keys, drafts written
     failed_stages: list[str] = field(default_factory=list)
     held_stages: list[str] = field(default_factory=list)
+    # due, and not sent: waiting for sign-off (or refused at the check against what was signed)
+    signoff_overdue: list[str] = field(default_factory=list)
     failed_messages: int = 0
     uncertain_messages: int = 0
     asked: int = 0  # people sent a follow-up
@@ -41,6 +44,7 @@ class CycleAtAGlance:
             self.awaiting_approval
             or self.failed_stages
             or self.held_stages
+            or self.signoff_overdue
             or self.failed_messages
             or self.uncertain_messages
         )
@@ -70,6 +74,12 @@ def cycles_at_a_glance(engine: Engine) -> list[CycleAtAGlance]:
         }
         for cycle_id, key, status in queries.stages_in_status(session, statuses=list(lists)):
             getattr(found[cycle_id], lists[status]).append(key)
+        for cycle_id, key in queries.stages_noted(
+            session,
+            statuses=[StageStatus.pending.value, StageStatus.approved.value],
+            prefixes=[WAITING_FOR_SIGNOFF, NOT_THE_SIGNED_TEXT],
+        ):
+            found[cycle_id].signoff_overdue.append(key)
         counted = {
             MessageStatus.failed.value: "failed_messages",
             MessageStatus.uncertain.value: "uncertain_messages",

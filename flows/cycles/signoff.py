@@ -342,7 +342,7 @@ def sign(
         done = f"{org} signed {len(wanted)} text{'s' if len(wanted) != 1 else ''} of {key}"
         if still:
             return f"{done}; still waiting for {', '.join(still)}"
-        if stage.note and stage.note.startswith("waiting for sign-off"):
+        if stage.note and stage.note.startswith((texts.WAITING_NOTE, texts.REFUSED_NOTE)):
             stage.note = None
             session.add(stage)
         nxt = (

@@ -102,7 +102,7 @@ def _draft_and_queue(
                     else signoff.differs(text, d)
                 )
                 if why:
-                    raise SignoffRefused(f"not sent: {why}")
+                    raise SignoffRefused(signoff.REFUSED_NOTE + why)
         count += write_drafts(run, drafts, category=category, status=status)
     return count
 
@@ -117,7 +117,7 @@ def _wait_for_signoff(
     if state.complete:
         return None, state.by_group
     stage = run.stage
-    note = f"waiting for sign-off from {state.waiting_line()}"
+    note = signoff.WAITING_NOTE + state.waiting_line()
     if stage.note != note:
         stage.note = note
         run.session.add(stage)

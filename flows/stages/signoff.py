@@ -32,6 +32,7 @@ from flows.cycles.plan import zone
 from flows.settings import Settings
 from flows.stages.base import PERSONAL_FIELDS, Draft, Recipient, StageRun
 from flows.stages.kind import StageKind
+from flows.wording import NOT_THE_SIGNED_TEXT, WAITING_FOR_SIGNOFF
 from messaging import calendar
 from store import queries
 from store.models import (
@@ -47,6 +48,7 @@ from store.models import (
 )
 from store.types import utcnow
 
+WAITING_NOTE, REFUSED_NOTE = WAITING_FOR_SIGNOFF, NOT_THE_SIGNED_TEXT
 MARKS = {field: f"⟦{field}⟧" for field in PERSONAL_FIELDS}
 # The kinds whose messages go to participants (a reflection goes to the coordinator and the
 # steering group, and carries the report: it is not signed by the agencies).

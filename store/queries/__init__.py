@@ -53,6 +53,7 @@ from store.queries.glance import (
     message_status_counts,
     next_stages,
     stages_in_status,
+    stages_noted,
 )
 from store.queries.meetings import (
     insert_attendees,
@@ -215,6 +216,7 @@ __all__ = [
     "stage_recipients",
     "stages_awaiting_signoff",
     "stages_in_status",
+    "stages_noted",
     "stages_of",
     "store_message_ids",
     "undelivered",

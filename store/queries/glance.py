@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, col
 
@@ -57,6 +57,22 @@ def stages_in_status(session: Session, *, statuses: Sequence[str]) -> list[tuple
         .order_by(col(Stage.cycle_id), col(Stage.position))
     ).all()
     return [(c, k, str(s)) for c, k, s in rows]
+
+
+def stages_noted(
+    session: Session, *, statuses: Sequence[str], prefixes: Sequence[str]
+) -> list[tuple[int, str]]:
+    """(cycle id, stage key) of every stage in one of ``statuses`` whose note starts with
+    one of ``prefixes``, in plan order."""
+    rows = session.execute(
+        sql_select(col(Stage.cycle_id), col(Stage.key))
+        .where(
+            col(Stage.status).in_(statuses),
+            or_(*(col(Stage.note).startswith(p, autoescape=True) for p in prefixes)),
+        )
+        .order_by(col(Stage.cycle_id), col(Stage.position))
+    ).all()
+    return [(c, k) for c, k in rows]
 
 
 def message_status_counts(
