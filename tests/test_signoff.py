@@ -240,6 +240,59 @@ def test_signed_text_is_what_every_participant_receives(signers, settings, smtp)
     assert set(received.values()) == {1}  # every participant got exactly one invitation
 
 
+def test_a_signed_calendar_invite_with_personal_links_arrives_as_signed(
+    signers, settings, smtp
+) -> None:  # type: ignore[no-untyped-def]
+    """The workshop: an email with each person's RSVP link, and a calendar invite. What
+    arrives, with the person's values and link put back as markers and placeholders, and the
+    calendar part read back, is the signed text of their language."""
+    from messaging.calendar import summary
+
+    start = start_soon()
+    cycle_id = launch_learning_cycle(
+        signers, live(), start, start + timedelta(days=14), signoff={"workshop": [FK, AF]}
+    )
+    for who in (SIGNER, AF_SIGNER):
+        sign(signers, live(), cycle_id=cycle_id, key="workshop", email=who)
+    before = len(smtp.recorder.messages)
+    report = tick(start)
+    assert {o.key: o.status for _, o in report.stages}["workshop"] == "done", report.lines()
+    status = signoff_status(signers, settings, cycle_id=cycle_id, key="workshop")
+    by_language = {t.language: t for t in status.texts}
+    assert all(links.MARK in t.text and t.calendar for t in status.texts)  # links and invite
+    workshop = stage_row(signers, cycle_id, "workshop")
+    ours = {m.message_id: m for m in messages_of(signers, pk(workshop))}
+    with Session(signers) as s:
+        people = {pk(p): (p, o.name) for p, o in queries.list_participants(s)}
+    key = live().link_key()
+    checked = 0
+    for to, msg in arrived(smtp)[before:]:
+        m = ours.get(str(msg["Message-ID"]).strip())
+        if m is None:
+            continue
+        person, organisation = people[m.participant_id]
+        values = {
+            "name": person.name,
+            "first_name": person.name.split()[0],
+            "email": person.email,
+            "organisation": organisation,
+        }
+        token = links.token_for(key, "rsvp", pk(workshop), pk(person))
+        assert token in body(msg, "plain")  # a personal link arrived, not the placeholder
+        invite = next(p for p in msg.walk() if p.get_content_type() == "text/calendar")
+        parts = [
+            unfill(str(msg["subject"]), values),
+            unfill(body(msg, "plain"), values),
+            unfill(body(msg, "html"), values, html=True),
+            unfill(summary(str(invite.get_content())), values),
+        ]
+        parts = [p.replace(token, links.placeholder("rsvp", pk(workshop))) for p in parts]
+        text = by_language[str(person.language)]
+        assert content_hash(*parts) == text.content_hash, to
+        checked += 1
+    assert checked == 13
+
+
 # -- 2. who may sign ---------------------------------------------------------------------------
 
 

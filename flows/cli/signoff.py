@@ -36,11 +36,26 @@ def _when(value: Any) -> str:
 
 @signoff_app.command("status")
 @handled
-def signoff_status(cycle_id: ShownId, key: StageKey, as_json: AsJson = False) -> None:
+def signoff_status(
+    cycle_id: ShownId,
+    key: StageKey,
+    show_texts: Annotated[
+        bool,
+        typer.Option(
+            "--texts",
+            help="Print each text too: subject, plain text and calendar line, the "
+            "personal parts as markers such as ⟦first_name⟧",
+        ),
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
     """Show the texts a stage sends (by hash), who signed which when, and what is missing.
 
     \b
-    Example:  samverkan signoff status 1 invitation --json
+    Examples:
+      samverkan signoff status 1 invitation
+      samverkan signoff status 1 invitation --texts   # read them before signing
+      samverkan signoff status 1 invitation --json
     """
     from flows.cycles.signoff import signoff_status as status_of
 
@@ -56,6 +71,18 @@ def signoff_status(cycle_id: ShownId, key: StageKey, as_json: AsJson = False) ->
         [[t.short, t.language, ", ".join(r or "-" for r in t.roles), t.subject] for t in st.texts],
         ["text", "language", "roles", "subject"],
     )
+    if show_texts:
+        from messaging.links import hide
+
+        for t in st.texts:
+            typer.echo("")
+            typer.echo(f"--- text {t.content_hash} ({t.language}; {', '.join(t.roles)})")
+            typer.echo(f"Subject: {t.subject}")
+            if t.calendar:
+                typer.echo(f"Calendar: {t.calendar}")
+            typer.echo("")
+            typer.echo(hide(t.text).rstrip())
+        typer.echo("")
     for org in st.organisations:
         for s in org.signed:
             typer.echo(

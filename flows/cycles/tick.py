@@ -147,6 +147,9 @@ def find_in_doubt(engine: Engine, settings: Settings, now: datetime) -> int:
 def signoff_round(engine: Engine, settings: Settings, now: datetime) -> list[str]:
     """Look at every stage still waiting for sign-off: a changed template file voids the
     signatures on what it changes, and who must still sign is asked, or reminded."""
+    with session_scope(engine) as session:
+        if not queries.stages_awaiting_signoff(session):
+            return []  # and the stage kinds need not be loaded
     from flows.cycles.signoff import look_around
 
     return look_around(engine, settings, now)
