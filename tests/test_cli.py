@@ -224,8 +224,14 @@ def test_the_demo_runs_clean(tmp_path: Path, user_env: dict[str, str]) -> None:
         assert bad not in result.stdout
     assert "The plan of cycle 1 (completed):" in result.stdout
     mail = read_maildir(tmp_path / "demo" / "mail")
-    assert len(mail) == 13
-    assert sum(len(m) for m in mail.values()) == 51
+    # The 13 participants, and Försäkringskassan's signer of the invitation.
+    assert len(mail) == 14
+    # 51 to participants and the coordinator; to the signer: asked, reminded (the demo's
+    # clock jumps days); to the coordinator: the invitation was due and not signed.
+    assert sum(len(m) for m in mail.values()) == 54
+    assert len(mail["signering@forsakringskassan.example"]) == 2
+    assert "invitation: waiting, 0 messages; waiting for sign-off from" in result.stdout
+    assert "invitation: done, 13 messages" in result.stdout
     # Eight answered on their pages, so the reminder went to the other five; then the report.
     assert (
         "followup-reminder: done, 5 messages; 8 left out: already answered followup"

@@ -98,6 +98,10 @@ def answer_on_their_pages(settings: Any, engine: Any, mail: Path) -> int:
     return asyncio.run(answer_all())
 
 
+SIGNING = "Försäkringskassan"
+SIGNER = "signering@forsakringskassan.example"
+
+
 def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Path:
     began = time.monotonic()
     root = _fresh_folder(folder)
@@ -112,6 +116,8 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
     from flows.cycles.approve import approve_stage, stage_drafts
     from flows.cycles.launch import launch_cycle
     from flows.cycles.overview import cycle_overview
+    from flows.cycles.signoff import sign, signoff_status
+    from flows.people.accounts import add_account
     from flows.people.answers import record_rsvp
     from flows.people.participants import import_participants
     from flows.settings import load_settings
@@ -134,6 +140,8 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
     # two weeks later, a day people can come.
     start = today + timedelta(days=3 + (7 - (today + timedelta(days=3)).weekday()) % 7)
     workshop = start + timedelta(days=16)
+    # Försäkringskassan signs the invitation before it goes out in everyone's name.
+    add_account(engine, email=SIGNER, role="signer", organisation=SIGNING)
     cycle_id = launch_cycle(
         engine,
         settings,
@@ -141,10 +149,12 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         name="Lärande cykel – Göteborg",
         start=start.isoformat(),
         variables={"workshop_at": workshop.isoformat(), "location": "Stadshuset, Göteborg"},
+        signoff={"invitation": [SIGNING]},
     )
     echo(
         f"2. launched cycle {cycle_id} (learning-cycle): starts {start:%Y-%m-%d %H:%M}, "
-        f"workshop {workshop:%Y-%m-%d %H:%M} ({settings.timezone})"
+        f"workshop {workshop:%Y-%m-%d %H:%M} ({settings.timezone}); {SIGNING} signs the "
+        f"invitation (its signer {SIGNER} is emailed)"
     )
 
     from flows.orchestration.flows import quiet_prefect, tick
@@ -155,21 +165,27 @@ def run_demo(folder: Path | None, *, echo: Callable[[str], None] = print) -> Pat
         for _, s in report.stages:
             note = f"; {s.note}" if s.note else ""
             echo(f"     {s.key}: {s.status}, {plural(s.messages, 'message')}{note}")
+        for line in report.signoff:
+            echo(f"     sign-off: {line}")
         if not report.stages:
             echo("     nothing due")
         echo(f"     delivery: {report.delivery}")
 
     with quiet_prefect():
         echo("3. starting Prefect (embedded, local mode)…")
-        step("4. the cycle starts", start)
+        step("4. the cycle starts (nothing goes out unsigned; the coordinator is told)", start)
+        status = signoff_status(engine, settings, cycle_id=cycle_id, key="invitation")
+        texts = ", ".join(f"{t.language} {t.short}" for t in status.texts)
+        echo(f"5. {SIGNER} reads the {len(status.texts)} texts ({texts}) and signs:")
+        echo(f"   {sign(engine, settings, cycle_id=cycle_id, key='invitation', email=SIGNER)}")
         drafts = stage_drafts(engine, settings, cycle_id=cycle_id, key="invitation")
         sample = drafts.drafts[0]
         echo(
-            f"5. the coordinator previews {len(drafts.drafts)} invitation drafts, e.g. to "
-            f"{sample.to_name}: “{sample.subject}”"
+            f"   the coordinator previews {len(drafts.drafts)} invitations, e.g. to "
+            f"{sample.to_name}: “{sample.subject}”, and approves:"
         )
-        echo(f"   {approve_stage(engine, cycle_id=cycle_id, key='invitation')}")
-        step("6. after approval", start + timedelta(minutes=5))
+        echo(f"   {approve_stage(engine, cycle_id=cycle_id, key='invitation', settings=settings)}")
+        step("6. after sign-off and approval", start + timedelta(minutes=5))
         echo(f"7. simulated calendar answers: {len(ACCEPTING)} accept, {len(DECLINING)} decline")
         for email in ACCEPTING:
             record_rsvp(engine, cycle_id=cycle_id, key="workshop", email=email, partstat="ACCEPTED")

@@ -467,16 +467,16 @@ def look_around(engine: Engine, settings: Settings, now: datetime) -> list[str]:
                     continue
                 run = replace(_preview(session, settings, cycle, stage), now=now)
                 state = texts.look(run, KINDS[stage.kind])
-                told = state.told + texts.remind_due(
-                    session, settings, cycle, stage, state, now=now
-                )
+                reminded = texts.remind_due(session, settings, cycle, stage, state, now=now)
                 if state.voided:
                     lines.append(
                         f"cycle {cycle_id}: {stage.key}: {len(state.voided)} signature(s) void "
                         "(the text changed)"
                     )
-                if told:
-                    lines.append(f"cycle {cycle_id}: {stage.key}: emailed {', '.join(told)}")
+                if state.told:
+                    lines.append(f"cycle {cycle_id}: {stage.key}: asked {', '.join(state.told)}")
+                if reminded:
+                    lines.append(f"cycle {cycle_id}: {stage.key}: reminded {', '.join(reminded)}")
         except SamverkanError:
             continue  # a broken template: the stage fails with its reason when it is due
     return lines
