@@ -379,6 +379,28 @@ def test_a_changed_template_file_voids_the_signatures_and_holds_the_stage(
     assert sorted(told) == sorted([SIGNER, AF_SIGNER])
 
 
+def test_a_signed_stage_whose_template_breaks_fails_with_its_reason_and_the_tick_ends(
+    signers, settings, tmp_path
+) -> None:
+    """The texts to sign are rendered before the stage is claimed: a template that no longer
+    renders there fails the stage with its reason, as it would without sign-off (and the tick
+    does not try it again and again)."""
+    folder = copy_template(tmp_path)
+    start = start_soon()
+    cycle_id = launch_from(signers, settings, folder, start, signoff=BOTH)
+    for who in (SIGNER, AF_SIGNER):
+        sign(signers, settings, cycle_id=cycle_id, key="invitation", email=who)
+    approve_stage(signers, cycle_id=cycle_id, key="invitation", settings=settings)
+    email = folder / "emails" / "invitation.sv.md.j2"
+    email.write_text(email.read_text(encoding="utf-8") + "\n{{ 1 / 0 }}\n", encoding="utf-8")
+    report = tick(start)
+    outcomes = {o.key: o for _, o in report.stages}
+    assert outcomes["invitation"].status == "failed", report.lines()
+    assert "division by zero" in outcomes["invitation"].note
+    assert stage_row(signers, cycle_id, "invitation").status == "failed"
+    assert not messages_of(signers, pk(stage_row(signers, cycle_id, "invitation")))
+
+
 # -- 4. a personal value used in a way the marker cannot show -----------------------------------
 
 

@@ -178,13 +178,15 @@ def execute(
                 return None
             cycle = session.get(Cycle, cycle_id)
             assert cycle is not None
+            # As stored: a failure below (also while the texts to sign are rendered) is
+            # recorded only if the stage is still as this attempt found it.
+            previous = str(stage.status)
             run = StageRun(session, settings, cycle, stage, template, now)
             signed = None
             if stage.signoff:
                 waiting, signed = _wait_for_signoff(run)
                 if waiting is not None:
                     return waiting
-            previous = str(stage.status)
             if not queries.claim_stage(
                 session, stage_id=stage_id, expected=[previous], to=StageStatus.running
             ):

@@ -239,7 +239,9 @@ def look(
             detail=f"{sig.organisation}'s signature by {sig.account_email} on text "
             f"{short(sig.content_hash)} is void: {why}",
         )
-    if voided and stage.approved_at is not None:
+    # An approval rests on the signatures of the organisations that sign now (one that no
+    # longer signs is void, but takes nothing away).
+    if any(v.organisation in stage.signoff for v in voided) and stage.approved_at is not None:
         stage.approved_at = None
         if stage.status == StageStatus.approved:
             stage.status = StageStatus.pending
