@@ -159,6 +159,8 @@ class Stage(SQLModel, table=True):
     # The organisations that must sign what the stage sends, before the coordinator's approval
     # (flows/cycles/signoff.py). Empty: no sign-off.
     signoff: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # The hashes of the texts the coordinator's approval covered (a stage that is signed).
+    approved_texts: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     status: StageStatus = _enum(StageStatus.pending, index=True)
     ran_at: datetime | None = _ts(default=None, nullable=True)

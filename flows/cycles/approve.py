@@ -44,6 +44,9 @@ def approve_stage(
                     f"{key} waits for sign-off from {state.waiting_line()}; approve it when "
                     f"they have signed (see: samverkan signoff status {cycle_id} {key})"
                 )
+            # What is approved is these texts: if the stage comes to send others (a newcomer's
+            # language, a changed file), the approval is withdrawn (flows/stages/signoff.py).
+            stage.approved_texts = sorted(t.content_hash for t in state.texts)
         if stage.status == StageStatus.awaiting_approval:
             queued = queries.queue_drafts(session, stage_id=pk(stage))
             stage.status, stage.approved_at = StageStatus.done, now

@@ -24,11 +24,12 @@ from flows.people.audience import parse_audience
 from flows.settings import Settings
 from flows.stages import KINDS, meeting, render_every_email
 from flows.stages.base import Draft, StageRun, write_drafts
-from flows.stages.signoff import short
+from flows.stages.signoff import short, signers_of
+from flows.stages.signoff import signed_drafts as signoff_check
 from flows.templates import KEY, LANGUAGES, UNLESS_RULE, ProcessTemplate, template_of
 from flows.wording import plural
 from store import queries
-from store.errors import InvalidInput, NotFound, StateError
+from store.errors import InvalidInput, NotFound, SamverkanError, StateError
 from store.models import (
     Cycle,
     CycleMember,
@@ -152,13 +153,23 @@ class Change:
         for i, stage in enumerate(stages):
             if not stage.signoff or stage.status not in NOT_RUN:
                 continue
-            state = current_texts(self.session, self.settings, self.cycle, stage)
+            try:
+                state = current_texts(self.session, self.settings, self.cycle, stage)
+            except SamverkanError as exc:  # it fails on its own when due; this change goes on
+                self.effects.later.append(f"{stage.key}: its texts to sign do not render: {exc}")
+                continue
             for sig in state.voided:
                 self.effects.changes.append(
                     f"{stage.key}: {sig.organisation}'s signature ({sig.account_email}) on "
                     f"text {short(sig.content_hash)} is void: what it signed is no longer sent; "
                     f"{sig.organisation}'s signers are emailed"
                 )
+            for org, wanted in state.missing.items():
+                if wanted and not signers_of(self.session, org):
+                    self.effects.later.append(
+                        f"{stage.key}: {org} has no signer account yet to ask: add one with "
+                        f"samverkan users add EMAIL --role signer --org '{org}'"
+                    )
             if not state.complete:
                 behind = [s.key for s in stages[i + 1 :] if s.status in NOT_RUN]
                 then = f"; until then {', '.join(behind)} wait behind it" if behind else ""
@@ -267,6 +278,11 @@ class Change:
             f"{plural(len(drafts), what)} for {stage.key} (same UID, SEQUENCE "
             f"{mtg.sequence}) to everyone invited; delivered by the next tick"
         )
+        if stage.signoff:
+            self.effects.now.append(
+                f"the {what} is not signed by {', '.join(stage.signoff)}: sign-off covers "
+                f"the invitation of {stage.key}, and its update goes out as it is"
+            )
 
     def queue(self, run: StageRun, drafts: list[Draft], *, category: str, revision: int) -> None:
         write_drafts(run, drafts, category=category, status=MessageStatus.queued, revision=revision)
@@ -744,6 +760,20 @@ def set_cycle_status(
     )
 
 
+def _signed(change: Change, stage: Stage, drafts: list[Draft]) -> list[Draft]:
+    """A signed stage's catch-up: only the messages that are a text its organisations signed
+    (a newcomer's language or role may have no signed text, or the email may have changed)."""
+    if not stage.signoff:
+        return drafts
+    kept, why = signoff_check(change.session, stage, drafts)
+    if len(kept) < len(drafts):
+        change.effects.now.append(
+            f"no catch-up of {stage.key} to {plural(len(drafts) - len(kept), 'newcomer')}: "
+            f"{why}; add a stage for them and have it signed"
+        )
+    return kept
+
+
 def add_participants(
     engine: Engine,
     settings: Settings,
@@ -806,11 +836,11 @@ def add_participants(
                 if found is None or found.cancelled or starts <= change.now:
                     continue
                 kind.prepare(run)
-                kind.admit(run, people)
-                drafts = [kind.draft(run, r) for r in people]
+                drafts = _signed(change, stage, [kind.draft(run, r) for r in people])
+                kind.admit(run, [d.recipient for d in drafts])
                 change.queue(run, drafts, category="meeting", revision=found.sequence)
             else:
-                drafts = [kind.draft(run, r) for r in people]
+                drafts = _signed(change, stage, [kind.draft(run, r) for r in people])
                 change.queue(run, drafts, category="email", revision=0)
             if drafts:
                 change.effects.now.append(

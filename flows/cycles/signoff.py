@@ -147,21 +147,6 @@ def _preview(session: Session, settings: Settings, cycle: Cycle, stage: Stage) -
     return run
 
 
-def _stored(session: Session, stage: Stage) -> list[Text]:
-    return [
-        Text(
-            v.language,
-            tuple(r for r in v.roles.split(",") if r) or ("",),
-            v.subject,
-            v.text,
-            v.html,
-            v.calendar,
-            v.content_hash,
-        )
-        for v in queries.signoff_variants(session, stage_id=pk(stage), current=True)
-    ]
-
-
 def current_texts(
     session: Session, settings: Settings, cycle: Cycle, stage: Stage, *, notify: bool = True
 ) -> Look:
@@ -171,7 +156,7 @@ def current_texts(
         return texts.look(
             _preview(session, settings, cycle, stage), KINDS[stage.kind], notify=notify
         )
-    current = _stored(session, stage)
+    current = texts.stored(session, stage)
     return Look(current, {}, missing(session, stage, current), [], [])
 
 
@@ -396,7 +381,7 @@ def request_change(
             cycle_id=cycle_id,
             action="signoff.comment" if org is None else "signoff.change_requested",
             stage_key=key,
-            detail=f"on texts {', '.join(texts.short(h) for h in hashes)}: {words}",
+            detail=f"on texts {', '.join(hashes)}: {words}",
             actor=account.email if account else email,
         )
         if org is not None:
@@ -435,7 +420,7 @@ def waiting_for(engine: Engine, *, organisation: str) -> list[Waiting]:
         for stage in queries.stages_awaiting_signoff(session):
             if organisation not in stage.signoff:
                 continue
-            current = _stored(session, stage)
+            current = texts.stored(session, stage)
             wanted = missing(session, stage, current).get(organisation, [])
             if not wanted:
                 continue
@@ -503,7 +488,7 @@ def summary(session: Session, stage: Stage) -> dict[str, Any] | None:
     texts as last looked at, who signed which when, who asked for changes, what is missing."""
     if not stage.signoff:
         return None
-    current = _stored(session, stage)
+    current = texts.stored(session, stage)
     languages = {t.content_hash: t.language for t in current}
     valid = [
         s

@@ -180,15 +180,20 @@ def execute(
             assert cycle is not None
             # As stored: a failure below (also while the texts to sign are rendered) is
             # recorded only if the stage is still as this attempt found it.
-            previous = str(stage.status)
+            previous = found = str(stage.status)
             run = StageRun(session, settings, cycle, stage, template, now)
             signed = None
             if stage.signoff:
                 waiting, signed = _wait_for_signoff(run)
                 if waiting is not None:
                     return waiting
+                # Looking may have withdrawn an approval given in advance (it covered other
+                # texts): then the drafts wait for the coordinator. Claimed from that status,
+                # in this transaction; a failure is recorded against the stored one.
+                session.flush()
+                found = str(stage.status)
             if not queries.claim_stage(
-                session, stage_id=stage_id, expected=[previous], to=StageStatus.running
+                session, stage_id=stage_id, expected=[found], to=StageStatus.running
             ):
                 session.rollback()
                 return None

@@ -34,6 +34,7 @@ from flows.stages.base import PERSONAL_FIELDS, Draft, Recipient, StageRun
 from flows.stages.kind import StageKind
 from flows.wording import NOT_THE_SIGNED_TEXT, WAITING_FOR_SIGNOFF
 from messaging import calendar
+from messaging.headers import clean_header
 from store import queries
 from store.models import (
     AccountRole,
@@ -41,7 +42,6 @@ from store.models import (
     MessageStatus,
     Signature,
     SignoffNotice,
-    SignoffVariant,
     Stage,
     StageStatus,
     pk,
@@ -50,9 +50,6 @@ from store.types import utcnow
 
 WAITING_NOTE, REFUSED_NOTE = WAITING_FOR_SIGNOFF, NOT_THE_SIGNED_TEXT
 MARKS = {field: f"⟦{field}⟧" for field in PERSONAL_FIELDS}
-# The kinds whose messages go to participants (a reflection goes to the coordinator and the
-# steering group, and carries the report: it is not signed by the agencies).
-SIGNED_KINDS = ("email", "meeting", "followup")
 
 
 @dataclass(frozen=True)
@@ -128,7 +125,7 @@ def filled(text: Text, recipient: Recipient) -> tuple[str, str, str, str]:
         return part
 
     return (
-        put(text.subject),
+        clean_header(put(text.subject)),  # as the renderer cleans a subject
         put(text.text),
         put(text.html, _html_value),
         put(text.calendar),
@@ -145,9 +142,10 @@ def differs(text: Text, draft: Draft) -> str | None:
         if want != got:
             return (
                 f"the {name} to {draft.recipient.email} is not the signed text "
-                f"{text.short} with their values filled in (the template uses a personal "
-                "value in a way sign-off cannot show: use it as it is, e.g. "
-                "{{ participant.first_name }})"
+                f"{text.short} with their values filled in: the email uses a personal value "
+                "in a way sign-off cannot show (use it as it is, e.g. "
+                "{{ participant.first_name }}), or this person's details hold something "
+                "the email changes (look at them with: samverkan participants list)"
             )
     return None
 
@@ -178,6 +176,47 @@ class Look:
         )
 
 
+def stored(session: Session, stage: Stage) -> list[Text]:
+    """The stage's texts as last looked at (for a stage that has run: those it sent)."""
+    return [
+        Text(
+            v.language,
+            tuple(r for r in v.roles.split(",") if r) or ("",),
+            v.subject,
+            v.text,
+            v.html,
+            v.calendar,
+            v.content_hash,
+        )
+        for v in queries.signoff_variants(session, stage_id=pk(stage), current=True)
+    ]
+
+
+def signed_drafts(session: Session, stage: Stage, drafts: list[Draft]) -> tuple[list[Draft], str]:
+    """Of ``drafts`` made after the stage ran (a newcomer's catch-up), those that are a text
+    every organisation signed, filled in; and why the others are not, if any are not."""
+    current = stored(session, stage)
+    unsigned = {
+        t.content_hash for texts in missing(session, stage, current).values() for t in texts
+    }
+    by_group = {
+        (t.language, role): t for t in current if t.content_hash not in unsigned for role in t.roles
+    }
+    kept, why = [], ""
+    for d in drafts:
+        text = by_group.get((d.recipient.language, d.recipient.role))
+        reason = (
+            f"nobody signed a text for {d.recipient.language}/{d.recipient.role}"
+            if text is None
+            else differs(text, d)
+        )
+        if reason:
+            why = why or reason
+        else:
+            kept.append(d)
+    return kept, why
+
+
 def missing(session: Session, stage: Stage, current: Iterable[Text]) -> dict[str, list[Text]]:
     """Per organisation that must sign, the current texts it has no valid signature on."""
     signed = {
@@ -200,23 +239,23 @@ def look(
     current = distinct(by_group.values())
     now_hashes = [t.content_hash for t in current]
     for t in current:
-        if (
-            queries.variant_by_hash(session, stage_id=pk(stage), content_hash=t.content_hash)
-            is None
-        ):
-            session.add(
-                SignoffVariant(
-                    stage_id=pk(stage),
-                    content_hash=t.content_hash,
-                    language=t.language,
-                    roles=",".join(t.roles),
-                    subject=t.subject,
-                    text=t.text,
-                    html=t.html,
-                    calendar=t.calendar,
-                    first_seen_at=now,
-                )
-            )
+        if queries.variant_by_hash(session, stage_id=pk(stage), content_hash=t.content_hash):
+            continue
+        queries.add_variant(
+            session,
+            values={
+                "stage_id": pk(stage),
+                "content_hash": t.content_hash,
+                "language": t.language,
+                "roles": ",".join(t.roles),
+                "subject": t.subject,
+                "text": t.text,
+                "html": t.html,
+                "calendar": t.calendar,
+                "current": True,
+                "first_seen_at": now,
+            },
+        )
     session.flush()
     queries.mark_current_variants(session, stage_id=pk(stage), hashes=now_hashes)
     voided = []
@@ -237,21 +276,24 @@ def look(
             action="signoff.void",
             stage_key=stage.key,
             detail=f"{sig.organisation}'s signature by {sig.account_email} on text "
-            f"{short(sig.content_hash)} is void: {why}",
+            f"{sig.content_hash} is void: {why}",
         )
     # An approval rests on the signatures of the organisations that sign now (one that no
-    # longer signs is void, but takes nothing away).
-    if any(v.organisation in stage.signoff for v in voided) and stage.approved_at is not None:
+    # longer signs is void, but takes nothing away), and covers the texts it was given on.
+    lost = any(v.organisation in stage.signoff for v in voided)
+    other = sorted(now_hashes) != sorted(stage.approved_texts or [])
+    if stage.approved_at is not None and (lost or other):
         stage.approved_at = None
         if stage.status == StageStatus.approved:
             stage.status = StageStatus.pending
         session.add(stage)
+        why = "a signature it rested on is void" if lost else "the stage now sends other texts"
         queries.audit(
             session,
             cycle_id=pk(run.cycle),
             action="stage.approval_withdrawn",
             stage_key=stage.key,
-            detail="the approval given in advance is withdrawn: a signature it rested on is void",
+            detail=f"the approval given in advance is withdrawn: {why}",
         )
     result = Look(current, by_group, missing(session, stage, current), voided, [])
     if notify:
@@ -278,7 +320,7 @@ def ask(
     """Email the signers of every organisation that must still sign, once per set of texts
     (a void signature is said in that email). Returns who was emailed."""
     told = []
-    voided_orgs = {s.organisation for s in state.voided}
+    void = queries.signatures(session, stage_id=pk(stage), valid=False)
     for org, wanted in state.missing.items():
         if not wanted:
             continue
@@ -286,10 +328,19 @@ def ask(
         last = queries.last_notice(
             session, stage_id=pk(stage), organisation=org, kinds=["waiting", "void", "reminder"]
         )
-        if last is not None and last.content_hashes == key and org not in voided_orgs:
-            continue
-        kind = "void" if org in voided_orgs else "waiting"
-        told += notify(session, settings, cycle, stage, org, kind, wanted, now=now)
+        if last is not None and last.content_hashes == key:
+            continue  # told of exactly these texts
+        # "Sign again" if a signature of theirs became void since they were last told (by
+        # this look, or by one that emailed nobody: a page read, a dry run's real twin).
+        again = any(
+            v.organisation == org
+            and v.void_at is not None
+            and (last is None or v.void_at > last.at)
+            for v in void
+        )
+        told += notify(
+            session, settings, cycle, stage, org, "void" if again else "waiting", wanted, now=now
+        )
     return told
 
 
@@ -308,6 +359,9 @@ def notify(
     """Record a notice and queue its email: to the organisation's signers, or to the
     coordinator when ``organisation`` is None."""
     wanted = list(wanted)
+    to = [settings.reflection_to] if organisation is None else signers_of(session, organisation)
+    if not to:
+        return []  # nobody to tell yet: asked once a signer account exists (the next tick)
     session.add(
         SignoffNotice(
             stage_id=pk(stage),
@@ -317,7 +371,6 @@ def notify(
             at=now,
         )
     )
-    to = [settings.reflection_to] if organisation is None else signers_of(session, organisation)
     subject, body = wording(settings, cycle, stage, organisation, kind, wanted, extra)
     rows: list[dict[str, Any]] = []
     for address in to:

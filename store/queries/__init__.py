@@ -108,6 +108,7 @@ from store.queries.reporting import (
     scale_histograms,
 )
 from store.queries.signoff import (
+    add_variant,
     last_notice,
     mark_current_variants,
     next_revision,
@@ -129,6 +130,7 @@ __all__ = [
     "acting_as",
     "active_member_counts",
     "actor",
+    "add_variant",
     "answers_by",
     "answers_to_stage",
     "any_ready_message",

@@ -4,6 +4,7 @@ and who has been told what."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
@@ -38,6 +39,16 @@ def variant_by_hash(session: Session, *, stage_id: int, content_hash: str) -> Si
             SignoffVariant.stage_id == stage_id, SignoffVariant.content_hash == content_hash
         )
     ).first()
+
+
+def add_variant(session: Session, *, values: dict[str, Any]) -> None:
+    """Store a text of a stage, unless another look stored the same one first."""
+    table = SignoffVariant.__table__  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    session.execute(insert(table).values(**values).on_conflict_do_nothing())
 
 
 def mark_current_variants(session: Session, *, stage_id: int, hashes: Sequence[str]) -> None:

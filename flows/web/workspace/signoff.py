@@ -157,6 +157,10 @@ def signoff_page(
         state = _status(request, cycle_id, key)
     except StateError as exc:  # the stage needs no sign-off
         return refused(request, who, str(exc), status=404)
+    except NotFound:
+        raise
+    except SamverkanError as exc:  # its email does not render: the reason, in one line
+        return refused(request, who, f"{key} cannot be shown: {exc}", status=422)
     if not may_read(who, state):
         return refused(
             request,
