@@ -12,8 +12,10 @@ so a text that changed meanwhile is never signed unread.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -218,50 +220,29 @@ def _back(cycle_id: int, key: str, done: str) -> RedirectResponse:
     )
 
 
-@router.post("/cycles/{cycle_id}/stages/{key}/signoff/sign", response_model=None)
-async def sign_texts(request: Request, cycle_id: int, key: str, who: SignerOrMore) -> Response:
-    form = await checked_form(request, who)
-    seen = [v.strip() for v in form.getlist("seen") if isinstance(v, str)]
+async def _act(
+    request: Request,
+    who: Who,
+    cycle_id: int,
+    key: str,
+    act: Callable[..., str],
+    *,
+    done: str,
+    **given: Any,
+) -> Response:
+    """Call ``act`` (``sign`` or ``request_change``) for the signed-in account; back to the
+    page with a message, or the page again with the one-line reason it was refused."""
     if not 0 < cycle_id <= MAX_ID:
         raise HTTPException(404)
     try:
         await run_in_threadpool(
-            lambda: sign(
+            lambda: act(
                 engine_of(request),
                 settings_of(request),
                 cycle_id=cycle_id,
                 key=key,
                 email=who.email,
-                seen=seen,
-            )
-        )
-    except NotFound:
-        raise HTTPException(404) from None
-    except PermissionDenied as exc:
-        return refused(request, who, str(exc), status=403)
-    except SamverkanError as exc:
-        error = sentence(str(exc))
-        return await run_in_threadpool(
-            lambda: signoff_page(request, who, cycle_id, key, error=error, status=422)
-        )
-    return _back(cycle_id, key, "signed")
-
-
-@router.post("/cycles/{cycle_id}/stages/{key}/signoff/change", response_model=None)
-async def ask_for_change(request: Request, cycle_id: int, key: str, who: SignerOrMore) -> Response:
-    form = await checked_form(request, who)
-    comment = field(form, "comment")
-    if not 0 < cycle_id <= MAX_ID:
-        raise HTTPException(404)
-    try:
-        await run_in_threadpool(
-            lambda: request_change(
-                engine_of(request),
-                settings_of(request),
-                cycle_id=cycle_id,
-                key=key,
-                email=who.email,
-                comment=comment,
+                **given,
             )
         )
     except NotFound:
@@ -273,7 +254,28 @@ async def ask_for_change(request: Request, cycle_id: int, key: str, who: SignerO
         error = sentence(str(exc).replace("--comment", "the comment"))
         return await run_in_threadpool(
             lambda: signoff_page(
-                request, who, cycle_id, key, error=error, comment=comment, status=422
+                request,
+                who,
+                cycle_id,
+                key,
+                error=error,
+                comment=given.get("comment", ""),
+                status=422,
             )
         )
-    return _back(cycle_id, key, "comment" if who.is_coordinator else "change")
+    return _back(cycle_id, key, done)
+
+
+@router.post("/cycles/{cycle_id}/stages/{key}/signoff/sign", response_model=None)
+async def sign_texts(request: Request, cycle_id: int, key: str, who: SignerOrMore) -> Response:
+    form = await checked_form(request, who)
+    seen = [v.strip() for v in form.getlist("seen") if isinstance(v, str)]
+    return await _act(request, who, cycle_id, key, sign, done="signed", seen=seen)
+
+
+@router.post("/cycles/{cycle_id}/stages/{key}/signoff/change", response_model=None)
+async def ask_for_change(request: Request, cycle_id: int, key: str, who: SignerOrMore) -> Response:
+    form = await checked_form(request, who)
+    comment = field(form, "comment")
+    done = "comment" if who.is_coordinator else "change"
+    return await _act(request, who, cycle_id, key, request_change, done=done, comment=comment)
