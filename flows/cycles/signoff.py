@@ -22,6 +22,7 @@ from flows.stages import signoff as texts
 from flows.stages.base import StageRun
 from flows.stages.signoff import Look, Text, missing
 from flows.templates import template_of
+from flows.wording import NOT_THE_SIGNED_TEXT, WAITING_FOR_SIGNOFF
 from store import queries
 from store.db import session_scope
 from store.errors import InvalidInput, NotFound, PermissionDenied, SamverkanError, StateError
@@ -327,7 +328,7 @@ def sign(
         done = f"{org} signed {len(wanted)} text{'s' if len(wanted) != 1 else ''} of {key}"
         if still:
             return f"{done}; still waiting for {', '.join(still)}"
-        if stage.note and stage.note.startswith((texts.WAITING_NOTE, texts.REFUSED_NOTE)):
+        if stage.note and stage.note.startswith((WAITING_FOR_SIGNOFF, NOT_THE_SIGNED_TEXT)):
             stage.note = None
             session.add(stage)
         nxt = (

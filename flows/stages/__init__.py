@@ -22,6 +22,7 @@ from flows.stages import email, followup, meeting, reflection, signoff
 from flows.stages.base import Recipient, StageOutcome, StageRun, write_drafts
 from flows.stages.kind import StageKind
 from flows.templates import LANGUAGES, ProcessTemplate
+from flows.wording import NOT_THE_SIGNED_TEXT, WAITING_FOR_SIGNOFF
 from store import queries
 from store.db import session_scope
 from store.errors import SamverkanError
@@ -102,7 +103,7 @@ def _draft_and_queue(
                     else signoff.differs(text, d)
                 )
                 if why:
-                    raise SignoffRefused(signoff.REFUSED_NOTE + why)
+                    raise SignoffRefused(NOT_THE_SIGNED_TEXT + why)
         count += write_drafts(run, drafts, category=category, status=status)
     return count
 
@@ -117,7 +118,7 @@ def _wait_for_signoff(
     if state.complete:
         return None, state.by_group
     stage = run.stage
-    note = signoff.WAITING_NOTE + state.waiting_line()
+    note = WAITING_FOR_SIGNOFF + state.waiting_line()
     if stage.note != note:
         stage.note = note
         run.session.add(stage)

@@ -32,7 +32,6 @@ from flows.cycles.plan import zone
 from flows.settings import Settings
 from flows.stages.base import PERSONAL_FIELDS, Draft, Recipient, StageRun
 from flows.stages.kind import StageKind
-from flows.wording import NOT_THE_SIGNED_TEXT, WAITING_FOR_SIGNOFF
 from messaging import calendar
 from messaging.headers import clean_header
 from store import queries
@@ -48,7 +47,6 @@ from store.models import (
 )
 from store.types import utcnow
 
-WAITING_NOTE, REFUSED_NOTE = WAITING_FOR_SIGNOFF, NOT_THE_SIGNED_TEXT
 MARKS = {field: f"⟦{field}⟧" for field in PERSONAL_FIELDS}
 
 
