@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench install lock clean browser
+.PHONY: demo test test-fast test-chaos lint bench install lock clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "samverkan needs Python 3.11 or newer")'
@@ -27,7 +27,13 @@ browser:
 
 # On every core: the suite waits on servers, processes and the browser as much as it computes.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n auto
+	$(BIN)/python -m pytest -n auto -m "not chaos"
+
+# Distributed mode broken on purpose (tests/test_pool_faults.py): a Prefect server on
+# PostgreSQL, workers killed and stopped, the server restarted. One at a time, about ten
+# minutes: each runs a server, two workers and their runs. .ci/run runs it after make test.
+test-chaos: $(STAMP)
+	$(BIN)/python -m pytest -p no:xdist -m chaos
 
 # The unit layer: no Prefect, no subprocess, no browser (see ARCHITECTURE.md, "Tests").
 test-fast: $(STAMP)

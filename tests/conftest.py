@@ -135,6 +135,14 @@ PEOPLE = {
 
 
 @pytest.fixture
+def prefect_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real Prefect server on PostgreSQL (tests/prefect_server.py); skipped without one."""
+    from tests.prefect_server import prefect_server_fixture
+
+    yield from prefect_server_fixture(tmp_path)
+
+
+@pytest.fixture
 def two_cycles(engine):  # type: ignore[no-untyped-def]
     with Session(engine) as s:
         orgs = {n: Organisation(name=n) for n in "AB"}

@@ -13,23 +13,21 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, func, select
 
 from flows.settings import Settings
 from store.db import open_store
 from store.models import Message, Stage
-from tests.conftest import EXAMPLE_CSV, PG_URL, launch_learning_cycle
+from tests.conftest import EXAMPLE_CSV, launch_learning_cycle
+from tests.prefect_server import PrefectServer, drop_database, fresh_database, stop
+from tests.prefect_server import store_url as store_database
 from tests.smtpd import RecordingSMTP, free_port
 from tests.test_stage_failure import templates_failing_for_lars
 
@@ -106,108 +104,6 @@ def test_embedded_worker_ticks_until_stopped(tmp_path: Path) -> None:
 # --- the integration test: prefect server + two prefect workers --------------------------
 
 
-def _fresh_database(admin_url: str, prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return name
-
-
-def _drop_database(admin_url: str, name: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """`prefect server start` on loopback, backed by a fresh PostgreSQL database."""
-    if not PG_URL:
-        pytest.skip("needs SAMVERKAN_TEST_POSTGRES_URL (a PostgreSQL server); .ci/run sets it")
-    admin_url = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
-    name = _fresh_database(admin_url, "prefect_it")
-    server_db = make_url(PG_URL).set(drivername="postgresql+asyncpg", database=name)
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_API_DATABASE_CONNECTION_URL": server_db.render_as_string(hide_password=False),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        # As a Prefect server is run in production: task runs recorded (this process may
-        # have the embedded server's defaults in its environment, which turn it off).
-        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "true",
-    }
-    env.pop("PREFECT_API_URL", None)
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            f"{port}",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "the Prefect server did not start in 180 s"
-            time.sleep(0.5)
-        client_env = {
-            **os.environ,
-            "PREFECT_API_URL": api,
-            "PREFECT_HOME": str(tmp_path / "prefect"),
-            "PREFECT_WORKER_QUERY_SECONDS": "1",
-        }
-        yield api, client_env
-    finally:
-        _stop(server)
-        log.close()
-        _drop_database(admin_url, name)
-
-
-def _flow_runs(api: str) -> list[dict[str, object]]:
-    got = httpx.post(f"{api}/flow_runs/filter", json={"limit": 200}, timeout=10)
-    got.raise_for_status()
-    return list(got.json())
-
-
-def _post(api: str, path: str, body: dict[str, object]) -> list[dict[str, Any]]:
-    got = httpx.post(f"{api}/{path}", json=body, timeout=10)
-    got.raise_for_status()
-    return list(got.json())
-
-
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [*SAMVERKAN, "worker", "--pool", "it-pool"],
@@ -220,13 +116,11 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
-    prefect_server: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_server: PrefectServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api, env = prefect_server
-    assert PG_URL
-    admin_url = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
-    store_name = _fresh_database(admin_url, "store_it")
-    store_url = make_url(PG_URL).set(database=store_name).render_as_string(hide_password=False)
+    api, env = prefect_server.api, prefect_server.env
+    store_name = fresh_database("store_it")
+    store_url = store_database(store_name)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         with RecordingSMTP() as smtp:
@@ -248,6 +142,17 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
                 "limit samverkan-smtp-connections: 4 SMTP connections at once, "
                 "across all deliver runs"
             ) in deployed.stdout
+            assert (
+                "automation 'samverkan: crash zombie flow runs': a flow run without a "
+                "heartbeat for 90 s is marked Crashed"
+            ) in deployed.stdout
+            again = run_cli("deploy", "--pool", "it-pool", "--interval", "3600", env=env)
+            assert again.returncode == 0, again.stderr  # deploying again updates, never doubles
+            automations = prefect_server.post("automations/filter", {})
+            assert [a["name"] for a in automations] == ["samverkan: crash zombie flow runs"]
+            trigger = automations[0]["trigger"]
+            assert trigger["posture"] == "Proactive" and trigger["within"] == 90.0
+            assert automations[0]["actions"][0]["state"] == "CRASHED"
             found = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
             by_name = {d["name"]: d for d in found}
             assert set(by_name) == {"samverkan-tick", "samverkan-advance", "samverkan-deliver"}
@@ -306,7 +211,7 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
                         .select_from(Message)
                         .where(Message.status.in_(["queued", "sending", "retry"]))  # type: ignore[attr-defined]
                     ).one()
-                runs = _flow_runs(api)
+                runs = prefect_server.flow_runs()
                 crashed = [r for r in runs if r["state_type"] in ("FAILED", "CRASHED")]
                 assert not crashed, [log.read_text()[-3000:] for log in logs]
                 # Every run ended too (not the ticks the schedule lined up for later): a
@@ -336,7 +241,9 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
         assert all(c == Counter({k: 1 for k in due}) for c in per_person.values())
         names = {d["id"]: d["name"] for d in found}
         completed = Counter(
-            names.get(r["deployment_id"]) for r in _flow_runs(api) if r["state_type"] == "COMPLETED"
+            names.get(r["deployment_id"])
+            for r in prefect_server.flow_runs()
+            if r["state_type"] == "COMPLETED"
         )
         assert completed["samverkan-tick"] >= 1 and completed["samverkan-advance"] >= 1
         # Started by the advance run side by side; they share the connection cap, so the
@@ -347,22 +254,20 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
         engine.dispose()
     finally:
         for worker in workers:
-            _stop(worker)
-        _drop_database(admin_url, store_name)
+            stop(worker)
+        drop_database(store_name)
 
 
 def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
-    prefect_server: tuple[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    prefect_server: PrefectServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What the Prefect server shows of a tick on the work pool: the runs named after their
     cycle, the stage whose template fails as a Failed task run with the reason, its advance
     run Completed (the plan went on), the tick's report as an artifact; and the two deliver
     runs it starts together under one connection cap and one rate, counted at the relay."""
-    api, env = prefect_server
-    assert PG_URL
-    admin_url = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
-    store_name = _fresh_database(admin_url, "store_it")
-    store_url = make_url(PG_URL).set(database=store_name).render_as_string(hide_password=False)
+    api, env = prefect_server.api, prefect_server.env
+    store_name = fresh_database("store_it")
+    store_url = store_database(store_name)
     root = templates_failing_for_lars(tmp_path)
     worker: subprocess.Popen[bytes] | None = None
     try:
@@ -382,17 +287,17 @@ def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
                 "deploy", "--pool", "it-pool", "--interval", "3600", "--senders", "2", env=env
             )
             assert deployed.returncode == 0, deployed.stderr
-            assert deployed.stdout.splitlines()[-3:-1] == [
+            assert deployed.stdout.splitlines()[-4:-2] == [
                 "limit samverkan-smtp-connections: 2 SMTP connections at once, "
                 "across all deliver runs",
                 "limit samverkan-smtp-rate: 5 messages a second, across all deliver runs",
             ]
-            limits = _post(api, "v2/concurrency_limits/filter", {})
+            limits = prefect_server.post("v2/concurrency_limits/filter", {})
             assert {(c["name"], c["limit"], c["slot_decay_per_second"]) for c in limits} == {
                 ("samverkan-smtp-connections", 2, 0.0),
                 ("samverkan-smtp-rate", 1, 5.0),
             }
-            by_name = {d["name"]: d for d in _post(api, "deployments/filter", {})}
+            by_name = {d["name"]: d for d in prefect_server.post("deployments/filter", {})}
 
             for name, value in env.items():
                 if name.startswith("SAMVERKAN_"):
@@ -425,7 +330,7 @@ def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
                         .where(col(Message.status).in_(["queued", "sending", "retry"]))
                     ).one()
                 # Not the ticks the deployment's schedule has lined up for later.
-                runs = [r for r in _flow_runs(api) if r["state_type"] != "SCHEDULED"]
+                runs = [r for r in prefect_server.flow_runs() if r["state_type"] != "SCHEDULED"]
                 finished = all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED") for r in runs)
                 if stages["workshop"] == "failed" and not waiting and len(runs) >= 4 and finished:
                     break
@@ -444,7 +349,9 @@ def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
         advance = names[f"advance-cycle-{cycle_id}"]
 
         def read_task_runs() -> dict[str, dict[str, Any]]:
-            found = _post(api, "task_runs/filter", {"flow_runs": {"id": {"any_": [advance["id"]]}}})
+            found = prefect_server.post(
+                "task_runs/filter", {"flow_runs": {"id": {"any_": [advance["id"]]}}}
+            )
             return {t["name"]: t for t in found}
 
         deadline = time.monotonic() + 60  # task runs are recorded from events, a moment later
@@ -459,8 +366,7 @@ def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
         assert "workshop.sv.md.j2" in message and "by zero" in message
 
         ticks = [r["id"] for r in runs if r["deployment_id"] == tick_id]
-        published = _post(
-            api,
+        published = prefect_server.post(
             "artifacts/filter",
             {
                 "artifacts": {"key": {"any_": ["samverkan-tick"]}},
@@ -481,8 +387,8 @@ def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
         engine.dispose()
     finally:
         if worker is not None:
-            _stop(worker)
-        _drop_database(admin_url, store_name)
+            stop(worker)
+        drop_database(store_name)
 
 
 def test_the_embedded_loop_reports_a_failed_tick_and_goes_on() -> None:

@@ -140,7 +140,7 @@ def worker(
     settings = get_settings()
     preflight(settings)  # store, link key and mail server, before any run is taken
     if pool is not None:
-        raise typer.Exit(run_pool_worker(pool, limit))
+        raise typer.Exit(run_pool_worker(pool, limit, say=typer.echo))
     from flows.orchestration.flows import run_tick
 
     typer.echo(f"ticking every {every:g} s (Ctrl-C stops after the current tick)")

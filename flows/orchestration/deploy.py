@@ -20,6 +20,7 @@ instead, paying Prefect's start-up once rather than on every tick.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -56,7 +57,7 @@ class Registered:
     created_pool: bool
     deployments: list[str]
     interval: float
-    limits: list[str]  # one line for each global concurrency limit set or removed
+    limits: list[str]  # a line for each global limit set or removed, and the zombie automation
 
 
 def register(
@@ -75,7 +76,7 @@ def register(
     from prefect.deployments.runner import EntrypointType
     from prefect.exceptions import ObjectNotFound
 
-    from flows.orchestration import limits
+    from flows.orchestration import limits, zombies
     from flows.orchestration.flows import advance, send, tick
     from flows.settings import load_settings
 
@@ -95,7 +96,12 @@ def register(
                         "run flows as local processes: use a 'process' pool"
                     )
             limit_lines = limits.ensure(client, settings)
+            limit_lines.append(zombies.ensure(client))
         module = EntrypointType.MODULE_PATH
+        # A run's output goes to the Prefect server's logs (the UI shows them), not through a
+        # pipe to its worker: a worker paused while it stops (run_pool_worker) would stop
+        # reading the pipe, and a run that writes enough would wait on it forever.
+        quiet = {"stream_output": False}
         # In a synchronous caller these are RunnerDeployments, not coroutines.
         deployments: list[Any] = [
             tick.to_deployment(
@@ -103,17 +109,20 @@ def register(
                 interval=interval,
                 parameters={"fan_out": True, "senders": senders},
                 entrypoint_type=module,
+                job_variables=quiet,
                 description="Runs what is due in every running cycle, on the work pool.",
             ),
             advance.to_deployment(
                 name=ADVANCE,
                 parameters={"senders": senders},
                 entrypoint_type=module,
+                job_variables=quiet,
                 description="Drafts one cycle's due stages into the outbox.",
             ),
             send.to_deployment(
                 name=DELIVER,
                 entrypoint_type=module,
+                job_variables=quiet,
                 description="Delivers the outbox; several runs share it without doubles.",
             ),
         ]
@@ -165,13 +174,150 @@ def preflight(settings: Settings) -> None:
             raise ConfigError(f"SAMVERKAN_SMTP_URL: {exc}") from None
 
 
-def run_pool_worker(pool: str, limit: int | None) -> int:
-    """A Prefect process worker on ``pool``, until it is stopped; its exit status."""
-    check_server(api_url())
+def _worker_child() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """In the Prefect worker, before it starts: SIGINT back to its default (``nohup`` or a
+    shell's ``&`` hand it down ignored, and Prefect's worker stops on SIGINT), and, on Linux,
+    SIGTERM to it when samverkan's process dies, even by SIGKILL, so it is never left running
+    alone, taking runs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _below(pid: int) -> set[int]:
+    """The live processes below ``pid`` (read from /proc, Linux); empty elsewhere."""
+    children: dict[int, list[int]] = {}
     try:
-        return subprocess.call(worker_command(pool, limit))
-    except KeyboardInterrupt:
-        return 130  # Ctrl-C: the worker got it too and stopped
+        entries = os.listdir("/proc")
+    except OSError:
+        return set()
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115 - one read
+            except OSError:
+                continue
+            state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
+            if state != "Z":
+                children.setdefault(int(parent), []).append(int(entry))
+    found: set[int] = set()
+    todo = list(children.get(pid, []))
+    while todo:
+        here = todo.pop()
+        if here not in found:
+            found.add(here)
+            todo.extend(children.get(here, []))
+    return found
+
+
+def _crash_runs_of(pids: set[int], say: Callable[[str], None]) -> None:
+    """Mark Crashed, with the reason, the flow runs that ran in ``pids`` and are still open on
+    the server: a worker stopped at once must not leave them Running."""
+    import socket
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    host = socket.gethostname()
+    ours = {f"{host}:{pid}" for pid in pids} | {str(pid) for pid in pids}
+    open_states = FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
+    try:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=open_states)),
+                limit=200,
+            )
+            for run in runs:
+                if str(run.infrastructure_pid) in ours:
+                    client.set_flow_run_state(
+                        run.id,
+                        Crashed(message="stopped by a second signal to samverkan worker"),
+                        force=True,
+                    )
+                    say(f"flow run {run.name} marked Crashed")
+    except Exception as exc:  # the server away: the zombie automation marks them later
+        say(f"could not mark the stopped runs Crashed ({exc}); the zombie automation will")
+
+
+def run_pool_worker(
+    pool: str, limit: int | None, *, say: Callable[[str], None] = lambda line: None
+) -> int:
+    """A Prefect process worker on ``pool``, until it is stopped; its exit status.
+
+    The worker's flow runs send a heartbeat every ``zombies.HEARTBEAT_SECONDS``, so the
+    automation of ``samverkan deploy`` can mark them Crashed if this machine dies.
+
+    Stopping (SIGTERM or SIGINT to this process). Prefect's worker, told to stop, ends the
+    runs it has in flight and leaves them Running on the server (measured: a deliver run
+    half-way through stayed Running). So the first signal pauses the worker instead (SIGSTOP:
+    it takes no more runs, while the runs it started go on in their own processes), waits
+    until they have ended, and only then stops it. A second signal stops everything at once
+    and marks the runs it stopped Crashed, with the reason. Where the processes cannot be
+    read (not Linux), the first signal is passed on to the worker as it is.
+    """
+    from flows.orchestration import zombies
+
+    check_server(api_url())
+    env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(zombies.HEARTBEAT_SECONDS)}
+    child = subprocess.Popen(
+        worker_command(pool, limit), env=env, preexec_fn=_worker_child, process_group=0
+    )
+    told = 0
+
+    def count(signum: int, frame: FrameType | None) -> None:
+        nonlocal told
+        told += 1
+
+    def signal_worker(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous = {s: signal.signal(s, count) for s in (signal.SIGINT, signal.SIGTERM)}
+    acted = 0  # how many of the signals have been acted on
+    can_wait = sys.platform.startswith("linux")
+    try:
+        while child.poll() is None:
+            if told > acted and acted == 0:
+                acted = 1
+                if can_wait:
+                    signal_worker(signal.SIGSTOP)
+                    runs = len(_below(child.pid))
+                    say(
+                        "stopping: no more runs are taken; waiting for the "
+                        f"{runs} in flight to finish (signal again to stop them now)"
+                    )
+                else:
+                    say("stopping: the worker finishes what it can and stops")
+                    signal_worker(signal.SIGTERM)
+            elif acted == 1 and told == 1 and can_wait and not _below(child.pid):
+                signal_worker(signal.SIGCONT)
+                signal_worker(signal.SIGTERM)
+                acted = 1_000  # the worker stops now, with nothing in flight
+            elif told >= 2 and acted < 2:
+                acted = 2
+                stopped = _below(child.pid)
+                say(f"stopping now: {len(stopped)} processes of runs in flight are ended")
+                for pid in stopped:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                signal_worker(signal.SIGCONT)
+                signal_worker(signal.SIGKILL)
+                child.wait()
+                _crash_runs_of(stopped, say)
+            time.sleep(0.2)
+        return child.returncode if acted < 2 else 143
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def run_embedded(
