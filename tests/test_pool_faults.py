@@ -178,6 +178,7 @@ def network(
     *,
     delay: float,
     lease: float = 20,
+    senders: int = 2,
 ) -> Iterator[Setup]:
     """2,000 participants, a cycle whose first two stages are due, samverkan deployed on the
     server; the SMTP server answers each message after ``delay`` seconds."""
@@ -196,8 +197,9 @@ def network(
                 # A message claimed by a sender that died is in doubt this long after its claim.
                 "SAMVERKAN_SENDING_LEASE_SECONDS": f"{lease:g}",
             }
+            sending = ["--senders", str(senders)]
             deployed = subprocess.run(
-                [*SAMVERKAN, "deploy", "--pool", "it-pool", "--interval", "3600"],
+                [*SAMVERKAN, "deploy", "--pool", "it-pool", "--interval", "3600", *sending],
                 env=env,
                 cwd=ROOT,
                 capture_output=True,
@@ -269,7 +271,8 @@ def test_a_worker_killed_mid_delivery_leaves_only_its_connections_in_doubt(
     prefect_server: PrefectServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workers: list[Worker] = []
-    with network(prefect_server, tmp_path, monkeypatch, delay=0.02, lease=20) as setup:
+    # One deliver run per stage: the worker that runs it is the one sending.
+    with network(prefect_server, tmp_path, monkeypatch, delay=0.02, senders=1) as setup:
         try:
             workers = [start_worker(setup.env, tmp_path / f"worker{i}.log") for i in (1, 2)]
             setup.server.run("samverkan-tick")
@@ -286,6 +289,8 @@ def test_a_worker_killed_mid_delivery_leaves_only_its_connections_in_doubt(
             run_pid = int(str(victim_run["infrastructure_pid"]).rsplit(":", 1)[-1])
             victim = next(w for w in workers if run_pid in tree(w.proc.pid))
             doomed = tree(victim.proc.pid)
+            # While messages are in flight (claimed, not yet recorded), not between two.
+            wait_for("a message in flight", lambda: setup.statuses()["sending"] > 0, 30, 0.005)
             for pid in doomed:  # the machine dies: every process of that worker at once
                 os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
