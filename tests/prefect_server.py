@@ -4,6 +4,7 @@ database (as an operator's restart does); and the PostgreSQL databases the tests
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -58,7 +59,8 @@ def stop(proc: subprocess.Popen[bytes], *, timeout: float = 30) -> None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         except ProcessLookupError:
             proc.wait()

@@ -143,16 +143,28 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
                 "across all deliver runs"
             ) in deployed.stdout
             assert (
-                "automation 'samverkan: crash zombie flow runs': a flow run without a "
-                "heartbeat for 90 s is marked Crashed"
+                "automation 'samverkan: crash zombie flow runs': a run without a heartbeat "
+                "for 90 s is marked Crashed"
             ) in deployed.stdout
             again = run_cli("deploy", "--pool", "it-pool", "--interval", "3600", env=env)
             assert again.returncode == 0, again.stderr  # deploying again updates, never doubles
-            automations = prefect_server.post("automations/filter", {})
-            assert [a["name"] for a in automations] == ["samverkan: crash zombie flow runs"]
-            trigger = automations[0]["trigger"]
-            assert trigger["posture"] == "Proactive" and trigger["within"] == 90.0
-            assert automations[0]["actions"][0]["state"] == "CRASHED"
+            automations = {a["name"]: a for a in prefect_server.post("automations/filter", {})}
+            assert set(automations) == {
+                "samverkan: crash zombie flow runs",
+                "samverkan: crash flow runs that never started",
+            }
+            ids = {d["id"] for d in prefect_server.post("deployments/filter", {})}
+            for automation in automations.values():
+                trigger = automation["trigger"]
+                assert trigger["posture"] == "Proactive"
+                assert automation["actions"][0]["state"] == "CRASHED"
+                # Only samverkan's runs: another team's flow on the server is not judged.
+                related = trigger["match_related"]
+                related = related[0] if isinstance(related, list) else related
+                assert {
+                    i.removeprefix("prefect.deployment.") for i in related["prefect.resource.id"]
+                } == ids
+            assert automations["samverkan: crash zombie flow runs"]["trigger"]["within"] == 90.0
             found = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
             by_name = {d["name"]: d for d in found}
             assert set(by_name) == {"samverkan-tick", "samverkan-advance", "samverkan-deliver"}
@@ -287,7 +299,7 @@ def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
                 "deploy", "--pool", "it-pool", "--interval", "3600", "--senders", "2", env=env
             )
             assert deployed.returncode == 0, deployed.stderr
-            assert deployed.stdout.splitlines()[-4:-2] == [
+            assert deployed.stdout.splitlines()[-5:-3] == [
                 "limit samverkan-smtp-connections: 2 SMTP connections at once, "
                 "across all deliver runs",
                 "limit samverkan-smtp-rate: 5 messages a second, across all deliver runs",

@@ -16,6 +16,7 @@ Linux only (the process tree is read from /proc); needs SAMVERKAN_TEST_POSTGRES_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -38,7 +39,7 @@ from flows.settings import Settings
 from store.db import open_store
 from store.models import Message
 from tests.conftest import launch_learning_cycle
-from tests.prefect_server import PrefectServer, drop_database, fresh_database, stop, store_url
+from tests.prefect_server import PrefectServer, drop_database, fresh_database, store_url
 from tests.smtpd import RecordingSMTP
 
 pytestmark = [
@@ -112,6 +113,15 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def end(worker: Worker) -> None:
+    """After a test: the worker and every process below it, at once (the runs live in
+    sessions of their own, out of reach of a signal to the worker's group)."""
+    for pid in tree(worker.proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    worker.proc.wait()
 
 
 def start_worker(env: dict[str, str], log: Path, *, sigint_ignored: bool = False) -> Worker:
@@ -293,7 +303,7 @@ def test_a_worker_killed_mid_delivery_leaves_only_its_connections_in_doubt(
             wait_for("a message in flight", lambda: setup.statuses()["sending"] > 0, 30, 0.005)
             for pid in doomed:  # the machine dies: every process of that worker at once
                 os.kill(pid, signal.SIGKILL)
-            killed_at = time.monotonic()
+            killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
             victim.proc.wait()
             arrived_at_kill = len(setup.smtp.recorder.messages)
             assert arrived_at_kill < PEOPLE * DUE, "the worker was not killed mid-delivery"
@@ -345,6 +355,8 @@ def test_a_worker_killed_mid_delivery_leaves_only_its_connections_in_doubt(
             )
             crashed = setup.server.flow_run(victim_run["id"])
             assert "no heartbeat for 90 s" in crashed["state"]["message"]
+            marked = datetime.fromisoformat(crashed["state"]["timestamp"])
+            assert marked - killed_wall <= timedelta(minutes=2), (marked, killed_wall)
             wait_for("every run ended", lambda: settled(setup), 300)
 
             # The coordinator resends them on purpose; everyone has every message.
@@ -363,7 +375,7 @@ def test_a_worker_killed_mid_delivery_leaves_only_its_connections_in_doubt(
             assert len(twice) <= in_flight and max(received.values()) <= 2
         finally:
             for worker in workers:
-                stop(worker.proc)
+                end(worker)
 
 
 def test_a_prefect_server_restart_mid_advance_loses_nothing_and_doubles_nothing(
@@ -391,7 +403,7 @@ def test_a_prefect_server_restart_mid_advance_loses_nothing_and_doubles_nothing(
             assert tick_and_wait(setup)["state_type"] == "COMPLETED"
         finally:
             for worker in workers:
-                stop(worker.proc)
+                end(worker)
         ended = Counter(r["state_type"] for r in setup.server.flow_runs())
         assert set(ended) <= {"COMPLETED", "SCHEDULED"}, ended
 
@@ -415,13 +427,14 @@ def test_sigterm_to_a_pool_worker_finishes_the_run_in_flight_and_a_second_stops_
             in_flight = {r["id"] for r in running(setup, "samverkan-deliver")}
             everything = tree(first.proc.pid)
             first.proc.send_signal(signal.SIGTERM)
-            first.proc.wait(timeout=300)
-            assert "stopping: no more runs are taken; waiting for the" in first.output()
+            assert first.proc.wait(timeout=300) == 0, first.output()[-3000:]
+            said = f"stopping: no more runs are taken; waiting for the {len(in_flight)} in flight"
+            assert said in first.output()
             wait_for("nothing left running", lambda: not any(map(_alive, everything)), 30)
             ended = {setup.server.flow_run(i)["state_type"] for i in in_flight}
             assert ended == {"COMPLETED"}, first.output()[-3000:]
         finally:
-            stop(first.proc)
+            end(first)
 
         # Two signals: it stops at once, and the runs it stopped say so. New mail to send: a
         # second cycle for the same network.
@@ -447,8 +460,11 @@ def test_sigterm_to_a_pool_worker_finishes_the_run_in_flight_and_a_second_stops_
             second.proc.send_signal(signal.SIGTERM)
             time.sleep(1)
             second.proc.send_signal(signal.SIGTERM)
-            second.proc.wait(timeout=30)
-            assert "stopping now" in second.output()
+            assert second.proc.wait(timeout=30) == 128 + signal.SIGTERM
+            n = len(in_flight)
+            assert f"stopping now: {n} {'run' if n == 1 else 'runs'} in flight ended" in (
+                second.output()
+            )
             wait_for("nothing left running", lambda: not any(map(_alive, everything)), 30)
             # Marked by the worker as it stopped, before it exited: not left for the zombie
             # automation two minutes later.
@@ -458,7 +474,7 @@ def test_sigterm_to_a_pool_worker_finishes_the_run_in_flight_and_a_second_stops_
                 "stopped by a second signal to samverkan worker"
             }
         finally:
-            stop(second.proc)
+            end(second)
 
         # samverkan's own process killed (SIGKILL, no chance to pass anything on): the
         # Prefect worker it started does not stay behind, taking runs.
@@ -471,4 +487,4 @@ def test_sigterm_to_a_pool_worker_finishes_the_run_in_flight_and_a_second_stops_
             third.proc.wait()
             wait_for("the Prefect worker gone", lambda: not any(map(_alive, below)), 30, 0.5)
         finally:
-            stop(third.proc)
+            end(third)

@@ -96,12 +96,15 @@ def register(
                         "run flows as local processes: use a 'process' pool"
                     )
             limit_lines = limits.ensure(client, settings)
-            limit_lines.append(zombies.ensure(client))
         module = EntrypointType.MODULE_PATH
-        # A run's output goes to the Prefect server's logs (the UI shows them), not through a
-        # pipe to its worker: a worker paused while it stops (run_pool_worker) would stop
-        # reading the pipe, and a run that writes enough would wait on it forever.
-        quiet = {"stream_output": False}
+        # A run's console output is discarded (its Prefect logs reach the server as before):
+        # through a pipe to its worker, a run that writes enough would wait forever on a
+        # worker paused while it stops (run_pool_worker). Its heartbeat, for the zombie
+        # automations, is set here, whoever started the worker.
+        run_with = {
+            "stream_output": False,
+            "env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(zombies.HEARTBEAT_SECONDS)},
+        }
         # In a synchronous caller these are RunnerDeployments, not coroutines.
         deployments: list[Any] = [
             tick.to_deployment(
@@ -109,25 +112,26 @@ def register(
                 interval=interval,
                 parameters={"fan_out": True, "senders": senders},
                 entrypoint_type=module,
-                job_variables=quiet,
+                job_variables=run_with,
                 description="Runs what is due in every running cycle, on the work pool.",
             ),
             advance.to_deployment(
                 name=ADVANCE,
                 parameters={"senders": senders},
                 entrypoint_type=module,
-                job_variables=quiet,
+                job_variables=run_with,
                 description="Drafts one cycle's due stages into the outbox.",
             ),
             send.to_deployment(
                 name=DELIVER,
                 entrypoint_type=module,
-                job_variables=quiet,
+                job_variables=run_with,
                 description="Delivers the outbox; several runs share it without doubles.",
             ),
         ]
-        for deployment in deployments:
-            deployment.apply(work_pool_name=pool)
+        ids = [str(deployment.apply(work_pool_name=pool)) for deployment in deployments]
+        with get_client(sync_client=True) as client:
+            limit_lines += zombies.ensure(client, ids)
     except httpx.HTTPError as exc:
         raise ConfigError(f"cannot reach the Prefect server at {url}: {exc}") from None
     names = [f"{d.flow_name}/{d.name}" for d in deployments]
@@ -174,17 +178,25 @@ def preflight(settings: Settings) -> None:
             raise ConfigError(f"SAMVERKAN_SMTP_URL: {exc}") from None
 
 
-def _worker_child() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """In the Prefect worker, before it starts: SIGINT back to its default (``nohup`` or a
-    shell's ``&`` hand it down ignored, and Prefect's worker stops on SIGINT), and, on Linux,
-    SIGTERM to it when samverkan's process dies, even by SIGKILL, so it is never left running
-    alone, taking runs."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _worker_child(parent: int) -> Callable[[], None]:
+    """What the Prefect worker does before it starts (between fork and exec): SIGINT back to
+    its default (a shell's ``&`` hands it down ignored, and Prefect's worker stops on
+    SIGINT), and, on Linux, SIGKILL to it when samverkan's process dies, even by SIGKILL, so
+    that it is never left running alone, taking runs. SIGKILL, not SIGTERM: told to stop,
+    Prefect's worker ends the runs it started, while killed it leaves them (each in a session
+    of its own) to finish."""
 
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    def prepare() -> None:  # pragma: no cover - runs in the child
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # samverkan died before the line above
+                os._exit(1)
+
+    return prepare
 
 
 def _below(pid: int) -> set[int]:
@@ -197,7 +209,8 @@ def _below(pid: int) -> set[int]:
     for entry in entries:
         if entry.isdigit():
             try:
-                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115 - one read
+                with open(f"/proc/{entry}/stat") as stat_file:
+                    stat = stat_file.read()
             except OSError:
                 continue
             state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
@@ -213,37 +226,45 @@ def _below(pid: int) -> set[int]:
     return found
 
 
-def _crash_runs_of(pids: set[int], say: Callable[[str], None]) -> None:
-    """Mark Crashed, with the reason, the flow runs that ran in ``pids`` and are still open on
-    the server: a worker stopped at once must not leave them Running."""
-    import socket
+def _flow_runs_in(pids: set[int]) -> set[str]:
+    """The ids of the flow runs these processes run: Prefect gives each run's process its id
+    in the environment (PREFECT__FLOW_RUN_ID). The server's ``infrastructure_pid`` is a bare
+    pid, which another machine's run may share, so it is not used to find them."""
+    found = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                variables = environ.read().split(b"\0")
+        except OSError:
+            continue
+        for variable in variables:
+            if variable.startswith(b"PREFECT__FLOW_RUN_ID="):
+                found.add(variable.split(b"=", 1)[1].decode())
+    return found
+
+
+def _crash(run_ids: set[str], say: Callable[[str], None]) -> None:
+    """Mark these flow runs Crashed, with the reason, where they are still open: a worker
+    stopped at once must not leave them Running."""
+    if not run_ids:
+        return
+    from uuid import UUID
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
 
-    host = socket.gethostname()
-    ours = {f"{host}:{pid}" for pid in pids} | {str(pid) for pid in pids}
-    open_states = FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
     try:
         with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=open_states)),
-                limit=200,
-            )
-            for run in runs:
-                if str(run.infrastructure_pid) in ours:
-                    client.set_flow_run_state(
-                        run.id,
-                        Crashed(message="stopped by a second signal to samverkan worker"),
-                        force=True,
-                    )
-                    say(f"flow run {run.name} marked Crashed")
+            for run_id in sorted(run_ids):
+                run = client.read_flow_run(UUID(run_id))
+                if run.state is None or run.state.is_final():
+                    continue
+                client.set_flow_run_state(
+                    run.id,
+                    Crashed(message="stopped by a second signal to samverkan worker"),
+                    force=True,
+                )
+                say(f"flow run {run.name} marked Crashed")
     except Exception as exc:  # the server away: the zombie automation marks them later
         say(f"could not mark the stopped runs Crashed ({exc}); the zombie automation will")
 
@@ -253,71 +274,72 @@ def run_pool_worker(
 ) -> int:
     """A Prefect process worker on ``pool``, until it is stopped; its exit status.
 
-    The worker's flow runs send a heartbeat every ``zombies.HEARTBEAT_SECONDS``, so the
-    automation of ``samverkan deploy`` can mark them Crashed if this machine dies.
-
     Stopping (SIGTERM or SIGINT to this process). Prefect's worker, told to stop, ends the
     runs it has in flight and leaves them Running on the server (measured: a deliver run
     half-way through stayed Running). So the first signal pauses the worker instead (SIGSTOP:
     it takes no more runs, while the runs it started go on in their own processes), waits
-    until they have ended, and only then stops it. A second signal stops everything at once
-    and marks the runs it stopped Crashed, with the reason. Where the processes cannot be
-    read (not Linux), the first signal is passed on to the worker as it is.
+    until they have ended, and only then stops it; exit status 0. A second signal, at any
+    point, ends everything at once and marks the runs it ended Crashed, with the reason; exit
+    status 128 + the signal. Where the processes cannot be read (not Linux), the first signal
+    is passed on to the worker as it is.
     """
-    from flows.orchestration import zombies
-
     check_server(api_url())
-    env = {**os.environ, "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(zombies.HEARTBEAT_SECONDS)}
     child = subprocess.Popen(
-        worker_command(pool, limit), env=env, preexec_fn=_worker_child, process_group=0
+        worker_command(pool, limit), preexec_fn=_worker_child(os.getpid()), process_group=0
     )
-    told = 0
+    signals: list[int] = []
 
     def count(signum: int, frame: FrameType | None) -> None:
-        nonlocal told
-        told += 1
+        signals.append(signum)
 
     def signal_worker(signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signum)
 
     previous = {s: signal.signal(s, count) for s in (signal.SIGINT, signal.SIGTERM)}
-    acted = 0  # how many of the signals have been acted on
     can_wait = sys.platform.startswith("linux")
+    state = "running"  # then "draining" (paused), "stopping" (told to stop), "killed"
     try:
         while child.poll() is None:
-            if told > acted and acted == 0:
-                acted = 1
-                if can_wait:
-                    signal_worker(signal.SIGSTOP)
-                    runs = len(_below(child.pid))
-                    say(
-                        "stopping: no more runs are taken; waiting for the "
-                        f"{runs} in flight to finish (signal again to stop them now)"
-                    )
-                else:
-                    say("stopping: the worker finishes what it can and stops")
-                    signal_worker(signal.SIGTERM)
-            elif acted == 1 and told == 1 and can_wait and not _below(child.pid):
-                signal_worker(signal.SIGCONT)
-                signal_worker(signal.SIGTERM)
-                acted = 1_000  # the worker stops now, with nothing in flight
-            elif told >= 2 and acted < 2:
-                acted = 2
-                stopped = _below(child.pid)
-                say(f"stopping now: {len(stopped)} processes of runs in flight are ended")
-                for pid in stopped:
+            if len(signals) >= 2 and state != "killed":
+                state = "killed"
+                processes = _below(child.pid)
+                runs = _flow_runs_in(processes)
+                n = len(runs)
+                say(f"stopping now: {n} {'run' if n == 1 else 'runs'} in flight ended")
+                signal_worker(signal.SIGKILL)  # first, so that it starts nothing more
+                for pid in processes:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                signal_worker(signal.SIGCONT)
-                signal_worker(signal.SIGKILL)
                 child.wait()
-                _crash_runs_of(stopped, say)
+                _crash(runs, say)
+            elif signals and state == "running":
+                if can_wait:
+                    state = "draining"
+                    signal_worker(signal.SIGSTOP)
+                    runs = _flow_runs_in(_below(child.pid))
+                    say(
+                        f"stopping: no more runs are taken; waiting for the {len(runs)} in "
+                        "flight to finish (signal again to end them now)"
+                    )
+                else:
+                    state = "stopping"
+                    say("stopping: the worker finishes what it can and stops")
+                    signal_worker(signal.SIGTERM)
+            elif state == "draining" and not _below(child.pid):
+                state = "stopping"  # nothing in flight: the worker may stop now
+                signal_worker(signal.SIGCONT)
+                signal_worker(signal.SIGTERM)
             time.sleep(0.2)
-        return child.returncode if acted < 2 else 143
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if state == "killed":
+        return 128 + signals[-1]
+    if state in ("draining", "stopping"):
+        return 0  # stopped as asked, nothing left in flight
+    code = child.returncode
+    return 128 - code if code < 0 else code
 
 
 def run_embedded(

@@ -20,7 +20,10 @@ A run waits up to half a minute for a first connection; if the other runs hold t
 still, it leaves the outbox to them (they send what is ready, and what becomes ready while
 they run) and ends having sent nothing, rather than wait behind a long drain while every tick
 starts more runs that would wait too. A run that is killed holds its connection slots until
-their lease runs out (a minute, and the server looks every 15 s); rate slots free themselves.
+their lease runs out (two minutes; the server looks every 15 s); rate slots free themselves.
+The lease is renewed every 90 s while the run lives, so a Prefect server may be away for
+half a minute around a renewal before a live run loses its slots (a shorter lease would free a
+dead run's slots sooner and lose a live run's in a shorter outage).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 CONNECTIONS = "samverkan-smtp-connections"
 RATE = "samverkan-smtp-rate"
 PER_MINUTE = "samverkan-smtp-rate-per-minute"
-LEASE_SECONDS = 60.0  # a killed run's connection slots free after this; renewed every 45 s
+LEASE_SECONDS = 120.0  # a killed run's connection slots free after this; renewed every 90 s
 CONNECTION_WAIT = 30.0  # seconds a run waits for a first connection before leaving it to others
 
 _said: set[str] = set()  # what this process has logged about missing limits
