@@ -111,3 +111,34 @@ def test_a_second_signal_ends_the_run_at_once(tmp_path: Path) -> None:
     assert "the zombie automation will" in out
     time.sleep(3.5)
     assert not (tmp_path / "run-finished").exists()  # ended, not left running
+
+
+def test_a_killed_wrapper_takes_its_worker_with_it_and_the_run_finishes(tmp_path: Path) -> None:
+    """SIGKILL to samverkan's process while it waits for the run in flight: the paused worker
+    does not stay behind (it dies with it), and the run, in a session of its own, finishes."""
+    proc = start(tmp_path, sigint_ignored=False)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout is not None
+    assert "waiting for the 1 in flight" in proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "run-finished").exists():
+        assert time.monotonic() < deadline, "the run did not finish"
+        time.sleep(0.1)
+    # Killed, not told to stop: it never got to kill the run.
+    assert not (tmp_path / "worker-stopped").exists()
+    assert not running_stand_ins(tmp_path), "the worker outlived samverkan's process"
+
+
+def running_stand_ins(tmp_path: Path) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if str(tmp_path / "stand_in.py").encode() in command and state != "Z":
+            found.append(int(entry))
+    return found
