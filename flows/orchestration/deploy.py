@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,11 +244,35 @@ def _flow_runs_in(pids: set[int]) -> set[str]:
     return found
 
 
+CRASH_WAIT = 15.0  # seconds a forced stop waits for the server to take the Crashed states
+
+
 def _crash(run_ids: set[str], say: Callable[[str], None]) -> None:
     """Mark these flow runs Crashed, with the reason, where they are still open: a worker
-    stopped at once must not leave them Running."""
+    stopped at once must not leave them Running. Waits for the server at most
+    ``CRASH_WAIT`` seconds (a forced stop is not held up by a server that is away; the zombie
+    automation marks the runs later)."""
     if not run_ids:
         return
+    from flows.orchestration.prefect_settings import server_configured
+
+    if not server_configured():  # Prefect would start an embedded server of its own
+        say("no Prefect server to mark the stopped runs on")
+        return
+    lines: list[str] = []
+    thread = threading.Thread(target=_mark_crashed, args=(run_ids, lines), daemon=True)
+    thread.start()
+    thread.join(CRASH_WAIT)
+    for line in list(lines):
+        say(line)
+    if thread.is_alive():
+        say(
+            f"could not mark the stopped runs Crashed within {CRASH_WAIT:g} s; "
+            "the zombie automation will"
+        )
+
+
+def _mark_crashed(run_ids: set[str], lines: list[str]) -> None:
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -264,9 +289,9 @@ def _crash(run_ids: set[str], say: Callable[[str], None]) -> None:
                     Crashed(message="stopped by a second signal to samverkan worker"),
                     force=True,
                 )
-                say(f"flow run {run.name} marked Crashed")
+                lines.append(f"flow run {run.name} marked Crashed")
     except Exception as exc:  # the server away: the zombie automation marks them later
-        say(f"could not mark the stopped runs Crashed ({exc}); the zombie automation will")
+        lines.append(f"could not mark the stopped runs Crashed ({exc}); the zombie automation will")
 
 
 def run_pool_worker(
