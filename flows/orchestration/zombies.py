@@ -51,57 +51,50 @@ def automations(deployment_ids: list[str]) -> list[Any]:
         }
     )
 
-    def crash(message: str) -> Any:
-        return ChangeFlowRunState(
-            state=StateType.CRASHED, name="Crashed", force=False, message=message
+    def crash_after(
+        name: str, after: str, expect: str, within: int, what: str, message: str
+    ) -> Any:
+        """Crashed, with ``message``, for a run that had ``after`` and then neither
+        ``expect`` nor a final state within ``within`` seconds."""
+        return AutomationCore(
+            name=name,
+            description=f"Marks a run of samverkan's deployments Crashed {what}. "
+            "Made by samverkan deploy.",
+            trigger=EventTrigger(
+                after={after},
+                expect={expect, *ENDED},
+                match=runs,
+                match_related=ours,
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=within),
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.CRASHED, name="Crashed", force=False, message=message
+                )
+            ],
         )
 
     return [
-        AutomationCore(
-            name=NAME,
-            description=(
-                "Marks a run of samverkan's deployments Crashed when its worker stopped "
-                f"sending heartbeats (none for {MISSED_WITHIN} s). Made by samverkan deploy."
-            ),
-            trigger=EventTrigger(
-                after={"prefect.flow-run.heartbeat"},
-                expect={"prefect.flow-run.heartbeat", *ENDED},
-                match=runs,
-                match_related=ours,
-                for_each={"prefect.resource.id"},
-                posture=Posture.Proactive,
-                threshold=1,
-                within=timedelta(seconds=MISSED_WITHIN),
-            ),
-            actions=[
-                crash(
-                    f"no heartbeat for {MISSED_WITHIN} s: its worker stopped "
-                    "(marked by samverkan's zombie automation)"
-                )
-            ],
+        crash_after(
+            NAME,
+            "prefect.flow-run.heartbeat",
+            "prefect.flow-run.heartbeat",
+            MISSED_WITHIN,
+            f"when its worker stopped sending heartbeats (none for {MISSED_WITHIN} s)",
+            f"no heartbeat for {MISSED_WITHIN} s: its worker stopped "
+            "(marked by samverkan's zombie automation)",
         ),
-        AutomationCore(
-            name=STARTING,
-            description=(
-                "Marks a run of samverkan's deployments Crashed when it was taken by a worker "
-                f"and did not start within {STARTING_WITHIN} s. Made by samverkan deploy."
-            ),
-            trigger=EventTrigger(
-                after={"prefect.flow-run.Pending"},
-                expect={"prefect.flow-run.Running", *ENDED},
-                match=runs,
-                match_related=ours,
-                for_each={"prefect.resource.id"},
-                posture=Posture.Proactive,
-                threshold=1,
-                within=timedelta(seconds=STARTING_WITHIN),
-            ),
-            actions=[
-                crash(
-                    f"taken by a worker and not started within {STARTING_WITHIN} s: its worker "
-                    "stopped (marked by samverkan's zombie automation)"
-                )
-            ],
+        crash_after(
+            STARTING,
+            "prefect.flow-run.Pending",
+            "prefect.flow-run.Running",
+            STARTING_WITHIN,
+            f"when it was taken by a worker and did not start within {STARTING_WITHIN} s",
+            f"taken by a worker and not started within {STARTING_WITHIN} s: its worker "
+            "stopped (marked by samverkan's zombie automation)",
         ),
     ]
 
