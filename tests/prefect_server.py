@@ -24,6 +24,8 @@ from tests.conftest import PG_URL
 from tests.smtpd import free_port
 
 PREFECT = [sys.executable, "-m", "prefect"]
+ROOT = Path(__file__).resolve().parent.parent
+SAMVERKAN = [str(Path(sys.executable).parent / "samverkan")]
 
 
 def admin_url() -> str:
@@ -64,6 +66,26 @@ def stop(proc: subprocess.Popen[bytes], *, timeout: float = 30) -> None:
             proc.wait()
         except ProcessLookupError:
             proc.wait()
+
+
+def start_pool_worker(
+    env: dict[str, str], log: Path, *, sigint_ignored: bool = False
+) -> subprocess.Popen[bytes]:
+    """`samverkan worker --pool it-pool` in a session of its own, its output in ``log``; with
+    SIGINT ignored, as a script's `cmd &` starts it."""
+
+    def ignore_sigint() -> None:  # pragma: no cover - in the child
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return subprocess.Popen(
+        [*SAMVERKAN, "worker", "--pool", "it-pool"],
+        env={**env, "PREFECT_LOGGING_LEVEL": "INFO"},
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=ignore_sigint if sigint_ignored else None,
+    )
 
 
 class PrefectServer:

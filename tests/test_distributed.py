@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -26,15 +25,21 @@ from flows.settings import Settings
 from store.db import open_store
 from store.models import Message, Stage
 from tests.conftest import EXAMPLE_CSV, launch_learning_cycle
-from tests.prefect_server import PrefectServer, drop_database, fresh_database, stop
+from tests.prefect_server import (
+    ROOT,
+    SAMVERKAN,
+    PrefectServer,
+    drop_database,
+    fresh_database,
+    start_pool_worker,
+    stop,
+)
 from tests.prefect_server import store_url as store_database
 from tests.smtpd import RecordingSMTP, free_port
 from tests.test_stage_failure import templates_failing_for_lars
 
 pytestmark = pytest.mark.subprocess
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMVERKAN = [str(Path(sys.executable).parent / "samverkan")]
 PEOPLE = 2000
 
 
@@ -102,17 +107,6 @@ def test_embedded_worker_ticks_until_stopped(tmp_path: Path) -> None:
 
 
 # --- the integration test: prefect server + two prefect workers --------------------------
-
-
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [*SAMVERKAN, "worker", "--pool", "it-pool"],
-        env={**env, "PREFECT_LOGGING_LEVEL": "INFO"},
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
 def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
@@ -193,18 +187,7 @@ def test_a_cycle_of_2000_runs_on_two_prefect_workers_exactly_once(
             )
 
             logs = [tmp_path / f"worker{i}.log" for i in (1, 2)]
-            worker_env = {**env, "PREFECT_LOGGING_LEVEL": "INFO"}
-            for log in logs:
-                workers.append(
-                    subprocess.Popen(
-                        [*SAMVERKAN, "worker", "--pool", "it-pool"],
-                        env=worker_env,
-                        cwd=ROOT,
-                        stdout=log.open("wb"),
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
+            workers += [start_pool_worker(env, log) for log in logs]
             tick_id = by_name["samverkan-tick"]["id"]
             started = httpx.post(f"{api}/deployments/{tick_id}/create_flow_run", json={})
             assert started.status_code == 201, started.text
@@ -323,7 +306,7 @@ def test_a_stage_that_fails_on_the_pool_is_a_failed_task_run_and_the_caps_hold(
             cycle_id = launch_learning_cycle(
                 engine, settings, now - timedelta(days=3), now + timedelta(days=1)
             )
-            worker = _start_worker(env, tmp_path / "worker.log")
+            worker = start_pool_worker(env, tmp_path / "worker.log")
             tick_id = by_name["samverkan-tick"]["id"]
             started = httpx.post(f"{api}/deployments/{tick_id}/create_flow_run", json={})
             assert started.status_code == 201, started.text

@@ -39,7 +39,15 @@ from flows.settings import Settings
 from store.db import open_store
 from store.models import Message
 from tests.conftest import launch_learning_cycle
-from tests.prefect_server import PrefectServer, drop_database, fresh_database, store_url
+from tests.prefect_server import (
+    ROOT,
+    SAMVERKAN,
+    PrefectServer,
+    drop_database,
+    fresh_database,
+    start_pool_worker,
+    store_url,
+)
 from tests.smtpd import RecordingSMTP
 
 pytestmark = [
@@ -49,8 +57,6 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMVERKAN = [str(Path(sys.executable).parent / "samverkan")]
 PEOPLE = 2000
 CONNECTIONS = 4
 DUE = 2  # the invitation and the workshop's calendar invite are due at launch
@@ -125,22 +131,7 @@ def end(worker: Worker) -> None:
 
 
 def start_worker(env: dict[str, str], log: Path, *, sigint_ignored: bool = False) -> Worker:
-    """`samverkan worker --pool` in its own session; with SIGINT ignored as `nohup … &`
-    starts it."""
-
-    def ignore_sigint() -> None:  # pragma: no cover - in the child
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    proc = subprocess.Popen(
-        [*SAMVERKAN, "worker", "--pool", "it-pool"],
-        env={**env, "PREFECT_LOGGING_LEVEL": "INFO"},
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=ignore_sigint if sigint_ignored else None,
-    )
-    return Worker(proc, log)
+    return Worker(start_pool_worker(env, log, sigint_ignored=sigint_ignored), log)
 
 
 # --- the network, the store and the mail server -----------------------------------------
@@ -269,6 +260,17 @@ def running(setup: Setup, deployment: str) -> list[dict[str, Any]]:
     return [r for r in setup.runs(deployment) if r["state_type"] == "RUNNING"]
 
 
+def delivering(setup: Setup, arrived: int) -> list[dict[str, Any]]:
+    """Wait until deliver runs are going and ``arrived`` messages have reached the SMTP
+    server; those runs."""
+
+    def under_way() -> list[dict[str, Any]]:
+        runs = running(setup, "samverkan-deliver")
+        return runs if runs and len(setup.smtp.recorder.messages) >= arrived else []
+
+    return list(wait_for("delivery under way", under_way, 600, every=0.2))
+
+
 def settled(setup: Setup) -> bool:
     """Every run has ended (the tick's schedule may have lined up later ones)."""
     return all(r["state_type"] not in ("RUNNING", "PENDING") for r in setup.server.flow_runs())
@@ -287,15 +289,7 @@ def test_a_worker_killed_mid_delivery_leaves_only_its_connections_in_doubt(
             workers = [start_worker(setup.env, tmp_path / f"worker{i}.log") for i in (1, 2)]
             setup.server.run("samverkan-tick")
             # Mid-delivery: the deliver runs are going and part of the mail has arrived.
-            wait_for(
-                "delivery under way",
-                lambda: (
-                    running(setup, "samverkan-deliver") and len(setup.smtp.recorder.messages) >= 300
-                ),
-                600,
-                every=0.2,
-            )
-            victim_run = running(setup, "samverkan-deliver")[0]
+            victim_run = delivering(setup, 300)[0]
             run_pid = int(str(victim_run["infrastructure_pid"]).rsplit(":", 1)[-1])
             victim = next(w for w in workers if run_pid in tree(w.proc.pid))
             doomed = tree(victim.proc.pid)
@@ -416,15 +410,7 @@ def test_sigterm_to_a_pool_worker_finishes_the_run_in_flight_and_a_second_stops_
         first = start_worker(setup.env, tmp_path / "first.log", sigint_ignored=True)
         try:
             setup.server.run("samverkan-tick")
-            wait_for(
-                "delivery under way",
-                lambda: (
-                    running(setup, "samverkan-deliver") and len(setup.smtp.recorder.messages) >= 200
-                ),
-                600,
-                every=0.2,
-            )
-            in_flight = {r["id"] for r in running(setup, "samverkan-deliver")}
+            in_flight = {r["id"] for r in delivering(setup, 200)}
             everything = tree(first.proc.pid)
             first.proc.send_signal(signal.SIGTERM)
             assert first.proc.wait(timeout=300) == 0, first.output()[-3000:]
@@ -446,16 +432,7 @@ def test_sigterm_to_a_pool_worker_finishes_the_run_in_flight_and_a_second_stops_
         try:
             arrived = len(setup.smtp.recorder.messages)
             setup.server.run("samverkan-tick")
-            wait_for(
-                "delivery under way",
-                lambda: (
-                    running(setup, "samverkan-deliver")
-                    and len(setup.smtp.recorder.messages) >= arrived + 200
-                ),
-                600,
-                every=0.2,
-            )
-            in_flight = {r["id"] for r in running(setup, "samverkan-deliver")}
+            in_flight = {r["id"] for r in delivering(setup, arrived + 200)}
             everything = tree(second.proc.pid)
             second.proc.send_signal(signal.SIGTERM)
             time.sleep(1)
