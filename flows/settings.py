@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     min_group: int = Field(
         default=3, ge=1, description="Indicator groups smaller than this are not shown."
     )
+    collaboration: str = Field(
+        default="",
+        description="This collaboration's name in indicator exports (schema 2), so that a "
+        "regional or national view can tell collaborations apart, e.g. 'Samordningsförbundet "
+        "Göteborg'.",
+    )
     signoff_remind_after_hours: float = Field(
         default=48.0,
         gt=0,

@@ -246,10 +246,26 @@ class Response(SQLModel, table=True):
     stage_id: int = Field(foreign_key="stage.id", index=True)
     participant_id: int | None = Field(default=None, foreign_key="participant.id")
     question_id: str
+    # The instrument the question belongs to, as the cycle asked it (None: the free library).
+    instrument: str | None = None
+    instrument_version: int | None = None
     scale_value: int | None = None
     text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class InstrumentQuestion(SQLModel, table=True):
+    """The wording an instrument's question had when a cycle first asked it, as a
+    fingerprint: a later launch with other wording under the same version is refused."""
+
+    __tablename__ = "instrument_question"
+    instrument: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    question_id: str = Field(primary_key=True)
+    fingerprint: str
+    first_cycle_id: int | None = None
+    recorded_at: datetime = _ts(default_factory=utcnow)
 
 
 class AuditEntry(SQLModel, table=True):

@@ -57,7 +57,7 @@ def test_launch_copies_the_plan_with_due_times_in_the_cycle_zone(network, settin
         (
             {"template": "no-such"},
             NotFound,
-            "unknown template 'no-such' (available: learning-cycle)",
+            "unknown template 'no-such' (available: annual-survey, learning-cycle)",
         ),
         ({"start": "next tuesday"}, InvalidInput, "invalid --start 'next tuesday'"),
         ({"timezone": "Europe/Gothenburg"}, InvalidInput, "unknown time zone 'Europe/Gothenburg'"),

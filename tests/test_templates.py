@@ -25,7 +25,7 @@ def test_bundled_template_is_valid_in_both_languages() -> None:
     # 6 stages, the workshop's update and cancellation besides its invite: 8 emails, each in
     # both languages (the reflection too, whichever language the coordinator reads).
     assert report.startswith("learning-cycle: valid: 6 stages, 16 emails (sv, en) rendered")
-    assert list_templates(REPO_TEMPLATES) == ["learning-cycle"]
+    assert list_templates(REPO_TEMPLATES) == ["annual-survey", "learning-cycle"]
 
 
 def test_followup_asks_the_solution_focused_questions() -> None:

@@ -207,10 +207,17 @@ def test_templates_list_and_detail(web) -> None:
     listing = client.get("/workspace/templates")
     assert listing.status_code == 200
     rows = Tables(listing.text).tables["Templates in the templates folder"]
-    assert rows[1] == [
-        "learning-cycle",
-        "Learning cycle",
-        "invitation → workshop → workshop-reminder → followup → followup-reminder → reflection",
+    assert rows[1:] == [
+        [
+            "annual-survey",
+            "Annual survey",
+            "survey → survey-reminder → last-reminder → report",
+        ],
+        [
+            "learning-cycle",
+            "Learning cycle",
+            "invitation → workshop → workshop-reminder → followup → followup-reminder → reflection",
+        ],
     ]
     assert links(listing.text)["learning-cycle"] == "/workspace/templates/learning-cycle"
 

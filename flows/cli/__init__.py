@@ -68,7 +68,6 @@ app.command("drafts")(approval.drafts)
 app.command("approve")(approval.approve)
 app.command("audit")(cycles.audit)
 app.command("report")(reports.report)
-app.command("indicators")(reports.indicators)
 app.command("outbox")(outbox.outbox)
 app.command("serve")(worker.serve)
 app.command("tick")(worker.tick)
@@ -83,6 +82,7 @@ app.add_typer(stages.stage_app, name="stage")
 app.add_typer(signoff.signoff_app, name="signoff")
 app.add_typer(inbox.inbox_app, name="inbox")
 app.add_typer(users.users_app, name="users")
+app.add_typer(reports.indicators_app, name="indicators")
 
 
 def main() -> None:

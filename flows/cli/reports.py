@@ -49,8 +49,16 @@ def report(
     typer.echo(f"wrote {out}")
 
 
+indicators_app = typer.Typer(
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+
+@indicators_app.callback()
 @handled
 def indicators(
+    ctx: typer.Context,
     cycle: Annotated[
         list[int] | None,
         typer.Option(
@@ -60,16 +68,97 @@ def indicators(
         ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv or json")] = "csv",
+    schema: Annotated[
+        int,
+        typer.Option(
+            "--schema",
+            help="1: per organisation × role; 2: also per instrument question and respondent "
+            "group, with histograms, for combining",
+        ),
+    ] = 1,
+    collaboration: Annotated[
+        str | None,
+        typer.Option(
+            "--collaboration",
+            help="This collaboration's name in schema 2 rows [default: SAMVERKAN_COLLABORATION]",
+        ),
+    ] = None,
 ) -> None:
-    """Export the indicators, one row per cycle × organisation × role × indicator
-    (schema samverkan.indicators/1, described in the README), for combining collaborations.
+    """Export the indicators for combining collaborations: schema samverkan.indicators/1, one
+    row per cycle × organisation × role × indicator, or with --schema 2 also per instrument
+    question and respondent group, with the histogram of every scale (both described in the
+    README).
 
-    Example:  samverkan indicators --format csv > indicators.csv
+    \b
+    Examples:
+      samverkan indicators --format csv > indicators.csv
+      samverkan indicators --schema 2 --collaboration "Samordningsförbundet Göteborg" > sf.csv
+      samverkan indicators combine region/*.csv --format html > region.html
     """
-    from flows.reporting import indicators as ind
-
+    if ctx.invoked_subcommand is not None:
+        return
     if fmt not in ("csv", "json"):
         fail(f"unknown format {fmt!r} (use csv or json)")
+    if schema not in (1, 2):
+        fail(f"unknown schema {schema} (use 1 or 2)")
     settings = get_settings()
-    text = ind.export(open_engine(settings), cycle_ids=cycle, min_group=settings.min_group, fmt=fmt)
+    engine = open_engine(settings)
+    if schema == 1:
+        from flows.reporting import indicators as ind
+
+        text = ind.export(engine, cycle_ids=cycle, min_group=settings.min_group, fmt=fmt)
+    else:
+        from flows.reporting import by_question
+        from flows.templates import Question
+        from flows.templates.instruments import load_instruments
+
+        name = collaboration if collaboration is not None else settings.collaboration
+        text = by_question.export(
+            engine,
+            load_instruments(settings.templates_dir, Question),
+            cycle_ids=cycle,
+            min_group=settings.min_group,
+            fmt=fmt,
+            collaboration=name.strip(),
+        )
+    typer.echo(text, nl=False)
+
+
+@indicators_app.command("combine")
+@handled
+def combine(
+    files: Annotated[
+        list[Path], typer.Argument(help="Indicator exports (CSV or JSON, schema 1 or 2)")
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="csv, json or html")] = "csv",
+    min_group: Annotated[
+        int | None,
+        typer.Option(
+            "--min-group",
+            min=1,
+            help="Combined figures of fewer people are not shown [default: SAMVERKAN_MIN_GROUP]",
+        ),
+    ] = None,
+) -> None:
+    """Combine many collaborations' exports into a regional or national view: per instrument
+    question, respondent group and year, the combined count, mean and exact median, the
+    response rate, how many collaborations are behind each figure and the change from the
+    year before. Only figures the exports publish are combined; refuses exports that asked
+    the same question under different instrument versions.
+
+    \b
+    Example:  samverkan indicators combine a.csv b.csv c.json --format html > region.html
+    """
+    from flows.reporting import combine as comb
+
+    if fmt not in ("csv", "json", "html"):
+        fail(f"unknown format {fmt!r} (use csv, json or html)")
+    floor = min_group if min_group is not None else get_settings().min_group
+    combiner, rows = comb.combine(files, min_group=floor)
+    if fmt == "html":
+        from flows.reporting.combine_report import to_html
+
+        text = to_html(combiner, rows, min_group=floor)
+    else:
+        text = comb.to_csv(rows) if fmt == "csv" else comb.to_json(rows)
     typer.echo(text, nl=False)

@@ -63,3 +63,56 @@ def templates_schema() -> None:
     from flows.templates import json_schema
 
     print_json(json_schema())
+
+
+@templates_app.command("instruments")
+@handled
+def templates_instruments() -> None:
+    """List the instruments (question sets with fixed wording) and their respondent groups.
+
+    \b
+    Example:  samverkan templates instruments
+    """
+    from flows.templates import Question
+    from flows.templates.instruments import load_instruments
+
+    settings = get_settings()
+    found = load_instruments(settings.templates_dir, Question)
+    if not found:
+        typer.echo(f"no instruments in {settings.templates_dir / 'instruments'}")
+    for inst in found.values():
+        state = "locked" if inst.locked else "not locked"
+        typer.echo(
+            f"{inst.id} version {inst.version} ({state}): {inst.title.get('en', '')}; "
+            f"{len(inst.questions)} questions: {', '.join(inst.questions)}"
+        )
+        for g in inst.groups:
+            typer.echo(f"  group {g.name}: {g.audience.text}")
+
+
+@templates_app.command("fingerprint")
+@handled
+def templates_fingerprint(
+    path: Annotated[str, typer.Argument(help="An instrument file (instruments/NAME.yaml)")],
+) -> None:
+    """Print the fingerprint of each question's wording in an instrument file, to write
+    beside the question (fingerprint: …) when a new version is locked. Says which
+    questions' wording no longer matches the fingerprint the file gives.
+
+    \b
+    Example:  samverkan templates fingerprint process_templates/instruments/samverkan-sf.yaml
+    """
+    from pathlib import Path
+
+    from flows.templates import Question
+    from flows.templates.instruments import fingerprints
+
+    for qid, now, given in fingerprints(Path(path), Question):
+        state = (
+            "matches"
+            if given == now
+            else "no fingerprint yet"
+            if given is None
+            else f"CHANGED (the file gives {given})"
+        )
+        typer.echo(f"{qid}: {now}  {state}")

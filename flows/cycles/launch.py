@@ -20,7 +20,7 @@ from flows.settings import Settings
 from flows.stages import KINDS, render_every_email
 from flows.stages import signoff as signoff_texts
 from flows.stages.base import StageRun
-from flows.templates import ProcessTemplate, find_template, load_template
+from flows.templates import ProcessTemplate, find_template, instruments, load_template
 from store import queries
 from store.db import session_scope
 from store.errors import InvalidInput, NotFound
@@ -189,6 +189,11 @@ def launch_cycle(
         session.flush()
         session.add_all(CycleMember(cycle_id=pk(cycle), participant_id=pk(p)) for p, _ in people)
         stages = _stage_rows(t, start_at, values, tz, cycle_id=pk(cycle))
+        for s in stages:
+            if s.config.get("questions"):
+                s.config["instruments"] = instruments.bind(
+                    session, t.questions, s.config["questions"], cycle_id=pk(cycle)
+                )
         plan.recompute_due(stages)
         for s in stages:
             if s.kind == "meeting":

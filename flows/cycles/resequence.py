@@ -26,7 +26,7 @@ from flows.stages import KINDS, meeting, render_every_email
 from flows.stages.base import Draft, StageRun, write_drafts
 from flows.stages.signoff import short, signers_of
 from flows.stages.signoff import signed_drafts as signoff_check
-from flows.templates import KEY, LANGUAGES, UNLESS_RULE, ProcessTemplate, template_of
+from flows.templates import KEY, LANGUAGES, UNLESS_RULE, ProcessTemplate, instruments, template_of
 from flows.wording import plural
 from store import queries
 from store.errors import InvalidInput, NotFound, SamverkanError, StateError
@@ -453,6 +453,9 @@ def add_stage(
             if unknown:
                 raise InvalidInput(f"unknown question {unknown[0]!r}")
             config["questions"] = chosen
+            config["instruments"] = instruments.bind(
+                change.session, change.template.questions, chosen, cycle_id=pk(change.cycle)
+            )
         step = planning.Step(key, kind, timing, meeting_start=meeting_start, reminder=bool(unless))
         new = change.plan.add(step)
         row = Stage(

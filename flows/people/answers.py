@@ -51,11 +51,15 @@ def save_answers(
                 existing.pop(qid)
             continue
         if row is None:
+            # The instrument and version the cycle asked it under (bound at launch).
+            inst, version = stage.config.get("instruments", {}).get(qid) or (None, None)
             row = Response(
                 cycle_id=stage.cycle_id,
                 stage_id=stage.id,  # type: ignore[arg-type]
                 participant_id=participant_id,
                 question_id=qid,
+                instrument=inst,
+                instrument_version=version,
             )
             existing[qid] = row
         if q.kind == "scale":

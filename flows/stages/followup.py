@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from flows.stages.base import Draft, Recipient, StageRun
 from flows.stages.email import AudienceKind
+from flows.templates.instruments import asked
 
 __all__ = ["FollowupKind", "questions"]
 
 
-def questions(run: StageRun, language: str) -> list[dict[str, object]]:
-    ids = run.stage.config.get("questions", [])
-    return [run.template.questions[q].localised(language) for q in ids]
+def questions(run: StageRun, recipient: Recipient) -> list[dict[str, object]]:
+    """The stage's questions as this recipient is asked them (language, respondent group)."""
+    t = run.template
+    return [
+        asked(
+            t.questions,
+            t.instruments,
+            q,
+            recipient.language,
+            organisation=recipient.organisation,
+            role=recipient.role,
+        )
+        for q in run.stage.config.get("questions", [])
+    ]
 
 
 class FollowupKind(AudienceKind):
     name = "followup"
 
     def draft(self, run: StageRun, recipient: Recipient) -> Draft:
-        email = run.render(recipient, questions=questions(run, recipient.language))
+        email = run.render(recipient, questions=questions(run, recipient))
         return Draft(recipient=recipient, email=email)

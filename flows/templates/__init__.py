@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flows.cycles import plan
 from flows.settings import REPO_TEMPLATES, Settings
+from flows.templates.instruments import Instrument, load_instruments
 from messaging.render import EmailTemplates
 from store.errors import InvalidInput, NotFound, SamverkanError, TemplateError
 from store.models import Cycle
@@ -128,12 +129,20 @@ class Question(_Strict):
     high: dict[Literal["sv", "en"], str] | None = None
     min: int = 0
     max: int = 10
+    wording: dict[str, dict[Literal["sv", "en"], str]] = Field(
+        default_factory=dict,
+        description="An instrument's wording for a respondent group, by group name.",
+    )
+    # Set by the loader for a question of an instrument (flows/templates/instruments.py).
+    instrument: str | None = None
+    instrument_version: int | None = None
 
-    def localised(self, language: str) -> dict[str, Any]:
+    def localised(self, language: str, group: str | None = None) -> dict[str, Any]:
+        text = self.wording.get(group or "", self.text)
         return {
             "id": self.id,
             "kind": self.kind,
-            "text": self.text[language],  # type: ignore[index]
+            "text": text.get(language, self.text[language]),  # type: ignore[call-overload,index]
             "low": self.low[language] if self.low else "",  # type: ignore[index]
             "high": self.high[language] if self.high else "",  # type: ignore[index]
             "min": self.min,
@@ -142,17 +151,44 @@ class Question(_Strict):
 
 
 def load_questions(root: Path) -> dict[str, Question]:
-    """The question library: every YAML file in ``<root>/questions``."""
+    """The questions a template may ask: every YAML file in ``<root>/questions`` (the free
+    library) and the questions of every instrument in ``<root>/instruments``."""
     found: dict[str, Question] = {}
     for path in sorted((root / "questions").glob("*.yaml")):
         try:
             items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
             for raw in items:
                 q = Question.model_validate(raw)
+                if q.instrument is not None or q.wording:
+                    raise TemplateError(
+                        f"{path}: question {q.id!r}: instrument and wording belong in an "
+                        "instrument file (instruments/)"
+                    )
                 found[q.id] = q
         except (yaml.YAMLError, ValidationError, TypeError) as exc:
             raise TemplateError(f"{path}: {_first_error(exc)}") from None
+    for inst in load_instruments(root, Question).values():
+        for qid, q in inst.questions.items():
+            if qid in found:
+                raise TemplateError(
+                    f"{inst.path}: question {qid!r} is also "
+                    + (
+                        f"in instrument {found[qid].instrument}"
+                        if found[qid].instrument
+                        else "in the question library"
+                    )
+                )
+            found[qid] = q
     return found
+
+
+def _questions_root(folder: Path) -> Path:
+    """Where a template's questions come from: a folder beside it with questions/ or
+    instruments/, or else the bundled one."""
+    local = folder.parent
+    if (local / "questions").is_dir() or (local / "instruments").is_dir():
+        return local
+    return REPO_TEMPLATES
 
 
 def _first_error(exc: Exception) -> str:
@@ -168,6 +204,7 @@ class ProcessTemplate:
     folder: Path
     spec: ProcessSpec
     questions: dict[str, Question]
+    instruments: dict[str, Instrument]
 
     @property
     def name(self) -> str:
@@ -232,12 +269,13 @@ def load_template(folder: Path, *, questions_root: Path | None = None) -> Proces
         spec = ProcessSpec.model_validate(raw)
     except ValidationError as exc:
         raise TemplateError(f"{path}: {_first_error(exc)}") from None
-    if questions_root is None:
-        # A template beside a question library uses it; one elsewhere uses the bundled one.
-        local = folder.parent
-        questions_root = local if (local / "questions").is_dir() else REPO_TEMPLATES
-    questions = load_questions(questions_root)
-    template = ProcessTemplate(folder=folder, spec=spec, questions=questions)
+    root = questions_root if questions_root is not None else _questions_root(folder)
+    template = ProcessTemplate(
+        folder=folder,
+        spec=spec,
+        questions=load_questions(root),
+        instruments=load_instruments(root, Question),
+    )
     _check(template, path)
     return template
 

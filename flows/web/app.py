@@ -32,7 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from flows.people.answers import TEXT_LIMIT, save_answers, save_rsvp
 from flows.people.consent import withdraw_consent
 from flows.settings import Settings
-from flows.templates import template_of
+from flows.templates import ProcessTemplate, template_of
+from flows.templates.instruments import asked
 from flows.web.workspace import create_workspace
 from flows.web.workspace.core import PREFIX
 from messaging import links
@@ -44,6 +45,7 @@ from store.models import (
     AccessToken,
     Cycle,
     CycleStatus,
+    Organisation,
     Participant,
     PartStat,
     Stage,
@@ -166,6 +168,18 @@ class Access:
     def language(self) -> str:
         return str(self.participant.language)
 
+    def question(self, t: ProcessTemplate, qid: str) -> dict[str, Any]:
+        """A question as this participant is asked it (language, respondent group)."""
+        org = self.session.get(Organisation, self.participant.organisation_id)
+        return asked(
+            t.questions,
+            t.instruments,
+            qid,
+            self.language,
+            organisation=org.name if org else "",
+            role=str(self.participant.role),
+        )
+
     @property
     def text(self) -> dict[str, Any]:
         return TEXT[self.language]
@@ -265,7 +279,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def questions_of(a: Access, submitted: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """The questions with the saved answers, or with what was just sent when it could not
         be saved (so that nothing typed is lost)."""
-        library = template_of(settings, a.cycle).questions
+        t = template_of(settings, a.cycle)
         answers = {
             r.question_id: r
             for r in queries.answers_to_stage(
@@ -274,7 +288,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         }
         found = []
         for qid in a.stage.config.get("questions", []):
-            q = library[qid].localised(a.language)
+            q = a.question(t, qid)
             r = answers.get(qid)
             q["value"] = (r.scale_value if q["kind"] == "scale" else r.text) if r else None
             if submitted is not None and qid in submitted:
@@ -287,14 +301,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     def scale_errors(a: Access, submitted: dict[str, str]) -> list[str]:
         """What is wrong with the scale answers, in the participant's words and language."""
-        library = template_of(settings, a.cycle).questions
+        t = template_of(settings, a.cycle)
         wrong = []
         for qid, value in submitted.items():
-            q = library[qid]
+            q = t.questions[qid]
             if q.kind != "scale" or not value.strip():
                 continue
             if not (_digits(value.strip()) and q.min <= int(value) <= q.max):
-                text = q.localised(a.language)["text"]
+                text = a.question(t, qid)["text"]
                 wrong.append(a.text["scale_error"].format(question=text, lo=q.min, hi=q.max))
         return wrong
 

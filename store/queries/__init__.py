@@ -55,6 +55,7 @@ from store.queries.glance import (
     stages_in_status,
     stages_noted,
 )
+from store.queries.instruments import record_wording
 from store.queries.meetings import (
     insert_attendees,
     invited_among,
@@ -103,9 +104,11 @@ from store.queries.people import (
 )
 from store.queries.reporting import (
     cycles_not_cancelled,
+    followup_instruments,
     people_asked,
     people_who_answered,
     scale_histograms,
+    scale_histograms_by_question,
 )
 from store.queries.signoff import (
     add_variant,
@@ -167,6 +170,7 @@ __all__ = [
     "find_participant",
     "finished_cycle_ids",
     "followup_coverage",
+    "followup_instruments",
     "forget_login_failures",
     "get_cycle",
     "get_stage",
@@ -207,10 +211,12 @@ __all__ = [
     "ready_messages",
     "record_login_failure",
     "record_outcomes",
+    "record_wording",
     "release_claims",
     "requeue_uncertain",
     "respondents",
     "scale_histograms",
+    "scale_histograms_by_question",
     "session_by_token",
     "signatures",
     "signoff_comments",

@@ -7,6 +7,7 @@ so the caller adds those rows up exactly to every coarser group.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
@@ -102,3 +103,47 @@ def scale_histograms(session: Session, *, cycle_ids: Sequence[int]) -> list[Scal
         )
     )
     return [(c, o, r, v, n) for c, o, r, v, n in session.execute(query).all()]
+
+
+# (cycle id, organisation, role, instrument, version, question id, scale value, answers)
+QuestionScaleRow = tuple[int, str, str, str | None, int | None, str, int, int]
+
+
+def scale_histograms_by_question(
+    session: Session, *, cycle_ids: Sequence[int]
+) -> list[QuestionScaleRow]:
+    """How often each scale value was given to each question (with the instrument and
+    version it was asked under), per cycle × organisation × role."""
+    keys = (
+        col(Response.cycle_id),
+        col(Organisation.name),
+        col(Participant.role),
+        col(Response.instrument),
+        col(Response.instrument_version),
+        col(Response.question_id),
+        col(Response.scale_value),
+    )
+    query = (
+        sql_select(*keys, func.count())
+        .join(Participant, col(Participant.id) == Response.participant_id)
+        .join(Organisation, col(Organisation.id) == Participant.organisation_id)
+        .where(col(Response.cycle_id).in_(cycle_ids), col(Response.scale_value).is_not(None))
+        .group_by(*keys)
+    )
+    return [tuple(row) for row in session.execute(query).all()]
+
+
+def followup_instruments(session: Session, *, cycle_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """Each cycle's first follow-up instrument as its launch bound it: {cycle id: [id,
+    version]}; cycles whose follow-ups ask no instrument's questions are left out."""
+    rows = session.exec(
+        select(Stage)
+        .where(col(Stage.cycle_id).in_(cycle_ids), col(Stage.kind) == "followup")
+        .order_by(col(Stage.cycle_id), col(Stage.position))
+    ).all()
+    found: dict[int, list[Any]] = {}
+    for stage in rows:
+        bound = (stage.config or {}).get("instruments") or {}
+        if stage.cycle_id not in found and bound:
+            found[stage.cycle_id] = list(next(iter(bound.values())))
+    return found

@@ -1,0 +1,361 @@
+"""Combining collaborations: three stores' schema 2 exports combined into figures checked by
+hand, small groups that stay hidden after combining (tried as an attacker holding every
+input and the combined view), a mixed-version input refused, and schema 1 read."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlmodel import Session
+
+from flows.reporting import by_question
+from flows.reporting.combine import combine
+from flows.reporting.combine_report import to_html
+from flows.reporting.indicators import export as export_v1
+from flows.settings import REPO_TEMPLATES
+from flows.templates import Question
+from flows.templates.instruments import load_instruments
+from store.db import open_store
+from store.models import Cycle, Message, Organisation, Participant, Response, Stage
+
+ROOT = Path(__file__).parent.parent
+INSTRUMENTS = load_instruments(REPO_TEMPLATES, Question)
+QUESTIONS = ["scale-now", "what-works"]
+
+# One collaboration's people: (organisation, role, scale answer or None for no answer).
+Person = tuple[str, str, int | None]
+
+A: list[Person] = [
+    *[("Kommun A", "service_user", v) for v in (2, 4, 6, 8, None)],
+    *[("Kommun A", "professional", v) for v in (5, 5, 6)],
+    *[("Kommun A", "manager", v) for v in (6, 7, 7)],
+    *[("Kommun A", "politician", v) for v in (7, 9)],  # two board members: hidden
+]
+B: list[Person] = [
+    *[("Region B", "service_user", v) for v in (3, 3, 7)],
+    *[("Region B", "professional", v) for v in (6, 7, 8, 9)],
+    *[("Region B", "manager", v) for v in (5, 6, 7)],
+]
+C: list[Person] = [
+    *[("Stad C", "service_user", v) for v in (5, 6, 6, 9, 10, None)],
+    *[("Stad C", "professional", v) for v in (4, 4, 5)],
+    *[("Stad C", "manager", v) for v in (8, 8, 8)],
+]
+
+
+def build(path: Path, people: list[Person], year: int = 2027, *, version: int = 1) -> str:
+    """A collaboration's store with one annual survey, and its schema 2 export (CSV)."""
+    engine = open_store(f"sqlite:///{path}")
+    with Session(engine) as s:
+        orgs = {n: Organisation(name=n) for n in sorted({p[0] for p in people})}
+        s.add_all(orgs.values())
+        s.flush()
+        cycle = Cycle(
+            name=f"Årlig enkät {year}",
+            template="annual-survey",
+            timezone="Europe/Stockholm",
+            start_at=datetime(year, 3, 1, 8, tzinfo=UTC),
+        )
+        s.add(cycle)
+        s.flush()
+        bound = {q: ["samverkan-sf", version] for q in QUESTIONS}
+        stage = Stage(
+            cycle_id=cycle.id,
+            key="survey",
+            kind="followup",
+            position=0,
+            due_at=cycle.start_at,
+            template="survey",
+            status="done",
+            config={"questions": QUESTIONS, "instruments": bound},
+        )
+        s.add(stage)
+        s.flush()
+        for i, (org, role, value) in enumerate(people):
+            p = Participant(
+                name=f"p{i}",
+                email=f"p{i}@x.example",
+                email_key=f"p{i}@x.example",
+                organisation_id=orgs[org].id,
+                role=role,
+                language="sv",
+            )
+            s.add(p)
+            s.flush()
+            s.add(
+                Message(
+                    cycle_id=cycle.id,
+                    stage_id=stage.id,
+                    participant_id=p.id,
+                    to_email=p.email,
+                    to_key=p.email_key,
+                    to_name=p.name,
+                    category="followup",
+                    subject="q",
+                    text="q",
+                    html="q",
+                    status="sent",
+                )
+            )
+            if value is not None:
+                s.add(
+                    Response(
+                        cycle_id=cycle.id,
+                        stage_id=stage.id,
+                        participant_id=p.id,
+                        question_id="scale-now",
+                        instrument="samverkan-sf",
+                        instrument_version=version,
+                        scale_value=value,
+                    )
+                )
+        s.commit()
+    out = by_question.export(engine, INSTRUMENTS, min_group=3, collaboration=path.stem)
+    engine.dispose()
+    return out
+
+
+def write(tmp_path: Path, name: str, people: list[Person], **kw: int) -> Path:
+    path = tmp_path / f"{name}.csv"
+    path.write_text(build(tmp_path / f"{name}.db", people, **kw), encoding="utf-8")
+    return path
+
+
+def figure(rows, question: str, group: str, year: int = 2027):  # type: ignore[no-untyped-def]
+    found = [r for r in rows if (r.question, r.respondent_group, r.year) == (question, group, year)]
+    assert len(found) == 1, (question, group, found)
+    return found[0]
+
+
+def test_three_collaborations_combine_into_the_figures_worked_out_by_hand(tmp_path: Path) -> None:
+    files = [write(tmp_path, name, people) for name, people in (("a", A), ("b", B), ("c", C))]
+    combiner, rows = combine(files, min_group=3)
+    assert combiner.collaborations == {"a", "b", "c"}
+
+    # Service users, every collaboration: A 2 4 6 8 (of 5 asked), B 3 3 7 (of 3), C 5 6 6 9
+    # 10 (of 6). 12 answers, sum 69: mean 5.75; in order 2 3 3 4 5 6 | 6 6 7 8 9 10: median 6.
+    users = figure(rows, "scale-now", "service-users")
+    assert (users.n, users.mean, users.median, users.collaborations) == (12, 5.75, 6.0, 3)
+    assert users.histogram == "2:1 3:2 4:1 5:1 6:3 7:1 8:1 9:1 10:1"
+    asked = figure(rows, "*", "service-users")
+    assert (asked.asked, asked.answered, asked.response_rate) == (14, 12, round(12 / 14, 3))
+
+    # Managers: A hid its three (6 7 7), so that its two board members cannot be read off its
+    # total; B 5 6 7 and C 8 8 8 remain: n 6, mean 7, in order 5 6 7 | 8 8 8: median 7.5.
+    managers = figure(rows, "scale-now", "managers")
+    assert (managers.n, managers.mean, managers.median) == (6, 7.0, 7.5)
+    assert (managers.collaborations, managers.suppressed_at_source) == (2, 1)
+
+    # Everyone, each collaboration's published total: A 13 asked, 12 answered; B 10, 10;
+    # C 12, 11.
+    everyone = figure(rows, "*", "*")
+    assert (everyone.asked, everyone.answered) == (13 + 10 + 12, 12 + 10 + 11)
+    assert everyone.response_rate == round(33 / 35, 3)
+    assert everyone.collaborations == 3
+
+    # The board exists only in A, with two members: A suppressed it, so nothing of it is
+    # combined, and the combined view says one collaboration was left out.
+    board = figure(rows, "scale-now", "board")
+    assert (board.n, board.mean, board.collaborations, board.suppressed_at_source) == (
+        None,
+        None,
+        0,
+        1,
+    )
+
+
+def test_nothing_a_collaboration_hid_can_be_worked_out_after_combining(tmp_path: Path) -> None:
+    """Two worlds that differ only in what A's board members answered, with the answers moved
+    to A's hidden cells so that A publishes the same export: every combined output is the
+    same byte for byte, so nothing in it (with every input beside it) tells the two apart."""
+    world_a = [p for p in A if p[1] != "politician"] + [
+        ("Kommun A", "politician", 7),
+        ("Kommun A", "politician", 9),
+    ]
+    # A hides its managers as well as its board (so that the board's figures cannot be read
+    # off A's total): move a 9 from the board to a manager and that manager's 6 to the board.
+    managers = [p for p in A if p[1] == "manager"]
+    world_b = (
+        [p for p in A if p[1] not in ("politician", "manager")]
+        + [("Kommun A", "manager", 9), *managers[1:]]
+        + [("Kommun A", "politician", 7), ("Kommun A", "politician", 6)]
+    )
+    one = tmp_path / "one"
+    two = tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    a1 = write(one, "a", world_a)
+    a2 = write(two, "a", world_b)
+    if a1.read_text() != a2.read_text():
+        pytest.fail("A's export differs between the worlds: the test's worlds are wrong")
+    others = [write(tmp_path, "b", B), write(tmp_path, "c", C)]
+    for fmt in ("csv", "html"):
+        outputs = []
+        for a in (a1, a2):
+            combiner, rows = combine([a, *others], min_group=3)
+            outputs.append(
+                to_html(combiner, rows, min_group=3)
+                if fmt == "html"
+                else __import__("flows.reporting.combine", fromlist=["to_csv"]).to_csv(rows)
+            )
+        assert outputs[0] == outputs[1]
+
+
+def test_an_attacker_holding_every_input_and_the_combined_view_finds_no_hidden_value(
+    tmp_path: Path,
+) -> None:
+    """Every published figure, of every input and of the combined view, is an equation over
+    the unknown per-collaboration cells; a hidden figure is recovered exactly when its row is
+    in the span of the published ones (solved numerically here, by a method of its own)."""
+    files = [write(tmp_path, name, people) for name, people in (("a", A), ("b", B), ("c", C))]
+    _, combined = combine(files, min_group=3)
+    # Unknowns: each collaboration's organisation x role cells (one organisation each).
+    cells: list[tuple[str, str]] = []
+    published: list[tuple[list[tuple[str, str]], str, float]] = []  # cells, figure, value
+    hidden: list[tuple[list[tuple[str, str]], str, tuple[str, ...]]] = []
+    groups = INSTRUMENTS["samverkan-sf"]
+    for f in files:
+        rows = list(csv.DictReader(io.StringIO(f.read_text())))
+        mine = sorted({(f.stem, r["role"]) for r in rows if r["role"] != "*"})
+        cells += mine
+
+        def members(r: dict[str, str], mine: list[tuple[str, str]] = mine) -> list[tuple[str, str]]:
+            if r["respondent_group"] != "*":
+                return [c for c in mine if groups.group_of("x", c[1]) == r["respondent_group"]]
+            return [c for c in mine if r["role"] in ("*", c[1])]
+
+        for r in rows:
+            if r["question"] not in ("*", "scale-now"):
+                continue
+            name = r["indicator"]
+            if name not in ("asked", "answered", "scale_histogram"):
+                continue
+            what = "n" if name == "scale_histogram" else name
+            if r["suppressed"] == "True":
+                hidden.append((members(r), what, (f.stem, r["respondent_group"], r["role"])))
+            else:
+                value = float(r["n"] if what == "n" else r["value"])
+                published.append((members(r), what, value))
+    # The combined view: each figure is the sum of that group's cells over the collaborations
+    # that published it (the attacker, holding the inputs, knows which did).
+    shown_by: dict[tuple[str, str, str], set[str]] = {}
+    for f in files:
+        for r in csv.DictReader(io.StringIO(f.read_text())):
+            if r["organisation"] == r["role"] == "*" and r["suppressed"] == "False":
+                key = (r["question"], r["respondent_group"], r["indicator"])
+                shown_by.setdefault(key, set()).add(f.stem)
+    for c in combined:
+        if c.suppressed or c.question not in ("*", "scale-now"):
+            continue
+
+        def part(indicator: str, c=c) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+            who = shown_by.get((c.question, c.respondent_group, indicator), set())
+            return [
+                cell
+                for cell in cells
+                if cell[0] in who
+                and (
+                    c.respondent_group == "*" or groups.group_of("x", cell[1]) == c.respondent_group
+                )
+            ]
+
+        if c.question == "*" and c.asked is not None:
+            published.append((part("asked"), "asked", float(c.asked)))
+            published.append((part("answered"), "answered", float(c.answered or 0)))
+        if c.question == "scale-now" and c.n is not None:
+            published.append((part("scale_histogram"), "n", float(c.n)))
+    index = {cell: i for i, cell in enumerate(cells)}
+
+    def vector(members: list[tuple[str, str]]) -> np.ndarray:
+        v = np.zeros(len(cells))
+        for cell in members:
+            v[index[cell]] = 1
+        return v
+
+    assert hidden, "the inputs hide nothing: no attack to try"
+    for what in ("asked", "answered", "n"):
+        rows_p = [vector(m) for m, w, _ in published if w == what]
+        matrix = np.array(rows_p) if rows_p else np.zeros((0, len(cells)))
+        rank = np.linalg.matrix_rank(matrix)
+        for members_h, w, label in hidden:
+            if w != what or not members_h:
+                continue
+            stacked = np.vstack([matrix, vector(members_h)])
+            assert np.linalg.matrix_rank(stacked) > rank, f"{what} of {label} can be worked out"
+
+
+def test_versions_of_one_question_are_not_combined(tmp_path: Path) -> None:
+    first = write(tmp_path, "a", A, version=1)
+    second = write(tmp_path, "b", B, version=2)
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "indicators", "combine", str(first), str(second)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1
+    assert "question 'scale-now' of instrument samverkan-sf is version 2" in run.stderr
+    assert str(second) in run.stderr and str(first) in run.stderr
+    assert run.stdout == ""
+
+
+def test_a_file_that_is_not_an_export_is_refused_in_one_line(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.csv"
+    junk.write_text("a,b\n1,2\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "indicators", "combine", str(junk)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert (run.returncode, run.stderr.count("\n")) == (2, 1)
+    assert "not an indicators export" in run.stderr
+
+
+def test_schema_1_exports_combine_their_counts_and_means(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    paths = []
+    for name, people in (("a", A), ("b", B)):
+        build(tmp_path / f"{name}.db", people)
+        engine = open_store(f"sqlite:///{tmp_path / f'{name}.db'}")
+        path = tmp_path / f"{name}.json"
+        path.write_text(export_v1(engine, fmt="json"), encoding="utf-8")
+        engine.dispose()
+        paths.append(path)
+    _, rows = combine(paths, min_group=3)
+    everyone = figure(rows, "*", "*")
+    assert (everyone.asked, everyone.answered) == (13 + 10, 12 + 10)
+    scale = figure(rows, "(scale)", "*")
+    # All of A's and B's answers: 12 with sum 72, and 10 with sum 61.
+    assert (scale.n, scale.mean) == (22, round((72 + 61) / 22, 3))
+    assert scale.median is None  # schema 1 has no histograms: no exact median, and none shown
+    assert json.loads(json.dumps(rows[0].__dict__))  # plain values
+
+
+def test_the_command_writes_csv_json_and_a_page(tmp_path: Path) -> None:
+    files = [str(write(tmp_path, n, p)) for n, p in (("a", A), ("b", B), ("c", C))]
+    for fmt in ("csv", "json", "html"):
+        run = subprocess.run(
+            [sys.executable, "-m", "flows.cli", "indicators", "combine", *files, "--format", fmt],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert run.returncode == 0, run.stderr
+        if fmt == "csv":
+            header = run.stdout.splitlines()[0]
+            assert header.startswith("schema,instrument,instrument_version,question")
+        elif fmt == "json":
+            assert json.loads(run.stdout)[0]["schema"] == "samverkan.combined/1"
+        else:
+            assert run.stdout.startswith("<!DOCTYPE html>")
+            assert "Question scale-now" in run.stdout
+            assert "http" not in run.stdout.replace("http://www.w3.org", "")
