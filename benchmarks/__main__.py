@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import delivery, indicators, latency, participants_import, signoff, workspace
+from benchmarks import (
+    combine,
+    delivery,
+    indicators,
+    latency,
+    participants_import,
+    signoff,
+    workspace,
+)
 
 BENCHMARKS = {
     "latency": latency.main,
@@ -13,6 +21,7 @@ BENCHMARKS = {
     "delivery": delivery.main,
     "workspace": workspace.main,
     "signoff": signoff.main,
+    "combine": combine.main,
 }
 
 if __name__ == "__main__":

@@ -51,7 +51,14 @@ C: list[Person] = [
 ]
 
 
-def build(path: Path, people: list[Person], year: int = 2027, *, version: int = 1) -> str:
+def build(
+    path: Path,
+    people: list[Person],
+    year: int = 2027,
+    *,
+    version: int = 1,
+    collaboration: str | None = None,
+) -> str:
     """A collaboration's store with one annual survey, and its schema 2 export (CSV)."""
     engine = open_store(f"sqlite:///{path}")
     with Session(engine) as s:
@@ -118,14 +125,15 @@ def build(path: Path, people: list[Person], year: int = 2027, *, version: int = 
                     )
                 )
         s.commit()
-    out = by_question.export(engine, INSTRUMENTS, min_group=3, collaboration=path.stem)
+    name = collaboration or path.stem
+    out = by_question.export(engine, INSTRUMENTS, min_group=3, collaboration=name)
     engine.dispose()
     return out
 
 
-def write(tmp_path: Path, name: str, people: list[Person], **kw: int) -> Path:
+def write(tmp_path: Path, name: str, people: list[Person], **kw: object) -> Path:
     path = tmp_path / f"{name}.csv"
-    path.write_text(build(tmp_path / f"{name}.db", people, **kw), encoding="utf-8")
+    path.write_text(build(tmp_path / f"{name}.db", people, **kw), encoding="utf-8")  # type: ignore[arg-type]
     return path
 
 
@@ -359,3 +367,31 @@ def test_the_command_writes_csv_json_and_a_page(tmp_path: Path) -> None:
             assert run.stdout.startswith("<!DOCTYPE html>")
             assert "Question scale-now" in run.stdout
             assert "http" not in run.stdout.replace("http://www.w3.org", "")
+
+
+def later(people: list[Person], step: int) -> list[Person]:
+    """The same people a year on, each answer ``step`` higher (at most 10)."""
+    return [(o, r, None if v is None else min(10, v + step)) for o, r, v in people]
+
+
+def two_years(tmp_path: Path) -> list[Path]:
+    files = []
+    for name, people in (("a", A), ("b", B), ("c", C)):
+        files.append(write(tmp_path, f"{name}-2027", people, collaboration=name))
+        files.append(
+            write(tmp_path, f"{name}-2028", later(people, 1), year=2028, collaboration=name)
+        )
+    return files
+
+
+def test_the_trend_per_year_is_the_change_of_the_combined_mean(tmp_path: Path) -> None:
+    combiner, rows = combine(two_years(tmp_path), min_group=3)
+    assert combiner.collaborations == {"a", "b", "c"}  # six files, three collaborations
+    first, second = (
+        figure(rows, "scale-now", "service-users", 2027),
+        figure(rows, "scale-now", "service-users", 2028),
+    )
+    # A year on, every service user answered one higher except C's 10, which stays 10.
+    assert second.mean == round((69 + 12 - 1) / 12, 3)
+    assert second.change == round(second.mean - first.mean, 3)
+    assert first.change is None

@@ -51,3 +51,35 @@ def test_the_report_passes_axe_in_a_real_browser(
         v["id"]: [n["target"] for n in v["nodes"]] for v in results.response["violations"]
     }
     assert violations == {}, results.generate_report()
+
+
+def test_the_combined_view_passes_axe_in_a_real_browser(tmp_path: Path) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+    from playwright.sync_api import expect, sync_playwright
+
+    from flows.reporting.combine import combine
+    from flows.reporting.combine_report import to_html
+    from tests.test_combine import two_years
+
+    combiner, rows = combine(two_years(tmp_path), min_group=3)
+    page_file = tmp_path / "combined.html"
+    page_file.write_text(to_html(combiner, rows, min_group=3), encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(page_file.as_uri())
+        expect(page.get_by_role("heading", level=1)).to_have_text("Combined indicators")
+        # The scale question's mean per year, per respondent group shown: one image.
+        chart = page.get_by_role("img")
+        expect(chart).to_have_count(1)
+        assert "service-users: 2027 5.75, 2028 6.667" in (chart.get_attribute("aria-label") or "")
+        results = Axe().run(page, options={"resultTypes": ["violations"]})
+        page.screenshot(path=str(tmp_path / "combined.png"), full_page=True)
+        browser.close()
+    assert requests == [page_file.as_uri()]  # nothing fetched from anywhere else
+    violations = {
+        v["id"]: [n["target"] for n in v["nodes"]] for v in results.response["violations"]
+    }
+    assert violations == {}, results.generate_report()

@@ -215,7 +215,8 @@ class Combiner:
                     " ".join(f"{v}:{k}" for v, k in sorted(s.histogram.items()) if k)
                     if scale and s.exact
                     else "",
-                    False,
+                    # Nothing to show: every collaboration behind it suppressed it.
+                    not counts and not scale,
                 )
             )
         return _with_change(_suppress(out, min_group))
