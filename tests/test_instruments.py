@@ -334,3 +334,30 @@ def test_the_store_keeps_the_wording_first_asked(network, settings: Settings) ->
         "difference-made",
         "one-step-up",
     }
+
+
+def test_the_survey_report_shows_the_respondent_groups_as_the_export_does(
+    network, settings: Settings
+) -> None:
+    from flows.reporting.report import build_report
+
+    start = datetime(2027, 3, 1, 8, tzinfo=UTC)
+    cycle_id = survey(network, settings, "Årlig enkät 2027", start)
+    tick(start + timedelta(minutes=1))
+    answer(network, settings, cycle_id, 2027)
+    english = settings.model_copy(update={"coordinator_language": "en"})
+    page = build_report(network, english, cycle_id, "md")
+    assert "### By respondent group (Solution Focused follow-up, samverkan-sf v1)" in page
+    table = page.split("### By respondent group")[1].split("\n\n")[1]
+    rows = {
+        cells[0]: cells[1:]
+        for line in table.splitlines()[2:]
+        for cells in [[c.strip() for c in line.strip("|").split("|")]]
+    }
+    # Service users: 3 asked, 3 answered, answers 3, 5, 6. The rest are hidden, as in the
+    # export (see above): the board for its size, staff and managers for the table's sake.
+    assert rows["Service users"] == ["3", "3", "100%", "4.7", "5"]
+    for group in ("Staff in the interventions", "Managers in the collaboration", "Board members"):
+        assert rows[group][:3] == ["not shown"] * 3
+    html = build_report(network, english, cycle_id, "html")
+    assert "By respondent group (Solution Focused follow-up, samverkan-sf v1)" in html

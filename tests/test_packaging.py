@@ -199,8 +199,12 @@ def test_an_installed_wheel_launches_the_bundled_learning_cycle(
     samverkan = venv / "bin" / "samverkan"
     listed = run(samverkan, "templates", "list")
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.startswith("learning-cycle  "), listed.stdout
+    names = [line.split("  ")[0] for line in listed.stdout.splitlines()]
+    assert names == ["annual-survey", "learning-cycle"], listed.stdout
     assert "(broken" not in listed.stdout
+    # The instruments come inside the package too, locked and whole.
+    instruments = run(samverkan, "templates", "instruments")
+    assert instruments.stdout.startswith("samverkan-sf version 1 (locked)"), instruments.stderr
     assert run(samverkan, "participants", "import", EXAMPLE_CSV).returncode == 0
     launched = run(samverkan, *LAUNCH)
     assert (launched.returncode, launched.stdout.strip(), launched.stderr) == (0, "1", "")

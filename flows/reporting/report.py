@@ -15,7 +15,7 @@ import io
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,7 @@ LABELS = {
         "scale": "Answers on the scale",
         "by_role": "By role",
         "by_org": "By organisation",
+        "by_group": "By respondent group ({instrument})",
         "no_words": "No written answers yet.",
         "words_elsewhere": (
             "The participants' own words are in the report emailed to the coordinator and the "
@@ -187,6 +188,7 @@ LABELS = {
         "scale": "Svar på skalan",
         "by_role": "Per roll",
         "by_org": "Per organisation",
+        "by_group": "Per svarsgrupp ({instrument})",
         "no_words": "Inga skrivna svar ännu.",
         "words_elsewhere": (
             "Deltagarnas egna ord finns i rapporten som mejlades till samordnaren och "
@@ -214,6 +216,9 @@ class ReportData:
     words: dict[str, list[str]]
     question_text: dict[str, str]
     min_group: int
+    # The rows of the respondent groups' table, and the instrument they belong to.
+    by_group: list[list[str]] = field(default_factory=list)
+    instrument: str = ""
 
 
 def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
@@ -261,9 +266,65 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
         narrow = stage.pop("narrow")
         if narrow or (few and stage["kind"] != STAGE_KINDS[language]["reflection"]):
             stage["sent"] = labels["hidden"]
-    return ReportData(
+    data = ReportData(
         cycle, labels, stages, changes, figures, trend, ordered, texts, settings.min_group
     )
+    _respondent_groups(engine, settings, data)
+    return data
+
+
+def _respondent_groups(engine: Engine, settings: Settings, data: ReportData) -> None:
+    """The table by respondent group, for a cycle that asked an instrument with groups: the
+    same figures as ``samverkan indicators --schema 2`` (hidden where it hides them), the
+    scale's for the first scale question asked."""
+    from flows.reporting.by_question import compute_by_question
+
+    cid = pk(data.cycle)
+    t = template_of(settings, data.cycle)
+    found = compute_by_question(
+        engine, t.instruments, cycle_ids=[cid], min_group=settings.min_group
+    )
+    inst = found.instruments.get(cid)
+    if inst is None or not inst.groups:
+        return
+    rows = [r for r in found.rows() if r.cycle_id == cid and r.organisation == r.role == ind.ALL]
+    scale = next(
+        (r.question for r in rows if r.question != ind.ALL and r.indicator == "scale_mean"), None
+    )
+    language = settings.coordinator_language
+    lab = data.labels
+
+    def shown(group: str, question: str, indicator: str) -> str:
+        got = [
+            r
+            for r in rows
+            if (r.respondent_group, r.question, r.indicator) == (group, question, indicator)
+        ]
+        if not got:
+            return "–"
+        if got[0].suppressed:
+            return lab["hidden"]
+        value = got[0].value
+        if value is None:
+            return "–"
+        if indicator == "response_rate":
+            return f"{value:.0%}"
+        return f"{value:.1f}" if indicator == "scale_mean" else f"{value:g}"
+
+    for g in inst.groups:
+        if not any(r.respondent_group == g.name for r in rows):
+            continue
+        data.by_group.append(
+            [
+                g.title.get(language, g.name),
+                shown(g.name, ind.ALL, "asked"),
+                shown(g.name, ind.ALL, "answered"),
+                shown(g.name, ind.ALL, "response_rate"),
+                shown(g.name, scale, "scale_mean") if scale else "–",
+                shown(g.name, scale, "scale_median") if scale else "–",
+            ]
+        )
+    data.instrument = f"{inst.title.get(language, inst.id)}, {inst.id} v{inst.version}"
 
 
 def _when(stage: Stage) -> datetime:
@@ -451,6 +512,11 @@ def _context(data: ReportData) -> dict[str, Any]:
         "everyone": _group_table(data, "all"),
         "by_role": _group_table(data, "role"),
         "by_org": _group_table(data, "org"),
+        "by_group": (
+            [data.labels[k] for k in ("group", "asked", "answered", "rate", "mean", "median")],
+            data.by_group,
+        ),
+        "by_group_title": data.labels["by_group"].format(instrument=data.instrument),
         "small": data.labels["small"].format(n=data.min_group),
         "words": data.words,
         "question_text": data.question_text,
