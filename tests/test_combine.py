@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlmodel import Session
 
 from flows.reporting import by_question
@@ -217,87 +220,153 @@ def test_nothing_a_collaboration_hid_can_be_worked_out_after_combining(tmp_path:
         assert outputs[0] == outputs[1]
 
 
-def test_an_attacker_holding_every_input_and_the_combined_view_finds_no_hidden_value(
-    tmp_path: Path,
-) -> None:
-    """Every published figure, of every input and of the combined view, is an equation over
-    the unknown per-collaboration cells; a hidden figure is recovered exactly when its row is
-    in the span of the published ones (solved numerically here, by a method of its own)."""
-    files = [write(tmp_path, name, people) for name, people in (("a", A), ("b", B), ("c", C))]
-    _, combined = combine(files, min_group=3)
-    # Unknowns: each collaboration's organisation x role cells (one organisation each).
-    cells: list[tuple[str, str]] = []
-    published: list[tuple[list[tuple[str, str]], str, float]] = []  # cells, figure, value
-    hidden: list[tuple[list[tuple[str, str]], str, tuple[str, ...]]] = []
-    groups = INSTRUMENTS["samverkan-sf"]
+Cell3 = tuple[str, str, str]  # collaboration, organisation, role
+GROUPS = INSTRUMENTS["samverkan-sf"]
+
+
+def _members(cells: list[Cell3], group: str, org: str, role: str) -> list[Cell3]:
+    if group != "*":
+        return [c for c in cells if GROUPS.group_of(c[1], c[2]) == group]
+    return [c for c in cells if org in ("*", c[1]) and role in ("*", c[2])]
+
+
+def _figures(r: dict[str, str]) -> dict[str, float] | None:
+    """The figures a published row gives: a count, or a scale's n and count of each value."""
+    name = r["indicator"]
+    if name in ("asked", "answered"):
+        return {name: float(r["value"])}
+    if name == "scale_histogram":
+        h = by_question.parse_histogram(r["histogram"])
+        return {"n": float(r["n"]), **{f"value {v}": float(h.get(v, 0)) for v in range(11)}}
+    return None
+
+
+def recoverable(files: list[Path], combined: list | None = None) -> list[str]:  # type: ignore[type-arg]
+    """What an attacker holding these exports (and the combined view) works out exactly.
+
+    Every published figure is an equation over the unknown organisation x role cells of each
+    collaboration (people asked, answering, scale answers, and how many gave each value); a
+    hidden figure is worked out when its row lies in the span of the published ones, solved
+    numerically here (numpy's rank), independently of the exact method the export uses."""
+    cells: list[Cell3] = []
+    published: list[tuple[list[Cell3], str]] = []
+    hidden: list[tuple[list[Cell3], str, str]] = []
+    shown_by: dict[tuple[str, str, str], set[str]] = {}
     for f in files:
         rows = list(csv.DictReader(io.StringIO(f.read_text())))
-        mine = sorted({(f.stem, r["role"]) for r in rows if r["role"] != "*"})
+        mine = sorted(
+            {
+                (f.stem, r["organisation"], r["role"])
+                for r in rows
+                if "*" not in (r["organisation"], r["role"])
+            }
+        )
         cells += mine
-
-        def members(r: dict[str, str], mine: list[tuple[str, str]] = mine) -> list[tuple[str, str]]:
-            if r["respondent_group"] != "*":
-                return [c for c in mine if groups.group_of("x", c[1]) == r["respondent_group"]]
-            return [c for c in mine if r["role"] in ("*", c[1])]
-
         for r in rows:
             if r["question"] not in ("*", "scale-now"):
                 continue
-            name = r["indicator"]
-            if name not in ("asked", "answered", "scale_histogram"):
+            if r["indicator"] not in ("asked", "answered", "scale_histogram"):
                 continue
-            what = "n" if name == "scale_histogram" else name
+            who = _members(mine, r["respondent_group"], r["organisation"], r["role"])
+            label = f"{f.stem}: {r['respondent_group']}/{r['organisation']}/{r['role']}"
             if r["suppressed"] == "True":
-                hidden.append((members(r), what, (f.stem, r["respondent_group"], r["role"])))
-            else:
-                value = float(r["n"] if what == "n" else r["value"])
-                published.append((members(r), what, value))
+                kinds = (
+                    ["n", *(f"value {v}" for v in range(11))]
+                    if r["indicator"] == "scale_histogram"
+                    else [r["indicator"]]
+                )
+                hidden += [(who, kind, label) for kind in kinds]
+                continue
+            published += [(who, kind) for kind in _figures(r) or {}]
+            if r["organisation"] == r["role"] == "*":
+                shown_by.setdefault(
+                    (r["question"], r["respondent_group"], r["indicator"]), set()
+                ).add(f.stem)
     # The combined view: each figure is the sum of that group's cells over the collaborations
     # that published it (the attacker, holding the inputs, knows which did).
-    shown_by: dict[tuple[str, str, str], set[str]] = {}
-    for f in files:
-        for r in csv.DictReader(io.StringIO(f.read_text())):
-            if r["organisation"] == r["role"] == "*" and r["suppressed"] == "False":
-                key = (r["question"], r["respondent_group"], r["indicator"])
-                shown_by.setdefault(key, set()).add(f.stem)
-    for c in combined:
+    for c in combined or []:
         if c.suppressed or c.question not in ("*", "scale-now"):
             continue
-
-        def part(indicator: str, c=c) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+        for indicator, kinds in (
+            ("asked", ["asked"]),
+            ("answered", ["answered"]),
+            ("scale_histogram", ["n", *(f"value {v}" for v in range(11))]),
+        ):
             who = shown_by.get((c.question, c.respondent_group, indicator), set())
-            return [
-                cell
-                for cell in cells
-                if cell[0] in who
-                and (
-                    c.respondent_group == "*" or groups.group_of("x", cell[1]) == c.respondent_group
-                )
+            part = [
+                cell for cell in _members(cells, c.respondent_group, "*", "*") if cell[0] in who
             ]
-
-        if c.question == "*" and c.asked is not None:
-            published.append((part("asked"), "asked", float(c.asked)))
-            published.append((part("answered"), "answered", float(c.answered or 0)))
-        if c.question == "scale-now" and c.n is not None:
-            published.append((part("scale_histogram"), "n", float(c.n)))
+            if part:
+                published += [(part, kind) for kind in kinds]
     index = {cell: i for i, cell in enumerate(cells)}
 
-    def vector(members: list[tuple[str, str]]) -> np.ndarray:
+    def vector(members: list[Cell3]) -> np.ndarray:
         v = np.zeros(len(cells))
         for cell in members:
             v[index[cell]] = 1
         return v
 
-    assert hidden, "the inputs hide nothing: no attack to try"
-    for what in ("asked", "answered", "n"):
-        rows_p = [vector(m) for m, w, _ in published if w == what]
+    found = []
+    for kind in {k for _, k, _ in hidden}:
+        rows_p = [vector(m) for m, k in published if k == kind]
         matrix = np.array(rows_p) if rows_p else np.zeros((0, len(cells)))
-        rank = np.linalg.matrix_rank(matrix)
-        for members_h, w, label in hidden:
-            if w != what or not members_h:
-                continue
+        rank = np.linalg.matrix_rank(matrix) if rows_p else 0
+        for members_h, k, label in hidden:
             stacked = np.vstack([matrix, vector(members_h)])
-            assert np.linalg.matrix_rank(stacked) > rank, f"{what} of {label} can be worked out"
+            if k == kind and members_h and np.linalg.matrix_rank(stacked) == rank:
+                found.append(f"{kind} of {label}")
+    return sorted(set(found))
+
+
+def test_the_attack_finds_what_an_unprotected_export_gives_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack is not blind: with respondent groups only hidden for their own size, A's
+    managers (hidden in the table beside the board) are read off the managers' group."""
+    from flows.reporting import groups
+
+    monkeypatch.setattr(groups, "protect_groups", lambda **kw: set(kw["small"]))
+    found = recoverable([write(tmp_path, "a", A)])
+    assert "asked of a: */*/manager" in found
+
+
+def test_an_attacker_holding_every_input_and_the_combined_view_finds_no_hidden_value(
+    tmp_path: Path,
+) -> None:
+    files = [write(tmp_path, name, people) for name, people in (("a", A), ("b", B), ("c", C))]
+    _, combined = combine(files, min_group=3)
+    assert any(r["suppressed"] == "True" for r in csv.DictReader(io.StringIO(files[0].read_text())))
+    assert recoverable(files, combined) == []
+
+
+person = st.tuples(
+    st.sampled_from(["Org 1", "Org 2", "Org 3"]),
+    st.sampled_from(["service_user", "professional", "manager", "politician", "facilitator"]),
+    st.one_of(st.none(), st.integers(0, 10)),
+)
+
+
+@hsettings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(people=st.lists(person, min_size=1, max_size=30))
+# Nobody answered. The managers' group is the hidden managers' column: hiding the service
+# users' group (fewest people) instead would close nothing, and it is the shown column anyway.
+@example(
+    people=[
+        *[("Org 1", "service_user", None)] * 3,
+        ("Org 1", "professional", None),
+        *[("Org 1", "manager", None)] * 2,
+        *[("Org 2", "manager", None)] * 2,
+    ]
+)
+def test_no_hidden_figure_of_a_random_network_can_be_worked_out(
+    tmp_path_factory: pytest.TempPathFactory, people: list[Person]
+) -> None:
+    """Random networks of three organisations and every role, one export each: no hidden
+    figure of the organisation x role table or of a respondent group is worked out."""
+    folder = tmp_path_factory.mktemp("random")
+    assert recoverable([write(folder, "x", people)]) == []
 
 
 def test_versions_of_one_question_are_not_combined(tmp_path: Path) -> None:

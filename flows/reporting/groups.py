@@ -104,12 +104,23 @@ def protect_groups(
     while True:
         shown = sorted((people.get(g, 0), g) for g in members if g not in hidden)
         if not shown:
-            return hidden
+            break
         leak = exposed(hidden) - already
         pinned = [g for _, g in shown if _pins(members[g], table_hidden, figures)]
         if not leak and not pinned:
-            return hidden
-        hidden.add(pinned[0] if pinned and not leak else shown[0][1])
+            break
+        if pinned and not leak:
+            hidden.add(pinned[0])
+            continue
+        # Hide the group, fewest people first, whose hiding closes the most of the leak.
+        closing = [(len(exposed(hidden | {g}) - already), n, g) for n, g in shown]
+        hidden.add(min(closing)[2])
+    # A hidden group that the shown figures add up to anyway hides nothing: show it (unless
+    # it is small, which is never shown).
+    for g in sorted(hidden - small):
+        if g in exposed(hidden):
+            hidden.discard(g)
+    return hidden
 
 
 def _pins(cells: set[Cell], table_hidden: set[Cell], figures: Sequence[Figure]) -> bool:
