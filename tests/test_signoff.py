@@ -91,10 +91,14 @@ def messages_of(engine, stage_id: int) -> list[Message]:  # type: ignore[no-unty
     with Session(engine) as s:
         return list(
             s.exec(
-                select(Message).where(
+                select(Message)
+                .where(
                     Message.stage_id == stage_id,
                     Message.participant_id.is_not(None),  # type: ignore[union-attr]
                 )
+                # In the order they were written: callers slice off the ones added later (a
+                # query without an order may return them in any order on PostgreSQL).
+                .order_by(Message.id)  # type: ignore[arg-type]
             )
         )
 
