@@ -103,6 +103,38 @@ class Settings(BaseSettings):
         description="A message claimed longer ago than this, and never marked sent, is uncertain.",
     )
 
+    imap_url: str | None = Field(
+        default=None,
+        description="The coordinator's mailbox, read by `inbox fetch` and by every tick: "
+        "imaps://user@host/INBOX (TLS from the first byte) or imap://user@host/INBOX "
+        "(STARTTLS, required). The password comes from SAMVERKAN_IMAP_PASSWORD or "
+        "SAMVERKAN_IMAP_PASSWORD_FILE, never from the address.",
+    )
+    imap_password: SecretStr | None = Field(
+        default=None, description="Password of the IMAP account (or use the file below)."
+    )
+    imap_password_file: Path | None = Field(
+        default=None, description="A file holding the IMAP account's password."
+    )
+    imap_ca_file: Path | None = Field(
+        default=None,
+        description="Certificates (PEM) to trust for the IMAP server, besides the system's.",
+    )
+    imap_move_to: str | None = Field(
+        default=None,
+        description="Move handled messages to this folder instead of flagging them in place.",
+    )
+    imap_poll_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="`inbox watch`: seconds between looks where the server has no IDLE.",
+    )
+    soft_bounce_limit: int = Field(
+        default=3,
+        ge=1,
+        description="Temporary delivery failures (4.x.x) after which an address counts as bounced.",
+    )
+
     @field_validator("smtp_url")
     @classmethod
     def _usable_smtp_url(cls, value: str | None) -> str | None:

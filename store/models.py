@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from store.types import UTCDateTime, utcnow
@@ -69,6 +69,7 @@ class MessageStatus(StrEnum):
     failed = "failed"
     uncertain = "uncertain"
     dropped = "dropped"  # a draft that was never approved (stage cancelled or skipped)
+    bounced = "bounced"  # sent, then a delivery status notification said it never arrived
 
 
 class PartStat(StrEnum):
@@ -113,6 +114,11 @@ class Participant(SQLModel, table=True):
     language: Language = _enum(Language.sv)
     consent: bool = True
     erased: bool = False
+    # A dead address (flows/people/mailbox.py): set by a permanent delivery failure, or by
+    # SAMVERKAN_SOFT_BOUNCE_LIMIT temporary ones; cleared when the address changes.
+    bounced_at: datetime | None = _ts(default=None, nullable=True)
+    bounce_reason: str | None = None
+    soft_bounces: int = 0
     created_at: datetime = _ts(default_factory=utcnow)
     updated_at: datetime = _ts(default_factory=utcnow)
 
@@ -219,6 +225,37 @@ class Message(SQLModel, table=True):
     server_reply: str | None = None
     created_at: datetime = _ts(default_factory=utcnow)
     sent_at: datetime | None = _ts(default=None, nullable=True)
+
+
+class InboxMessage(SQLModel, table=True):
+    """A message from the coordinator's mailbox that samverkan understood and acted on (a
+    calendar reply, a delivery status notification, an auto-reply), kept by the SHA-256 of
+    its bytes so that no message is handled twice, whichever way it was read again."""
+
+    __tablename__ = "inbox_message"
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(unique=True)
+    kind: str = Field(sa_type=String(16))  # reply | bounce | delay | auto-reply
+    participant_id: int | None = Field(default=None, foreign_key="participant.id", index=True)
+    message_id: int | None = Field(default=None, foreign_key="message.id")  # what caused it
+    status: str | None = None  # the DSN's status code, e.g. 5.1.1
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    source: str = ""  # the file's name, or the IMAP mailbox
+    uidvalidity: int | None = Field(default=None, sa_type=BigInteger)  # UIDs are 32-bit unsigned
+    uid: int | None = Field(default=None, sa_type=BigInteger)
+    flagged: bool = False  # marked (or moved) on the IMAP server
+    handled_at: datetime = _ts(default_factory=utcnow)
+
+
+class ImapCursor(SQLModel, table=True):
+    """How far ``inbox fetch`` has read an IMAP mailbox: every UID up to ``last_uid`` under
+    ``uidvalidity`` has been looked at (RFC 3501: UIDs hold only under one UIDVALIDITY)."""
+
+    __tablename__ = "imap_cursor"
+    mailbox: str = Field(primary_key=True)  # user@host:port/folder
+    uidvalidity: int = Field(sa_type=BigInteger)
+    last_uid: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = _ts(default_factory=utcnow)
 
 
 class AccessToken(SQLModel, table=True):

@@ -98,6 +98,19 @@ def test_after_erasure_a_dump_of_the_store_holds_nothing_of_the_person(network, 
     answer_on_page(settings, network, ANNA, ANNAS_WORDS, 5)
     answer_on_page(settings, network, "per.holm@vgregion.example", "", 6)
     tick(WORKSHOP + timedelta(days=14))  # the reflection, with the report attached
+    # Her address bounced (the notice quotes it, the file is named for it), and Karin's
+    # out-of-office reply came in: what the mailbox kept of them goes too.
+    from tests.test_mailbox import sent_to, shaped
+
+    mailbox = Path(settings.mail_dir).parent / "mailbox"
+    mailbox.mkdir()
+    (mailbox / f"{SARA}.eml").write_bytes(shaped("postfix-bounce.eml", sent_to(network, SARA)))
+    karin = sent_to(network, "karin.strom@vgregion.example")
+    (mailbox / "karin.strom@vgregion.example.eml").write_bytes(
+        shaped("exchange-out-of-office.eml", karin)
+    )
+    read = CliRunner().invoke(app, ["inbox", "import", str(mailbox)])
+    assert "1 bounce, 1 auto-reply" in read.output, read.output
 
     before = dump(network)
     assert SARA in before.lower() and NAME in before

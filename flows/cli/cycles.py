@@ -202,6 +202,13 @@ def cycle_show(
         typer.echo(f"problem: {p['stage']} to {p['to']}: {p['error']}")
     if data["unsubscribed"]:
         typer.echo(f"unsubscribed, no more mail to: {', '.join(data['unsubscribed'])}")
+    if data["bounced"]:
+        typer.echo(
+            f"{len(data['bounced'])} left out: address bounced (later stages skip them; "
+            "a new address in participants import clears it):"
+        )
+        for b in data["bounced"]:
+            typer.echo(f"  {b['to']}: {b['reason']}")
 
 
 def _say_signoff(key: str, so: dict[str, Any]) -> None:

@@ -53,7 +53,8 @@ def participants_list(
     as_json: AsJson = False,
 ) -> None:
     """List participants with their organisation, role and language, and whether they still
-    get mail (not those who unsubscribed or were erased).
+    get mail (not those who unsubscribed, were erased, or whose address bounced: a delivery
+    report said mail to it never arrived; importing them with a new address clears it).
 
     \b
     Example:  samverkan participants list --json
@@ -70,6 +71,7 @@ def participants_list(
             "language": p.language,
             "erased": p.erased,
             "unsubscribed": p.unsubscribed,
+            "bounced": p.bounced,
         }
         for p in listed
     ]

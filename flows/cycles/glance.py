@@ -34,6 +34,7 @@ class CycleAtAGlance:
     signoff_overdue: list[str] = field(default_factory=list)
     failed_messages: int = 0
     uncertain_messages: int = 0
+    bounced_messages: int = 0  # sent, then a delivery report said they never arrived
     asked: int = 0  # people sent a follow-up
     answered: int = 0  # people who answered one
 
@@ -47,6 +48,7 @@ class CycleAtAGlance:
             or self.signoff_overdue
             or self.failed_messages
             or self.uncertain_messages
+            or self.bounced_messages
         )
 
 
@@ -83,6 +85,7 @@ def cycles_at_a_glance(engine: Engine) -> list[CycleAtAGlance]:
         counted = {
             MessageStatus.failed.value: "failed_messages",
             MessageStatus.uncertain.value: "uncertain_messages",
+            MessageStatus.bounced.value: "bounced_messages",
         }
         for cycle_id, status, n in queries.message_status_counts(session, statuses=list(counted)):
             setattr(found[cycle_id], counted[status], n)

@@ -73,6 +73,11 @@ def cycle_overview(engine: Engine, *, cycle_id: int) -> dict[str, Any]:
             ],
             # Withdrawn consent, by the unsubscribe link: every stage leaves them out.
             "unsubscribed": unsubscribed,
+            # A delivery report said their mail never arrived: later stages leave them out.
+            "bounced": [
+                {"to": to, "reason": reason}
+                for to, reason in queries.bounced_members(session, cycle_id=cycle_id)
+            ],
         }
 
 

@@ -1,18 +1,20 @@
 """Calendar replies (iMIP METHOD:REPLY) from participants' calendar programs.
 
 ``samverkan inbox import PATH`` reads ``.eml`` or ``.ics`` files, a folder of them, or a
-Maildir, and records each attendee's PARTSTAT on the meeting. A reply is matched on the
-meeting's UID and the attendee's address (case-insensitively); one with a SEQUENCE below the
-meeting's current one answers an out-of-date invitation and is not recorded. Nothing is
-guessed: unknown meetings and attendees are reported, and so is a reply that came in an email
-from someone other than the attendee it answers for. A file that cannot be read is one line
-of the report; the other files are read all the same.
+Maildir: each message goes to flows/people/mailbox.py, which sends calendar replies here, and
+reads delivery reports and auto-replies itself. A reply records the attendee's PARTSTAT on the
+meeting. It is matched on the meeting's UID and the attendee's address (case-insensitively);
+one with a SEQUENCE below the meeting's current one answers an out-of-date invitation and is
+not recorded. Nothing is guessed: unknown meetings and attendees are reported, and so is a
+reply that came in an email from someone other than the attendee it answers for. A file that
+cannot be read is one line of the report; the other files are read all the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -23,30 +25,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from flows.people.answers import save_rsvp
-from flows.wording import plural
+from flows.people.mailbox import MailReport, Where, handle
 from store import queries
 from store.db import session_scope
 from store.errors import InvalidInput
 from store.models import PartStat, pk
+from store.types import utcnow
 
 ANSWERS = {PartStat.accepted.value, PartStat.declined.value, PartStat.tentative.value}
 
-
-@dataclass
-class InboxReport:
-    files: int = 0
-    recorded: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        out = [
-            f"read {plural(self.files, 'file')}: "
-            f"{plural(len(self.recorded), 'reply', 'replies')} recorded, "
-            f"{len(self.problems)} not recorded"
-        ]
-        out += [f"  recorded: {r}" for r in self.recorded]
-        out += [f"  not recorded: {p}" for p in self.problems]
-        return out
+# What ``inbox import`` reported before it read more than replies; the same report.
+InboxReport = MailReport
 
 
 def _files(path: Path) -> list[Path]:
@@ -80,10 +69,11 @@ def _read(data: bytes) -> _Read:
     if message["From"] is not None:
         addresses = getattr(message["From"], "addresses", ())
         senders = frozenset(a.addr_spec.lower() for a in addresses if a.addr_spec)
-    return _Read(list(_calendars(message)), senders)
+    return _Read(list(calendars(message)), senders)
 
 
-def _calendars(message: EmailMessage) -> Iterator[str]:
+def calendars(message: EmailMessage) -> Iterator[str]:
+    """The calendar parts of an email, as text."""
     for part in message.walk():
         name = (part.get_filename() or "").lower()
         if part.get_content_type() in {"text/calendar", "application/ics"} or name.endswith(".ics"):
@@ -93,45 +83,72 @@ def _calendars(message: EmailMessage) -> Iterator[str]:
             )
 
 
-def import_replies(engine: Engine, path: Path) -> InboxReport:
-    report = InboxReport()
+def import_replies(
+    engine: Engine,
+    path: Path,
+    *,
+    soft_bounce_limit: int = 3,
+    now: datetime | None = None,
+) -> MailReport:
+    """Read every message of a file, a folder of ``.eml``/``.ics`` files or a Maildir: calendar
+    replies, delivery reports and auto-replies (flows/people/mailbox.py), each in its own
+    transaction, so that one that cannot be read is one line of the report."""
+    report = MailReport()
     files = _files(Path(path))
-    with session_scope(engine) as session:
-        for file in files:
-            report.files += 1
-            try:
-                read = _read(file.read_bytes())
-            except (OSError, *_BROKEN) as exc:
-                report.problems.append(f"{file.name}: unreadable ({_one_line(exc)})")
-                continue
-            if read.senders is not None and not read.senders:
-                report.problems.append(f"{file.name}: its From address cannot be read")
-                continue
-            if not read.texts:
-                report.problems.append(f"{file.name}: no calendar part")
-            for text in read.texts:
-                try:
-                    cal = Calendar.from_ical(text)
-                    method = str(cal.get("METHOD", "")).upper()
-                except _BROKEN as exc:
-                    report.problems.append(f"{file.name}: not a valid calendar ({_one_line(exc)})")
-                    continue
-                if method != "REPLY":
-                    report.problems.append(f"{file.name}: METHOD:{method or 'none'}, not a reply")
-                    continue
-                for event in cal.walk("VEVENT"):
-                    try:
-                        report_one(session, file.name, event, report, senders=read.senders)
-                    except _BROKEN as exc:
-                        report.problems.append(f"{file.name}: not a valid reply ({_one_line(exc)})")
+    when = now or utcnow()
+    for file in files:
+        report.files += 1
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            report.problems.append(f"{file.name}: unreadable ({one_line(exc)})")
+            continue
+        with session_scope(engine) as session:
+            handle(
+                session,
+                Where(file.name),
+                data,
+                report,
+                now=when,
+                soft_bounce_limit=soft_bounce_limit,
+            )
     return report
 
 
+def read_replies(session: Session, name: str, data: bytes, report: MailReport) -> None:
+    """Record the calendar replies in one file or email (each problem one line of ``report``)."""
+    try:
+        read = _read(data)
+    except BROKEN as exc:
+        report.problems.append(f"{name}: unreadable ({one_line(exc)})")
+        return
+    if read.senders is not None and not read.senders:
+        report.problems.append(f"{name}: its From address cannot be read")
+        return
+    if not read.texts:
+        report.problems.append(f"{name}: no calendar part")
+    for text in read.texts:
+        try:
+            cal = Calendar.from_ical(text)
+            method = str(cal.get("METHOD", "")).upper()
+        except BROKEN as exc:
+            report.problems.append(f"{name}: not a valid calendar ({one_line(exc)})")
+            continue
+        if method != "REPLY":
+            report.problems.append(f"{name}: METHOD:{method or 'none'}, not a reply")
+            continue
+        for event in cal.walk("VEVENT"):
+            try:
+                report_one(session, name, event, report, senders=read.senders)
+            except BROKEN as exc:
+                report.problems.append(f"{name}: not a valid reply ({one_line(exc)})")
+
+
 # What a malformed file or property raises while it is read (never a database error).
-_BROKEN = (ValueError, LookupError, TypeError, AttributeError)
+BROKEN = (ValueError, LookupError, TypeError, AttributeError)
 
 
-def _one_line(exc: Exception) -> str:
+def one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
@@ -139,7 +156,7 @@ def report_one(
     session: Session,
     name: str,
     event: Component,
-    report: InboxReport,
+    report: MailReport,
     *,
     senders: frozenset[str] | None = None,
 ) -> None:

@@ -23,6 +23,9 @@ from store.models import Language, Organisation, Participant, Role, pk
 from store.types import utcnow
 
 COLUMNS = ("name", "email", "organisation", "role", "language")
+# An optional column: the address a person had, for a row that gives them a new one. It moves
+# the person (their cycles, answers and history) to the new address and clears a bounce.
+PREVIOUS = "previous_email"
 ROLES = ", ".join(r.value for r in Role)
 LANGS = ", ".join(lang.value for lang in Language)
 
@@ -35,6 +38,7 @@ class Row:
     organisation: str
     role: Role
     language: Language
+    previous: str = ""  # the person's old address (the previous_email column), normalised
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,7 @@ def parse_csv(data: bytes, *, source: str = "file") -> list[Row]:
             f"{source}: the header lacks {', '.join(missing)} (expected: {','.join(COLUMNS)})"
         )
     i_name, i_email, i_org, i_role, i_lang = (names.index(c) for c in COLUMNS)
+    i_previous = names.index(PREVIOUS) if PREVIOUS in names else None
     width = len(header)
     rows: list[Row] = []
     problems: list[str] = []
@@ -181,11 +186,26 @@ def parse_csv(data: bytes, *, source: str = "file") -> list[Row]:
         key = email.lower()
         if not reasons and key in seen:
             reasons["email"] = f"{email} is already on line {seen[key]}"
+        previous = record[i_previous].strip() if i_previous is not None else ""
+        if previous:
+            try:
+                previous = normalise_email(previous)
+            except EmailNotValidError as exc:
+                reasons["previous"] = f"bad previous_email {previous!r}: {exc}"
+            else:
+                if previous.lower() == key:
+                    previous = ""  # the same address: nothing moves
+                elif previous.lower() in seen:
+                    reasons["previous"] = (
+                        f"previous_email {previous} is on line {seen[previous.lower()]}"
+                    )
         if reasons or role is None or language is None:
             problems.append(f"line {line}: " + "; ".join(reasons.values()))
             continue
         seen[key] = line
-        rows.append(Row(line, name, email, organisation, role, language))
+        if previous:
+            seen[previous.lower()] = line
+        rows.append(Row(line, name, email, organisation, role, language, previous))
     if problems:
         raise ImportRejected(problems)
     if not rows:
@@ -216,6 +236,7 @@ def import_csv(engine: Engine, data: bytes, *, source: str = "file") -> ImportRe
     with session_scope(engine) as session:
         orgs = queries.create_organisations(session, names=(r.organisation for r in rows))
         known = queries.participant_ids(session, email_keys=(r.email.lower() for r in rows))
+        moved = _move_addresses(session, [r for r in rows if r.previous], known, source)
         new: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         for row in rows:
@@ -240,9 +261,49 @@ def import_csv(engine: Engine, data: bytes, *, source: str = "file") -> ImportRe
             session,
             cycle_id=None,
             action="participants.import",
-            detail=f"{source}: {created} new, {updated} updated",
+            detail=f"{source}: {created} new, {updated} updated"
+            + (f", {moved} given a new address" if moved else ""),
         )
     return ImportResult(created=created, updated=updated)
+
+
+def _move_addresses(session: Session, rows: list[Row], known: dict[str, int], source: str) -> int:
+    """Give the people of ``rows`` their new address (found by their previous one), clearing
+    a bounce: the new address has not failed. Adds each to ``known`` under the new address,
+    so the row then updates them. Refused, with every problem, before anything is written:
+    a previous address that is not in the network, a new one that already is."""
+    if not rows:
+        return 0
+    before = queries.participant_ids(session, email_keys=(r.previous.lower() for r in rows))
+    problems = []
+    for r in rows:
+        if r.previous.lower() not in before:
+            problems.append(f"line {r.line}: previous_email {r.previous} is not in the network")
+        elif r.email.lower() in known:
+            problems.append(
+                f"line {r.line}: {r.email} is already in the network (as another participant)"
+            )
+    if problems:
+        raise ImportRejected(problems)
+    for r in rows:
+        pid = before[r.previous.lower()]
+        person = session.get(Participant, pid)
+        if person is None:  # pragma: no cover - found by the query above
+            continue
+        if person.bounced_at is not None:
+            queries.audit(
+                session,
+                cycle_id=None,
+                action="participant.unbounced",
+                detail=f"participant {pid}: a new address from {source}; the bounce is cleared",
+            )
+        person.email, person.email_key = r.email, r.email.lower()
+        person.bounced_at, person.bounce_reason, person.soft_bounces = None, None, 0
+        person.updated_at = utcnow()
+        session.add(person)
+        known[r.email.lower()] = pid
+    session.flush()
+    return len(rows)
 
 
 def csv_records(data: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -278,11 +339,15 @@ class Listed:
     language: str
     erased: bool
     unsubscribed: bool
+    # Why mail to their address came back (a delivery report), or None while it arrives.
+    bounced: str | None = None
 
     @property
     def mail(self) -> str:
-        """Whether they still get mail: yes, unsubscribed or erased."""
-        return "erased" if self.erased else "unsubscribed" if self.unsubscribed else "yes"
+        """Whether they still get mail: yes, unsubscribed, bounced or erased."""
+        if self.erased:
+            return "erased"
+        return "unsubscribed" if self.unsubscribed else "bounced" if self.bounced else "yes"
 
 
 def _listed(p: Participant, o: Organisation) -> Listed:
@@ -295,6 +360,7 @@ def _listed(p: Participant, o: Organisation) -> Listed:
         language=str(p.language),
         erased=p.erased,
         unsubscribed=not p.consent and not p.erased,
+        bounced=(p.bounce_reason or "address bounced") if p.bounced_at and not p.erased else None,
     )
 
 
@@ -410,6 +476,8 @@ def edit_participant(
             return []
         for key, value in new.items():
             setattr(person, key, value)
+        if "email" in changed:  # the new address has not bounced
+            person.bounced_at, person.bounce_reason, person.soft_bounces = None, None, 0
         person.email_key = row.email.lower()
         person.updated_at = utcnow()
         session.add(person)

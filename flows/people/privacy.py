@@ -55,6 +55,9 @@ def export_person(engine: Engine, *, email: str) -> dict[str, Any]:
                 "role": str(p.role),
                 "language": str(p.language),
                 "consent": p.consent,
+                "bounced": p.bounced_at.isoformat() if p.bounced_at else None,
+                "bounce_reason": p.bounce_reason,
+                "temporary_failures": p.soft_bounces,
                 "created_at": p.created_at.isoformat(),
                 "updated_at": p.updated_at.isoformat(),
             },
@@ -81,6 +84,15 @@ def export_person(engine: Engine, *, email: str) -> dict[str, Any]:
             ],
             "meeting_answers": [
                 {"meeting": a.meeting_id, "answer": str(a.partstat)} for a in rsvps
+            ],
+            "mailbox": [
+                {
+                    "kind": m.kind,
+                    "status": m.status,
+                    "detail": m.detail,
+                    "handled_at": m.handled_at.isoformat(),
+                }
+                for m in queries.inbox_messages_about(session, participant_id=pid)
             ],
             "audit": [
                 {"at": e.at.isoformat(), "action": e.action, "detail": e.detail} for e in mentioned
@@ -230,7 +242,14 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
             if kept != list(cycle.steering or []) or variables != cycle.variables:
                 cycle.steering, cycle.variables = kept, variables or {}
                 session.add(cycle)
+        # What the mailbox held about them: a diagnostic or a file's name may hold the address.
+        for read in queries.every_inbox_message(session):
+            if read.participant_id == pid or scrub.finds(read.detail, read.source):
+                read.detail = "" if read.participant_id == pid else scrub(read.detail) or ""
+                read.source = scrub(read.source) or ""
+                session.add(read)
         p.name, p.email, p.email_key = ERASED, placeholder, placeholder
+        p.bounce_reason = None
         p.erased, p.consent, p.updated_at = True, False, utcnow()
         session.add(p)
         queries.audit(

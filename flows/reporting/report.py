@@ -157,6 +157,10 @@ LABELS = {
             "away."
         ),
         "reason": "reason",
+        "not_reached": (
+            "{n} not reached: mail to their address bounced, so later stages left them out; "
+            "they are not counted among those who did not answer."
+        ),
     },
     "sv": {
         "title": "Reflektion",
@@ -201,6 +205,10 @@ LABELS = {
             "större grupper vars siffror, dragna från en summa, skulle avslöja en mindre."
         ),
         "reason": "skäl",
+        "not_reached": (
+            "{n} nåddes inte: mejl till deras adress studsade, så senare steg hoppade över dem; "
+            "de räknas inte bland dem som inte svarade."
+        ),
     },
 }
 
@@ -219,6 +227,7 @@ class ReportData:
     # The rows of the respondent groups' table, and the instrument they belong to.
     by_group: list[list[str]] = field(default_factory=list)
     instrument: str = ""
+    not_reached: int = 0  # members whose address bounced (shown only where counts are)
 
 
 def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
@@ -241,6 +250,7 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
             for s in queries.stages_of(session, cycle_id=cycle_id)
         ]
         members = queries.active_member_counts(session, cycle_id=cycle_id)[0]
+        bounced = len(queries.bounced_members(session, cycle_id=cycle_id))
         changes = []
         for entry in queries.audit_log(session, cycle_id=cycle_id):
             if entry.action in RESEQUENCING:
@@ -269,6 +279,7 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
     data = ReportData(
         cycle, labels, stages, changes, figures, trend, ordered, texts, settings.min_group
     )
+    data.not_reached = 0 if few else bounced
     _respondent_groups(engine, settings, data)
     return data
 
@@ -508,7 +519,8 @@ def _context(data: ReportData) -> dict[str, Any]:
         "cycle_name": data.cycle.name,
         "stages": _stage_table(data),
         "changes": data.changes,
-        "missing": _missing(data),
+        "missing": _missing(data)
+        + (f" {data.labels['not_reached'].format(n=data.not_reached)}" if data.not_reached else ""),
         "everyone": _group_table(data, "all"),
         "by_role": _group_table(data, "role"),
         "by_org": _group_table(data, "org"),

@@ -119,6 +119,7 @@ class StageRun:
     validating: bool = False  # drafting only to check that everything renders (at launch)
     memo: dict[str, Any] = field(default_factory=dict)  # work shared by all recipients
     left_out: dict[str, int] = field(default_factory=dict)  # by the unless rule, with why
+    bounced: set[int] = field(default_factory=set)  # of the audience, left out: address bounced
     rendered: set[tuple[str, str]] = field(default_factory=set)  # (template, language)
 
     @cached_property
@@ -131,14 +132,21 @@ class StageRun:
 
     @cached_property
     def active_members(self) -> list[tuple[Participant, Organisation]]:
+        """The members who can be written to: not erased, not unsubscribed, and whose address
+        has not bounced."""
         return [
             (p, o)
             for p, o in queries.members(self.session, cycle_id=self.cycle.id)  # type: ignore[arg-type]
-            if not p.erased and p.consent
+            if not p.erased and p.consent and p.bounced_at is None
         ]
 
     def audience(self) -> list[tuple[Participant, Organisation]]:
-        return parse_audience(self.stage.audience).select(self.active_members)
+        members = [
+            (p, o)
+            for p, o in queries.members(self.session, cycle_id=pk(self.cycle))
+            if not p.erased and p.consent
+        ]
+        return self._reachable(parse_audience(self.stage.audience).select(members))
 
     def audience_chunks(self, size: int) -> Iterator[list[tuple[Participant, Organisation]]]:
         """The stage's audience, read ``size`` members at a time (memory stays flat)."""
@@ -149,7 +157,16 @@ class StageRun:
             if not page:
                 return
             after = pk(page[-1][0])
-            yield audience.select((p, o) for p, o in page if not p.erased and p.consent)
+            yield self._reachable(
+                audience.select((p, o) for p, o in page if not p.erased and p.consent)
+            )
+
+    def _reachable(
+        self, members: list[tuple[Participant, Organisation]]
+    ) -> list[tuple[Participant, Organisation]]:
+        """Leave out those of the audience whose address bounced, counting them for the note."""
+        self.bounced.update(pk(p) for p, _ in members if p.bounced_at is not None)
+        return [(p, o) for p, o in members if p.bounced_at is None]
 
     def meeting_stage(self) -> Stage | None:
         """The meeting this stage is about: the stage itself when it is a meeting, else the
@@ -313,6 +330,8 @@ class StageRun:
     def notes(self) -> list[str]:
         """What the coordinator is told about this run (who was left out and why)."""
         left = [f"{n} left out: already {why}" for why, n in self.left_out.items() if n]
+        if self.bounced:
+            left.append(f"{len(self.bounced)} left out: address bounced")
         return [*self.note, *left]
 
 

@@ -141,11 +141,13 @@ def count_text(shown: list[Listed], total: int, filtered: bool) -> str:
         head = _plural(n, "participant")
     unsubscribed = sum(p.unsubscribed for p in shown)
     erased = sum(p.erased for p in shown)
-    gone = unsubscribed + erased
+    bounced = sum(p.mail == "bounced" for p in shown)
+    gone = unsubscribed + erased + bounced
     why = ", ".join(
         part
         for part in (
             f"{unsubscribed} unsubscribed" if unsubscribed else "",
+            f"{bounced} with an address that bounced" if bounced else "",
             f"{erased} erased" if erased else "",
         )
         if part
