@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-chaos lint bench install lock clean browser
+.PHONY: demo test test-fast test-chaos lint bench install lock clean browser dovecot
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "samverkan needs Python 3.11 or newer")'
@@ -25,8 +25,16 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "note: could not install chromium; the browser tests will be skipped"; }
 
+# The mailbox tests read a real IMAP server: Debian's Dovecot, started by the tests on ports of
+# their own (tests/dovecot.py). Where it cannot be installed, those tests are skipped and say why.
+dovecot:
+	@command -v dovecot >/dev/null 2>&1 || test -x /usr/sbin/dovecot || { \
+	  echo "installing Debian's dovecot-imapd for the mailbox tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null) \
+	  || echo "note: could not install dovecot-imapd; the IMAP mailbox tests will be skipped"; }
+
 # On every core: the suite waits on servers, processes and the browser as much as it computes.
-test: $(STAMP) browser
+test: $(STAMP) browser dovecot
 	$(BIN)/python -m pytest -n auto -m "not chaos"
 
 # Distributed mode broken on purpose (tests/test_pool_faults.py): a Prefect server on

@@ -51,9 +51,11 @@ class TickReport:
     handed_over: list[int] = field(default_factory=list)  # advance runs started on the pool
     in_doubt: int = 0  # messages whose sender stopped mid-delivery, found by this tick
     signoff: list[str] = field(default_factory=list)  # who was asked or reminded to sign
+    mailbox: list[str] = field(default_factory=list)  # what reading the IMAP mailbox did
 
     def lines(self) -> list[str]:
         out = [f"tick at {self.now.isoformat()}"]
+        out.extend(f"  mailbox: {line.strip()}" for line in self.mailbox)
         for cycle_id, s in self.stages:
             note = f" ({s.note})" if s.note else ""
             count = plural(s.messages, "message")
@@ -144,6 +146,21 @@ def find_in_doubt(engine: Engine, settings: Settings, now: datetime) -> int:
         return mark_stale_uncertain(session, now=now, lease_seconds=settings.sending_lease_seconds)
 
 
+def read_mailbox(engine: Engine, settings: Settings, now: datetime) -> list[str]:
+    """Read the coordinator's IMAP mailbox first, when SAMVERKAN_IMAP_URL is set, so that a
+    bounce that came in leaves its address out of the stages this tick runs. A mailbox that
+    cannot be read is one line of the tick's report; the tick goes on."""
+    if not settings.imap_url:
+        return []
+    from flows.people.imap import fetch
+
+    try:
+        report = fetch(engine, settings, now=now)
+    except SamverkanError as exc:
+        return [f"not read: {exc}"]
+    return report.lines() if report.files else []
+
+
 def signoff_round(engine: Engine, settings: Settings, now: datetime) -> list[str]:
     """Look at every stage still waiting for sign-off: a changed template file voids the
     signatures on what it changes, and who must still sign is asked, or reminded."""
@@ -190,7 +207,8 @@ def run_tick(
 ) -> TickReport:
     """One tick in one process: ``advance`` each due cycle, ``deliver``, complete the
     finished cycles. The callables are plain functions here, Prefect flows under Prefect."""
-    report = TickReport(now=now, in_doubt=find_in_doubt(engine, settings, now))
+    mailbox = read_mailbox(engine, settings, now)
+    report = TickReport(now=now, in_doubt=find_in_doubt(engine, settings, now), mailbox=mailbox)
     report.signoff = signoff_round(engine, settings, now)
     for cycle_id in due_cycles(engine, now):
         report.stages.extend((cycle_id, o) for o in advance(cycle_id))

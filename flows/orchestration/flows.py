@@ -213,7 +213,10 @@ def tick(now: datetime | str | None = None, fan_out: bool = False, senders: int 
         )
         _publish(TICK_ARTIFACT, lambda: literal_markdown(report.lines()), "What the tick did")
         return report
-    report = TickReport(now=now, in_doubt=plain.find_in_doubt(engine, settings, now))
+    mailbox = plain.read_mailbox(engine, settings, now)
+    report = TickReport(
+        now=now, in_doubt=plain.find_in_doubt(engine, settings, now), mailbox=mailbox
+    )
     report.signoff = plain.signoff_round(engine, settings, now)
     due = plain.due_cycles(engine, now)
     for cycle_id in due:
