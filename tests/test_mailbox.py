@@ -326,3 +326,34 @@ def test_a_new_address_in_the_participants_file_clears_the_bounce(  # type: igno
 
     tick(WORKSHOP - timedelta(days=2))
     assert "anna.lindqvist@fk.example" in read_maildir(Path(settings.mail_dir))
+
+
+def test_the_workspace_shows_who_was_not_reached(  # type: ignore[no-untyped-def]
+    network, settings, invited, web, tmp_path: Path
+) -> None:
+    from tests.test_workspace_network import text_of
+    from tests.workspace import COORDINATOR
+
+    path = tmp_path / "bounce.eml"
+    # Exchange's report without the original's headers: tied by its In-Reply-To.
+    data = shaped("exchange-bounce.eml", sent_to(network, ANNA))
+    headers = data.split(b"Content-Type: text/rfc822-headers")
+    data = headers[0] + b"Content-Type: text/rfc822-headers" + headers[1].replace(b"Message-ID", b"X-Gone")
+    path.write_bytes(data)
+    assert len(import_replies(network, path).bounced) == 1
+    assert person(network, ANNA).bounce_reason.startswith("5.1.10")
+
+    client = web(COORDINATOR)
+    shown = text_of(client.get("/workspace/network").text)
+    assert "13 participants, 1 of them no longer gets mail (1 with an address that bounced)." in (
+        shown
+    )
+    assert "No: address bounced (5.1.10 550 5.1.10 RESOLVER.ADR.RecipientNotFound" in shown
+    page = text_of(client.get(f"/workspace/cycles/{invited}").text)
+    assert "Addresses that bounced" in page and f"{ANNA}: 5.1.10" in page
+    overview = text_of(client.get("/workspace/").text)
+    assert "1 message bounced (not reached" in overview
+    outbox = text_of(
+        client.get(f"/workspace/cycles/{invited}/outbox", params={"status": "bounced"}).text
+    )
+    assert ANNA in outbox

@@ -280,7 +280,13 @@ def _dsn(
         report.problems.append(f"{where.name}: a delivery report of no failure (nothing to do)")
         return False
     sent: Sent | None = None
-    for mid in _returned_ids(message):
+    # The original's own Message-ID first; then what the report says it answers.
+    answers = [
+        m
+        for header in ("In-Reply-To", "References", "X-Original-Message-ID")
+        for m in _MESSAGE_ID.findall(str(message.get(header, "")))
+    ]
+    for mid in [*_returned_ids(message), *answers]:
         sent = queries.sent_message(session, message_id=mid)
         if sent is not None:
             break

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from store.models import (
@@ -109,16 +109,6 @@ def bounced_members(session: Session, *, cycle_id: int) -> list[tuple[str, str]]
         .order_by(col(Participant.id))
     ).all()
     return [(e, r or "") for e, r in rows]
-
-
-def inbox_counts(session: Session, *, participant_id: int) -> dict[str, int]:
-    """How many messages of each kind the mailbox held about one participant."""
-    rows = session.execute(
-        select(InboxMessage.kind, func.count())
-        .where(InboxMessage.participant_id == participant_id)
-        .group_by(col(InboxMessage.kind))
-    ).all()
-    return {str(k): int(n) for k, n in rows}
 
 
 def every_inbox_message(session: Session) -> list[InboxMessage]:
