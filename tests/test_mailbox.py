@@ -338,7 +338,11 @@ def test_the_workspace_shows_who_was_not_reached(  # type: ignore[no-untyped-def
     # Exchange's report without the original's headers: tied by its In-Reply-To.
     data = shaped("exchange-bounce.eml", sent_to(network, ANNA))
     headers = data.split(b"Content-Type: text/rfc822-headers")
-    data = headers[0] + b"Content-Type: text/rfc822-headers" + headers[1].replace(b"Message-ID", b"X-Gone")
+    data = (
+        headers[0]
+        + b"Content-Type: text/rfc822-headers"
+        + headers[1].replace(b"Message-ID", b"X-Gone")
+    )
     path.write_bytes(data)
     assert len(import_replies(network, path).bounced) == 1
     assert person(network, ANNA).bounce_reason.startswith("5.1.10")

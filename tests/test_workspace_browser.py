@@ -55,13 +55,24 @@ def serve(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def site(network, accounts, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def site(
+    network, accounts, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    from flows.people.inbox import import_replies
     from flows.web.app import create_app
 
     port_base = "http://127.0.0.1:8000"
     monkeypatch.setenv("SAMVERKAN_BASE_URL", port_base)
     settings = Settings()
     values = launched(network, settings)
+    # One address has bounced, so that the pages that say so are checked too.
+    report = tmp_path / "bounce.eml"
+    report.write_text(
+        (Path(__file__).parent / "data" / "mailbox" / "stranger-bounce.eml")
+        .read_text()
+        .replace("nobody@elsewhere.example", "per.holm@vgregion.example")
+    )
+    assert len(import_replies(network, report).bounced) == 1
     app = create_app(settings, network)
     for base in serve(app):
         yield {"base": base, "values": values, "app": app}

@@ -205,7 +205,7 @@ def cycle_show(
     if data["bounced"]:
         typer.echo(
             f"{len(data['bounced'])} left out: address bounced (later stages skip them; "
-            "a new address in participants import clears it):"
+            "a new address, by participants import with previous_email, clears it):"
         )
         for b in data["bounced"]:
             typer.echo(f"  {b['to']}: {b['reason']}")
