@@ -144,7 +144,9 @@ def test_a_restart_handles_nothing_twice(  # type: ignore[no-untyped-def]
     assert again.output.splitlines()[0] == "read 0 messages: 0 replies recorded, 0 not recorded"
 
     # A new message: only it is read.
-    the_mailbox.append(shaped("postfix-delayed.eml", sent_to(network, PER), n="2"))
+    the_mailbox.append(
+        shaped("postfix-delayed.eml", sent_to(network, PER, category="meeting"), n="2")
+    )
     third = runner.invoke(app, ["inbox", "fetch", "--imap", url]).output
     assert third.splitlines()[0].startswith("read 1 message: 0 replies recorded, 1 temporary")
     assert person(network, PER).soft_bounces == 2
@@ -259,3 +261,53 @@ def test_watch_is_woken_by_idle(  # type: ignore[no-untyped-def]
     assert said[0] == f"watching samverkan@127.0.0.1:{imap.imaps_port}/INBOX (IDLE)"
     assert said[1] == "read 1 message: 0 replies recorded, 1 bounce, 0 not recorded"
     assert person(network, EVA).bounced_at is not None
+
+
+def test_a_message_that_fails_unforeseen_is_passed_over_not_a_wall(  # type: ignore[no-untyped-def]
+    network, settings, the_mailbox: Dovecot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import flows.people.imap as imap_module
+
+    # The bounce was saved from a Maildir first (LF line ends): over IMAP (CRLF) it is known.
+    saved = tmp_path / "saved.eml"
+    saved.write_bytes(shaped("postfix-bounce.eml", sent_to(network, ANNA)).replace(b"\r\n", b"\n"))
+    assert runner.invoke(app, ["inbox", "import", str(saved)]).exit_code == 0
+
+    real = imap_module.handle
+
+    def trips(session, where, data, report, **kw):  # type: ignore[no-untyped-def]
+        if b"Delayed Mail" in data:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(session, where, data, report, **kw)
+
+    monkeypatch.setattr(imap_module, "handle", trips)
+    result = runner.invoke(app, ["inbox", "fetch", "--imap", the_mailbox.url()])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "read 6 messages: 1 reply recorded, 1 auto-reply, 1 read before, 3 not recorded"
+    ), result.output
+    assert any(
+        "could not be handled (RecursionError: maximum recursion depth exceeded)" in line
+        for line in lines
+    )
+    assert person(network, PER).soft_bounces == 0
+    flags = flags_by_id(the_mailbox)
+    assert HANDLED in flags[BOUNCE_ID] and not flags[DELAY_ID] & {HANDLED, b"\\Seen"}
+    # It does not stop the next reading either.
+    again = runner.invoke(app, ["inbox", "fetch", "--imap", the_mailbox.url()])
+    assert again.output.splitlines()[0] == "read 0 messages: 0 replies recorded, 0 not recorded"
+
+
+def test_a_folder_to_move_to_that_does_not_exist_is_said_before_anything_is_read(  # type: ignore[no-untyped-def]
+    network, settings, the_mailbox: Dovecot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAMVERKAN_IMAP_MOVE_TO", "Behandlat")
+    result = runner.invoke(app, ["inbox", "fetch", "--imap", the_mailbox.url()])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: IMAP 127.0.0.1:{the_mailbox.imaps_port} has no folder Behandlat "
+        "(SAMVERKAN_IMAP_MOVE_TO): create it, or unset it to flag handled messages in place"
+    )
+    with Session(network) as s:
+        assert s.exec(select(InboxMessage)).all() == []

@@ -168,6 +168,11 @@ def connected(settings: Settings, address: ImapAddress) -> Iterator[IMAPClient]:
                 f"IMAP {where} cannot MOVE messages: unset SAMVERKAN_IMAP_MOVE_TO to flag "
                 "handled messages in place"
             )
+        if settings.imap_move_to and not client.folder_exists(settings.imap_move_to):
+            raise MailboxError(
+                f"IMAP {where} has no folder {settings.imap_move_to} (SAMVERKAN_IMAP_MOVE_TO): "
+                "create it, or unset it to flag handled messages in place"
+            )
         try:
             client.select_folder(address.folder)
         except _failures() as exc:
@@ -213,8 +218,9 @@ def read_folder(
 ) -> MailReport:
     """Read every message of the selected folder not read before; see the module's text."""
     report = MailReport(unit="message")
-    status = client.folder_status(address.folder, [b"UIDVALIDITY"])
-    uidvalidity = int(status[b"UIDVALIDITY"])
+    # UIDVALIDITY as SELECT gives it (RFC 3501 6.3.1); selecting again also sees new mail.
+    selected = client.select_folder(address.folder)
+    uidvalidity = int(selected[b"UIDVALIDITY"])
     mailbox = address.key
     with session_scope(engine) as session:
         cursor = queries.imap_cursor(session, mailbox=mailbox)
@@ -227,7 +233,7 @@ def read_folder(
                 f"{cursor.uidvalidity} -> {uidvalidity}); every message is read again, and "
                 "those handled before are known by their content"
             )
-        pending = queries.unflagged_uids(session, mailbox=mailbox, uidvalidity=uidvalidity)
+    pending = queries.unflagged_uids(session, mailbox=mailbox, uidvalidity=uidvalidity)
     if pending:  # handled by a run that stopped before it could flag them
         _mark(client, settings, pending)
         with session_scope(engine) as session:
@@ -240,22 +246,9 @@ def read_folder(
         for uid in batch:
             data = fetched.get(uid, {}).get(b"BODY[]")
             report.files += 1
-            handled = False
-            with session_scope(engine) as session:
-                if isinstance(data, bytes):
-                    handled = handle(
-                        session,
-                        Where(f"{address.folder} UID {uid}", mailbox, uidvalidity, uid),
-                        data,
-                        report,
-                        now=now,
-                        soft_bounce_limit=settings.soft_bounce_limit,
-                    )
-                else:
-                    report.problems.append(f"{address.folder} UID {uid}: the server sent no body")
-                queries.move_imap_cursor(
-                    session, mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid, at=now
-                )
+            name = f"{address.folder} UID {uid}"
+            where = Where(name, mailbox, uidvalidity, uid)
+            handled = _one(engine, settings, where, data, report, now)
             if handled:
                 _mark(client, settings, [uid])
                 with session_scope(engine) as session:
@@ -265,6 +258,58 @@ def read_folder(
         if progress is not None:
             progress(min(first + BATCH, len(uids)), len(uids))
     return report
+
+
+def _one(
+    engine: Engine,
+    settings: Settings,
+    where: Where,
+    data: object,
+    report: MailReport,
+    now: datetime,
+) -> bool:
+    """Handle one message and move the cursor past it, in one transaction. A message that
+    fails in a way nobody foresaw is one line of the report and is passed over (left unread),
+    so that it cannot stop every later reading at the same place; only a lost database
+    connection stops the reading, with the cursor before the message, for the next run."""
+    from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+
+    mailbox, uidvalidity, uid = where.source, where.uidvalidity or 0, where.uid or 0
+    try:
+        with session_scope(engine) as session:
+            handled = False
+            if isinstance(data, bytes):
+                handled = handle(
+                    session,
+                    where,
+                    data,
+                    report,
+                    now=now,
+                    soft_bounce_limit=settings.soft_bounce_limit,
+                )
+            else:
+                report.problems.append(f"{where.name}: the server sent no body")
+            queries.move_imap_cursor(
+                session, mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid, at=now
+            )
+            return handled
+    except (OperationalError, InterfaceError):
+        raise
+    except IntegrityError:
+        # Another reader (a tick beside `inbox watch`) handled the same message just now.
+        report.already.append(where.name)
+        handled = True
+    except Exception as exc:
+        report.problems.append(
+            f"{where.name}: could not be handled ({type(exc).__name__}: {_one_line(exc)}); "
+            "left for the coordinator"
+        )
+        handled = False
+    with session_scope(engine) as session:
+        queries.move_imap_cursor(
+            session, mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid, at=now
+        )
+    return handled
 
 
 def fetch(

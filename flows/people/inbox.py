@@ -22,6 +22,7 @@ from typing import cast
 
 from icalendar import Calendar, Component
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session
 
 from flows.people.answers import save_rsvp
@@ -103,14 +104,21 @@ def import_replies(
         except OSError as exc:
             report.problems.append(f"{file.name}: unreadable ({one_line(exc)})")
             continue
-        with session_scope(engine) as session:
-            handle(
-                session,
-                Where(file.name),
-                data,
-                report,
-                now=when,
-                soft_bounce_limit=soft_bounce_limit,
+        try:
+            with session_scope(engine) as session:
+                handle(
+                    session,
+                    Where(file.name),
+                    data,
+                    report,
+                    now=when,
+                    soft_bounce_limit=soft_bounce_limit,
+                )
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            report.problems.append(
+                f"{file.name}: could not be handled ({type(exc).__name__}: {one_line(exc)})"
             )
     return report
 

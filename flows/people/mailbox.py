@@ -39,6 +39,7 @@ from store.models import InboxMessage, Participant, pk
 from store.models import Message as Sent
 
 REPLY, BOUNCE, DELAY, AUTO_REPLY = "reply", "bounce", "delay", "auto-reply"
+SUBJECT_ONLY = "an out-of-office subject"
 
 # Subjects that out-of-office replies start with, where a responder sets no header for it.
 _AUTO_SUBJECTS = re.compile(
@@ -85,7 +86,9 @@ class MailReport:
 
 
 def digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    """The key a message is known by: the SHA-256 of its bytes with CRLF read as LF, so that a
+    copy saved from a Maildir (LF) and the same message over IMAP (CRLF) are one."""
+    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,12 @@ def handle(
         message = cast(EmailMessage, message_from_bytes(data, policy=policy.default))
         if _is_dsn(message):
             return _dsn(session, where, key, message, report, now, soft_bounce_limit)
+        # A calendar reply first: calendar programs may mark their replies Auto-Submitted.
+        if any(True for _ in inbox.calendars(message)):
+            return _reply(session, where, key, data, report, now)
         why = _auto_reply(message)
         if why:
             return _auto(session, where, key, message, why, report, now)
-        if any(True for _ in inbox.calendars(message)):
-            return _reply(session, where, key, data, report, now)
     except inbox.BROKEN as exc:
         report.problems.append(f"{where.name}: unreadable ({inbox.one_line(exc)})")
         return False
@@ -216,18 +220,38 @@ def _returned_ids(message: Message) -> list[str]:
     found: list[str] = []
     for part in message.walk():
         kind = part.get_content_type()
-        if kind == "message/rfc822":
-            inner = part.get_payload()
-            original = inner[0] if isinstance(inner, list) and inner else None
-            if isinstance(original, Message) and original["Message-ID"]:
-                found.append(str(original["Message-ID"]))
-        elif kind in ("text/rfc822-headers", "message/rfc822-headers"):
-            raw = part.get_payload(decode=True)
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
-            headers = message_from_string(text, policy=policy.default)
-            if headers["Message-ID"]:
-                found.append(str(headers["Message-ID"]))
+        try:
+            if kind == "message/rfc822":
+                inner = part.get_payload()
+                original = inner[0] if isinstance(inner, list) and inner else None
+                if isinstance(original, Message):
+                    found.append(_raw_header(original, "Message-ID"))
+            elif kind in ("text/rfc822-headers", "message/rfc822-headers"):
+                raw = part.get_payload(decode=True)
+                text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+                headers = message_from_string(text, policy=policy.default)
+                found.append(_raw_header(headers, "Message-ID"))
+        except (ValueError, LookupError, TypeError, AttributeError):
+            continue  # a header that cannot be read names no message
     return [m for f in found for m in _MESSAGE_ID.findall(f)]
+
+
+def _raw_header(message: Message, name: str) -> str:
+    """A header's text as written (the email package's parsed value can fail on odd ones,
+    such as an empty ``Message-ID: <>``)."""
+    for key, value in message.raw_items() if hasattr(message, "raw_items") else message.items():
+        if key.lower() == name.lower():
+            return str(value)
+    return ""
+
+
+def _ids_in(message: Message, *names: str) -> list[str]:
+    """The Message-IDs named in these headers, newest first for References."""
+    found: list[str] = []
+    for name in names:
+        ids = _MESSAGE_ID.findall(_raw_header(message, name))
+        found.extend(reversed(ids) if name.lower() == "references" else ids)
+    return found
 
 
 @dataclass(frozen=True)
@@ -259,7 +283,10 @@ def _failures(message: Message) -> list[_Failure] | str:
             continue  # a success notice: nothing to do
         diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
         diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
-        found.append(_Failure(recipient, code, code.startswith("5"), diagnostic[:300]))
+        # A final failure is permanent whatever its class: Postfix gives up with 4.4.x when a
+        # message has waited out its queue lifetime.
+        permanent = code.startswith("5") or action == "failed"
+        found.append(_Failure(recipient, code, permanent, diagnostic[:300]))
     return found
 
 
@@ -279,74 +306,113 @@ def _dsn(
     if not failures:
         report.problems.append(f"{where.name}: a delivery report of no failure (nothing to do)")
         return False
-    sent: Sent | None = None
-    # The original's own Message-ID first; then what the report says it answers.
-    answers = [
-        m
-        for header in ("In-Reply-To", "References", "X-Original-Message-ID")
-        for m in _MESSAGE_ID.findall(str(message.get(header, "")))
-    ]
-    for mid in [*_returned_ids(message), *answers]:
+    # The message it reports on: by the Message-ID of the original it returns, else by what
+    # it says it answers (In-Reply-To, References, Gmail's X-Original-Message-ID).
+    sent, returned = None, True
+    for mid in _returned_ids(message):
         sent = queries.sent_message(session, message_id=mid)
         if sent is not None:
             break
-    failure = next((f for f in failures if f.permanent), failures[0])
-    person: Participant | None
+    if sent is None:
+        returned = False
+        blocks = [p for p in message.walk() if p.get_content_type() == "message/delivery-status"]
+        first = _blocks(blocks[0])[:1] if blocks else []
+        said = _ids_in(message, "In-Reply-To", "References") + [
+            m for b in first for m in _MESSAGE_ID.findall(str(b.get("X-Original-Message-ID", "")))
+        ]
+        for mid in said:
+            sent = queries.sent_message(session, message_id=mid)
+            if sent is not None:
+                break
     if sent is not None:
-        person = session.get(Participant, sent.participant_id) if sent.participant_id else None
-        if person is not None and person.email_key != sent.to_key:
-            # The address has changed since this message went out: the new one is not dead.
-            _remember(
-                session,
-                where,
-                key,
-                BOUNCE if failure.permanent else DELAY,
-                participant_id=pk(person),
-                message_row=pk(sent),
-                status=failure.status,
-                detail="the address has changed since",
-                now=now,
-            )
-            told = (
-                f"{sent.to_email}: {_reason(failure)} (message {pk(sent)} of cycle "
-                f"{sent.cycle_id}); the participant's address has changed since, so their "
-                "new one is not marked"
-            )
-            if failure.permanent:
-                queries.mark_message_bounced(
-                    session, message_row_id=pk(sent), reason=_reason(failure)
-                )
-                report.bounced.append(told)
-            else:
-                report.delayed.append(told)
-            return True
-    else:
-        recipients = {f.recipient for f in failures if f.recipient}
-        if not recipients:
+        # Only what it says of that message's recipient counts. The original it returns had
+        # one recipient, so a rewritten Final-Recipient (an alias) still names it; a message
+        # found only by what the report answers must be named.
+        about = [f for f in failures if f.recipient in ("", sent.to_key)]
+        if not about and returned:
+            about = failures
+        if not about:
+            named = ", ".join(sorted({f.recipient for f in failures}))
             report.problems.append(
-                f"{where.name}: a delivery report that names neither a message samverkan sent "
-                "nor a recipient"
+                f"{where.name}: a delivery report about {named}, not about the recipient of "
+                f"the message it answers (message {pk(sent)})"
             )
             return False
-        person = (
-            queries.find_participant(session, email=failure.recipient)
-            if (failure.recipient)
-            else None
+        return _bounce(session, where, key, sent, about, report, now, limit)
+    recipients = sorted({f.recipient for f in failures if f.recipient})
+    if not recipients:
+        report.problems.append(
+            f"{where.name}: a delivery report that names neither a message samverkan sent "
+            "nor a recipient"
         )
-        if person is None:
+        return False
+    # No message named: by the original recipient, to whom samverkan must have sent mail.
+    handled = False
+    for address in recipients:
+        latest = queries.latest_sent_to(session, to_key=address)
+        if latest is None:
             report.problems.append(
-                f"{where.name}: a delivery report about {', '.join(sorted(recipients))}, "
-                "to whom samverkan sent nothing it knows of"
+                f"{where.name}: a delivery report about {address}, to whom samverkan sent "
+                "nothing it knows of"
             )
-            return False
+            continue
+        mine = [f for f in failures if f.recipient == address]
+        # One row per recipient; the report itself is known by the first one's key.
+        row_key = f"{key}#{address}" if handled else key
+        handled |= _bounce(session, where, row_key, latest, mine, report, now, limit, named=False)
+    return handled
+
+
+def _bounce(
+    session: Session,
+    where: Where,
+    key: str,
+    sent: Sent,
+    failures: list[_Failure],
+    report: MailReport,
+    now: datetime,
+    limit: int,
+    *,
+    named: bool = True,
+) -> bool:
+    """Act on the failures a report gives for the recipient of ``sent``. ``named``: the report
+    named that message (else it was found by its recipient, and is only the latest to them)."""
+    failure = next((f for f in failures if f.permanent), failures[0])
+    about = f" (message {pk(sent)} of cycle {sent.cycle_id})" if named else ""
+    if sent.participant_id is None:
+        report.problems.append(
+            f"{where.name}: a delivery report about {sent.to_email}, who is not in the network "
+            "(a copy to the steering group or the coordinator)"
+        )
+        return False
+    person = session.get(Participant, sent.participant_id)
     if person is None or person.erased:
         report.problems.append(f"{where.name}: a delivery report about an erased participant")
         return False
     pid = pk(person)
-    cycle_id = sent.cycle_id if sent is not None else None
-    about = f" (message {pk(sent)} of cycle {sent.cycle_id})" if sent is not None else ""
+    if person.email_key != sent.to_key:
+        # The address has changed since this message went out: the new one is not dead.
+        if failure.permanent and named:
+            queries.mark_message_bounced(session, message_row_id=pk(sent), reason=_reason(failure))
+        told = (
+            f"{sent.to_email}: {_reason(failure)}{about}; the participant's address has "
+            "changed since, so their new one is not marked"
+        )
+        (report.bounced if failure.permanent else report.delayed).append(told)
+        _remember(
+            session,
+            where,
+            key,
+            BOUNCE if failure.permanent else DELAY,
+            participant_id=pid,
+            message_row=pk(sent),
+            status=failure.status,
+            detail="the address has changed since",
+            now=now,
+        )
+        return True
     if failure.permanent:
-        if sent is not None:
+        if named:
             queries.mark_message_bounced(session, message_row_id=pk(sent), reason=_reason(failure))
         newly = person.bounced_at is None
         if newly:
@@ -354,7 +420,7 @@ def _dsn(
             session.add(person)
         queries.audit(
             session,
-            cycle_id=cycle_id,
+            cycle_id=sent.cycle_id if named else None,
             action="participant.bounced",
             detail=f"participant {pid}: address bounced ({failure.status})"
             + ("" if newly else ", again"),
@@ -362,7 +428,10 @@ def _dsn(
         report.bounced.append(f"{person.email}: {_reason(failure)}{about}")
         kind = BOUNCE
     else:
-        person.soft_bounces += 1
+        # Counted once per message: a second warning about the same message is no news.
+        counted = named and queries.delay_counted(session, message_row_id=pk(sent))
+        if not counted:
+            person.soft_bounces += 1
         marked = person.bounced_at is None and person.soft_bounces >= limit
         if marked:
             person.bounced_at = now
@@ -370,14 +439,17 @@ def _dsn(
                 f"{person.soft_bounces} temporary failures, the last {_reason(failure)}"
             )
         session.add(person)
-        queries.audit(
-            session,
-            cycle_id=cycle_id,
-            action="participant.bounced" if marked else "participant.delayed",
-            detail=f"participant {pid}: temporary failure {person.soft_bounces} of {limit} "
-            f"({failure.status})" + ("; address marked as bounced" if marked else ""),
-        )
+        if not counted:
+            queries.audit(
+                session,
+                cycle_id=sent.cycle_id if named else None,
+                action="participant.bounced" if marked else "participant.delayed",
+                detail=f"participant {pid}: temporary failure {person.soft_bounces} of {limit} "
+                f"({failure.status})" + ("; address marked as bounced" if marked else ""),
+            )
         told = f"{person.email}: {_reason(failure)}{about}, {person.soft_bounces} of {limit}"
+        if counted:
+            told += " (this message was counted already)"
         report.delayed.append(told + ("; address marked as bounced" if marked else ""))
         kind = DELAY
     _remember(
@@ -386,7 +458,7 @@ def _dsn(
         key,
         kind,
         participant_id=pid,
-        message_row=pk(sent) if sent is not None else None,
+        message_row=pk(sent) if named else None,
         status=failure.status,
         detail=failure.diagnostic,
         now=now,
@@ -412,7 +484,7 @@ def _auto_reply(message: Message) -> str | None:
     if str(message.get("Precedence", "")).strip().lower() == "auto_reply":
         return "Precedence: auto_reply"
     if _AUTO_SUBJECTS.match(str(message.get("Subject", ""))):
-        return "an out-of-office subject"
+        return SUBJECT_ONLY
     return None
 
 
@@ -425,16 +497,33 @@ def _auto(
     report: MailReport,
     now: datetime,
 ) -> bool:
-    ids = [
-        m
-        for header in ("In-Reply-To", "References")
-        for m in _MESSAGE_ID.findall(str(message.get(header, "")))
-    ]
-    sent = next((s for s in (queries.sent_message(session, message_id=m) for m in ids) if s), None)
+    if why == SUBJECT_ONLY:
+        # People write "Frånvaro" or "Out of office" in subjects of their own: a message that
+        # only its subject calls automatic may be a person's answer, so a person reads it.
+        report.problems.append(
+            f"{where.name}: its subject looks like an out-of-office reply, but no header says "
+            "it is automatic (left for the coordinator)"
+        )
+        return False
+    sent = None
+    for mid in _ids_in(message, "In-Reply-To", "References"):
+        sent = queries.sent_message(session, message_id=mid)
+        if sent is not None:
+            break
     if sent is None or sent.participant_id is None:
         report.problems.append(
-            f"{where.name}: an auto-reply ({why}) to no message samverkan sent "
+            f"{where.name}: an auto-reply ({why}) to no message samverkan sent to a participant "
             "(left for the coordinator)"
+        )
+        return False
+    try:
+        senders = {a.addr_spec.lower() for a in getattr(message["From"], "addresses", ())}
+    except (ValueError, LookupError, TypeError, AttributeError):
+        senders = set()
+    if sent.to_key not in senders:
+        report.problems.append(
+            f"{where.name}: an auto-reply ({why}) from {', '.join(sorted(senders)) or 'nobody'}"
+            f" to message {pk(sent)}, which went to someone else (left for the coordinator)"
         )
         return False
     person = session.get(Participant, sent.participant_id)

@@ -177,7 +177,13 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
         dropped = queries.drop_messages_to(
             session, participant_id=pid, email_key=key, statuses=WAITING
         )
-        for m in queries.messages_to(session, participant_id=pid, email_key=key):
+        own = queries.messages_to(session, participant_id=pid, email_key=key)
+        # Addresses they had before (a new one by previous_email): a delivery report about
+        # an old one quotes it, in the message's error and in what the mailbox kept.
+        olds = [_Scrub(k, "", placeholder) for k in {m.to_key for m in own} - {key} if k]
+        for m in own:
+            for old in olds:
+                m.server_reply, m.last_error = old(m.server_reply), old(m.last_error)
             m.to_email = m.to_key = placeholder
             m.to_name = m.subject = m.text = m.html = ERASED
             m.ics = m.attachment = m.attachment_name = None
@@ -244,8 +250,11 @@ def erase_person(engine: Engine, *, email: str, reason: str | None = None) -> di
                 session.add(cycle)
         # What the mailbox held about them: a diagnostic or a file's name may hold the address.
         for read in queries.every_inbox_message(session):
-            if read.participant_id == pid or scrub.finds(read.detail, read.source):
-                read.detail = "" if read.participant_id == pid else scrub(read.detail) or ""
+            if read.participant_id == pid:
+                read.detail, read.source = "", placeholder if not read.uid else read.source
+                session.add(read)
+            elif scrub.finds(read.detail, read.source):
+                read.detail = scrub(read.detail) or ""
                 read.source = scrub(read.source) or ""
                 session.add(read)
         p.name, p.email, p.email_key = ERASED, placeholder, placeholder

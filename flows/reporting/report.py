@@ -250,7 +250,7 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
             for s in queries.stages_of(session, cycle_id=cycle_id)
         ]
         members = queries.active_member_counts(session, cycle_id=cycle_id)[0]
-        bounced = len(queries.bounced_members(session, cycle_id=cycle_id))
+        bounced = queries.not_reached(session, cycle_id=cycle_id)
         changes = []
         for entry in queries.audit_log(session, cycle_id=cycle_id):
             if entry.action in RESEQUENCING:

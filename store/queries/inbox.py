@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import exists, func, update
 from sqlmodel import Session, col, select
 
 from store.models import (
@@ -15,6 +15,7 @@ from store.models import (
     Message,
     MessageStatus,
     Participant,
+    Stage,
 )
 
 
@@ -64,6 +65,8 @@ def move_imap_cursor(
             ImapCursor(mailbox=mailbox, uidvalidity=uidvalidity, last_uid=last_uid, updated_at=at)
         )
     else:
+        if cursor.uidvalidity == uidvalidity:  # never backwards (two readers at once)
+            last_uid = max(cursor.last_uid, last_uid)
         cursor.uidvalidity, cursor.last_uid, cursor.updated_at = uidvalidity, last_uid, at
         session.add(cursor)
     session.flush()
@@ -125,3 +128,52 @@ def inbox_messages_about(session: Session, *, participant_id: int) -> list[Inbox
             .order_by(col(InboxMessage.id))
         ).all()
     )
+
+
+def latest_sent_to(session: Session, *, to_key: str) -> Message | None:
+    """The last message samverkan sent to this address (a delivery report that names no
+    message is tied to its recipient only if samverkan wrote to them)."""
+    return session.exec(
+        select(Message)
+        .where(
+            Message.to_key == to_key.strip().lower(),
+            col(Message.status).in_([MessageStatus.sent.value, MessageStatus.bounced.value]),
+        )
+        .order_by(col(Message.id).desc())
+    ).first()
+
+
+def delay_counted(session: Session, *, message_row_id: int) -> bool:
+    """Whether a temporary failure of this message was counted already."""
+    found = session.exec(
+        select(InboxMessage.id).where(
+            InboxMessage.message_id == message_row_id, InboxMessage.kind == "delay"
+        )
+    ).first()
+    return found is not None
+
+
+def not_reached(session: Session, *, cycle_id: int) -> int:
+    """The cycle's members whose address bounced and who were never asked its follow-up
+    questions (no follow-up reached them): the ones the indicators do not count as asked.
+    Those who unsubscribed or were erased are left out of mail for other reasons."""
+    asked = exists().where(
+        col(Message.participant_id) == col(Participant.id),
+        col(Message.cycle_id) == cycle_id,
+        col(Message.status) == MessageStatus.sent.value,
+        col(Message.stage_id) == col(Stage.id),
+        col(Stage.kind) == "followup",
+    )
+    count = session.exec(
+        select(func.count())
+        .select_from(CycleMember)
+        .join(Participant, col(CycleMember.participant_id) == Participant.id)
+        .where(
+            CycleMember.cycle_id == cycle_id,
+            col(Participant.bounced_at).is_not(None),
+            col(Participant.erased).is_(False),
+            col(Participant.consent).is_(True),
+            ~asked,
+        )
+    ).one()
+    return int(count)
