@@ -233,7 +233,7 @@ def read_folder(
                 f"{cursor.uidvalidity} -> {uidvalidity}); every message is read again, and "
                 "those handled before are known by their content"
             )
-    pending = queries.unflagged_uids(session, mailbox=mailbox, uidvalidity=uidvalidity)
+        pending = queries.unflagged_uids(session, mailbox=mailbox, uidvalidity=uidvalidity)
     if pending:  # handled by a run that stopped before it could flag them
         _mark(client, settings, pending)
         with session_scope(engine) as session:
