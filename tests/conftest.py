@@ -281,6 +281,17 @@ def launch_learning_cycle(
     return cycle_id
 
 
+@pytest.fixture
+def invited(network, settings):  # type: ignore[no-untyped-def]
+    """The learning cycle launched (tests/test_resequence.py's times) and its invitation and
+    workshop invite sent: what the mailbox tests answer to."""
+    from tests.test_resequence import START, WORKSHOP
+
+    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP)
+    tick(START)
+    return cycle_id
+
+
 def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:
     """Every message delivered to a Maildir tree, by recipient folder."""
     found: dict[str, list[EmailMessage]] = {}

@@ -19,9 +19,18 @@ from flows.cli import app
 from flows.people.imap import HANDLED, watch
 from flows.settings import load_settings
 from store.models import ImapCursor, InboxMessage, MeetingAttendee
-from tests.conftest import launch_learning_cycle, read_maildir, tick
+from tests.conftest import read_maildir, tick
 from tests.dovecot import PASSWORD, Dovecot, dovecot_fixture
-from tests.test_mailbox import ANNA, EVA, KARIN, LARS, PER, START, person, sent_to, shaped
+from tests.test_mailbox import (
+    ANNA,
+    EVA,
+    KARIN,
+    LARS,
+    PER,
+    person,
+    sent_to,
+    shaped,
+)
 from tests.test_resequence import WORKSHOP, calendar_of, reply
 
 runner = CliRunner()
@@ -94,13 +103,6 @@ def the_mailbox(network, settings, invited, imap: Dovecot) -> Dovecot:  # type: 
         shaped("malformed-dsn.eml", sent_to(network, KARIN)),
     )
     return imap
-
-
-@pytest.fixture
-def invited(network, settings):  # type: ignore[no-untyped-def]
-    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP)
-    tick(START)
-    return cycle_id
 
 
 def test_every_kind_of_message_read_over_imaps_and_flagged(  # type: ignore[no-untyped-def]

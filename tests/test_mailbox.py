@@ -8,7 +8,6 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -16,8 +15,8 @@ from flows.cli import app
 from flows.people.inbox import import_replies
 from store import queries
 from store.models import AuditEntry, InboxMessage, Message, Participant, Response
-from tests.conftest import answered, launch_learning_cycle, read_maildir, tick
-from tests.test_resequence import START, WORKSHOP
+from tests.conftest import answered, read_maildir, tick
+from tests.test_resequence import WORKSHOP
 
 DATA = Path(__file__).parent / "data" / "mailbox"
 runner = CliRunner()
@@ -54,14 +53,6 @@ def person(engine, address: str) -> Participant:  # type: ignore[no-untyped-def]
         found = queries.find_participant(s, email=address)
         assert found is not None
         return found
-
-
-@pytest.fixture
-def invited(network, settings):  # type: ignore[no-untyped-def]
-    """The learning cycle launched and its invitation and workshop invite sent."""
-    cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP)
-    tick(START)
-    return cycle_id
 
 
 def test_bounces_in_the_shapes_of_postfix_exchange_and_gmail(  # type: ignore[no-untyped-def]
