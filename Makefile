@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-chaos lint bench install lock clean browser dovecot
+.PHONY: demo test test-fast test-chaos lint bench install lock clean browser dovecot messages
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(wildcard messaging/locale/*/LC_MESSAGES/samverkan.po)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "samverkan needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m messaging.i18n
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,6 +54,18 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# samverkan's own texts: gather the messages from the code and the pages into the template
+# (messaging/locale/samverkan.pot) and add new ones to each language's .po, to be translated
+# (README.md, "Languages"); an easy-to-read variant (sv_x_easy) holds only what differs from its
+# language and is edited by hand. make install compiles them.
+messages: $(STAMP)
+	$(BIN)/pybabel -q extract -F messaging/locale/babel.cfg -k N_ -k NP_:1c,2 -k tr:2 --no-location \
+	  --sort-output --omit-header --project samverkan -o messaging/locale/samverkan.pot .
+	for l in $$(cd messaging/locale && ls -d [a-z]* | grep -v '_x_' | grep -v '\.'); do \
+	  $(BIN)/pybabel -q update -i messaging/locale/samverkan.pot -d messaging/locale -D samverkan \
+	    -l $$l --no-fuzzy-matching --ignore-obsolete || exit 1; done
+	$(BIN)/python -m messaging.i18n
 
 # Refresh the pinned versions after changing dependencies in pyproject.toml.
 lock:

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
         default=None, description="Where reflection summaries go (default: the sender)."
     )
     coordinator_language: str = Field(
-        default="sv", pattern="^(sv|en)$", description="Language of the reflection email."
+        default="sv",
+        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
+        description="Language of the reflection email and the report (BCP 47: sv, en, fi, ar).",
     )
     timezone: str = Field(
         default="Europe/Stockholm", description="Default time zone of new cycles."

@@ -15,11 +15,13 @@ from email.headerregistry import Address
 _SPACES = re.compile(r"\s+")
 
 
-def clean_header(value: str, *, limit: int = 200) -> str:
+def clean_header(value: str, *, limit: int = 200, keep: frozenset[str] = frozenset()) -> str:
     """Return ``value`` fit for a header: no control characters, no ``=?``, one line.
 
     Control and format characters (C0, C1, DEL, line and paragraph separators, bidi
-    overrides) become spaces; runs of white space collapse; the text is cut at ``limit``.
+    overrides) become spaces, except those in ``keep`` (the isolates and the right-to-left
+    mark of a calendar text in Arabic); runs of white space collapse; the text is cut at
+    ``limit``.
     """
     if (
         value.isascii()
@@ -29,7 +31,10 @@ def clean_header(value: str, *, limit: int = 200) -> str:
         and value == value.strip()
     ):
         return value[:limit].rstrip()  # the common case, and what the rest would give
-    chars = [" " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} else ch for ch in value]
+    chars = [
+        " " if unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"} and ch not in keep else ch
+        for ch in value
+    ]
     cleaned = "".join(chars)
     # Removing "=?" can create a new "=?" ("==??" -> "=?"): repeat until none is left.
     while "=?" in cleaned:

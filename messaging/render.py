@@ -15,6 +15,7 @@ with raw HTML disabled. Subjects are cleaned for headers (see ``messaging.header
 
 from __future__ import annotations
 
+import glob
 import re
 import string
 from collections.abc import Callable
@@ -38,7 +39,9 @@ from jinja2.utils import _PassArg
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
+from messaging import i18n
 from messaging.headers import clean_header
+from messaging.i18n import format_date, format_datetime
 from store.errors import TemplateError
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark.
@@ -47,37 +50,10 @@ _STRONG = re.compile(r"\*\*(?=\S)|(?<=\S)\*\*")
 _LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\n]+)\)")
 _FRONT = re.compile(r"\A---\r?\n(.*?)\r?\n---\r?\n(.*)\Z", re.S)
 
-MONTHS = {
-    "sv": "januari februari mars april maj juni juli augusti september oktober november december",
-    "en": "January February March April May June July August September October November December",
-}
-WEEKDAYS = {
-    "sv": "måndag tisdag onsdag torsdag fredag lördag söndag",
-    "en": "Monday Tuesday Wednesday Thursday Friday Saturday Sunday",
-}
-
 
 def _md_escape(value: Any) -> str:
     # Collapsed to one line: a value never opens a new Markdown block.
     return _MD_SPECIAL.sub(r"\\\1", _collapse(value))
-
-
-@lru_cache(maxsize=1024)  # a stage formats the same few times for every recipient
-def format_datetime(value: datetime, language: str) -> str:
-    """'onsdag 10 februari 2027 kl. 09:00' / 'Wednesday 10 February 2027 at 09:00'."""
-    day = WEEKDAYS[language].split()[value.weekday()]
-    month = MONTHS[language].split()[value.month - 1]
-    clock = value.strftime("%H:%M")
-    if language == "sv":
-        return f"{day} {value.day} {month} {value.year} kl. {clock}"
-    return f"{day} {value.day} {month} {value.year} at {clock}"
-
-
-@lru_cache(maxsize=1024)
-def format_date(value: datetime, language: str) -> str:
-    day = WEEKDAYS[language].split()[value.weekday()]
-    month = MONTHS[language].split()[value.month - 1]
-    return f"{day} {value.day} {month}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +61,7 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
+    language: str = ""  # the language of the template file it was rendered from
 
 
 @dataclass(frozen=True)
@@ -296,6 +273,7 @@ class _Shape:
     present: frozenset[int]  # the markers in the masked text
     suspect: frozenset[int]  # markers that did not come out as they went in
     line_start: frozenset[int]  # markers at the start of a line
+    in_url: frozenset[int]  # markers that came out percent-encoded (in a link's address)
 
 
 def _marker(i: int) -> str:
@@ -305,8 +283,12 @@ def _marker(i: int) -> str:
 class _MaskedMarkdown:
     """Markdown to HTML for many recipients of one template (see ``_mask`` below)."""
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 64, *, rtl: bool = False) -> None:
         self.size = size
+        # In a right-to-left email each value is isolated (<bdi>, or the Unicode isolates
+        # where it goes into the Markdown text), except in a link's address and at the start
+        # of a line, where an isolate would change what the Markdown means.
+        self.rtl = rtl
         self._shapes: dict[str, _Shape] = {}
         # (masked text, markers to fill in, their values) -> the text with them filled in
         self._refined: dict[tuple[str, tuple[int, ...], tuple[str, ...]], str] = {}
@@ -322,18 +304,21 @@ class _MaskedMarkdown:
                 for i in _MARKER.findall(span)
             }
             plain = unquote(html)  # a marker in a URL comes out percent-encoded
-            suspect = {
+            in_url = {i for i in present if plain.count(_marker(i)) != html.count(_marker(i))}
+            suspect = in_url | {
                 i
                 for i in present
-                if i in in_code
-                or html.count(_marker(i)) != masked.count(_marker(i))
-                or plain.count(_marker(i)) != html.count(_marker(i))
+                if i in in_code or html.count(_marker(i)) != masked.count(_marker(i))
             }
             line_start = {int(i) for i in _LINE_START_MARKER.findall(masked)}
             if len(self._shapes) >= self.size:
                 self._shapes.clear()
             found = self._shapes[masked] = _Shape(
-                html, frozenset(present), frozenset(suspect), frozenset(line_start)
+                html,
+                frozenset(present),
+                frozenset(suspect),
+                frozenset(line_start),
+                frozenset(in_url),
             )
         return found
 
@@ -347,7 +332,7 @@ class _MaskedMarkdown:
                 if _stands_alone(texts[i], at_line_start=i in shape.line_start)
             }
             if keep == shape.present:
-                return _MARKER.sub(lambda m: escapeHtml(texts[int(m.group(1))]), shape.html)
+                return _MARKER.sub(lambda m: self._put(texts[int(m.group(1))]), shape.html)
             # Put the values that cannot stand in for a marker into the text itself (links
             # are the same for every recipient, so this shape is shared as well), and look
             # again.
@@ -357,17 +342,38 @@ class _MaskedMarkdown:
             if refined is None:
                 if len(self._refined) >= self.size:
                     self._refined.clear()
-                refined = self._refined[key] = _unmask(masked, values, keep=keep)
+                refined = self._refined[key] = _unmask(
+                    masked, values, keep=keep, isolated=self._isolated(shape)
+                )
             masked = refined
-        return _MD.render(_unmask(masked, values))
+        return _MD.render(_unmask(masked, values, isolated=self._isolated(self._shape(masked))))
+
+    def _put(self, text: str) -> str:
+        return f"<bdi>{escapeHtml(text)}</bdi>" if self.rtl and text else escapeHtml(text)
+
+    def _isolated(self, shape: _Shape) -> frozenset[int]:
+        """The markers whose values go into the Markdown between isolates."""
+        if not self.rtl:
+            return frozenset()
+        return shape.present - shape.in_url - shape.line_start
 
 
-def _unmask(masked: str, values: list[Any], *, keep: set[int] | None = None) -> str:
-    """The Markdown with the values (escaped) in place of their markers, except ``keep``."""
+def _unmask(
+    masked: str,
+    values: list[Any],
+    *,
+    keep: set[int] | None = None,
+    isolated: frozenset[int] = frozenset(),
+) -> str:
+    """The Markdown with the values (escaped) in place of their markers, except ``keep``;
+    those in ``isolated`` between the Unicode isolates."""
 
     def put(m: re.Match[str]) -> str:
         i = int(m.group(1))
-        return m.group(0) if keep and i in keep else _md_escape(values[i])
+        if keep and i in keep:
+            return m.group(0)
+        escaped = _md_escape(values[i])
+        return i18n.isolate(escaped) if i in isolated else escaped
 
     return _MARKER.sub(put, masked)
 
@@ -396,12 +402,14 @@ def markdown_html(template: Any, masked: _MaskedMarkdown, context: dict[str, Any
 _MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 _HTML_PAGE = """<!DOCTYPE html>
-<html lang="{lang}">
+<html lang="{lang}" dir="{dir}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>{title}</title></head>
 <body style="font-family: Georgia, 'Times New Roman', serif; font-size: 16px; \
 line-height: 1.5; color: #1f2328; max-width: 36em; margin: 0 auto; padding: 1em;">
-{body}</body>
+<div lang="{lang}" dir="{dir}">
+{body}</div>
+</body>
 </html>
 """
 
@@ -416,8 +424,9 @@ def _date_filter(ctx: Context, value: datetime) -> str:
     return format_date(value, ctx["language"])
 
 
-def _time_filter(value: datetime) -> str:
-    return value.strftime("%H:%M")
+@pass_context
+def _time_filter(ctx: Context, value: datetime) -> str:
+    return i18n.format_time(value, ctx["language"])
 
 
 # The Markdown body is rendered with every value replaced by a marker (``_mask``), and the
@@ -447,6 +456,8 @@ def _mask(value: Any) -> str:
 
 
 _TEXT_ENV = _environment(lambda v: "" if v is None else v)
+# The text part of a right-to-left email: each value between the Unicode isolates.
+_TEXT_ENV_RTL = _environment(lambda v: "" if v is None else i18n.isolate(str(v)))
 _PERSONAL = {"participant", "links"}  # the context values that differ between recipients
 _MASK_ENV = _environment(_mask)
 
@@ -474,6 +485,14 @@ class EmailTemplates:
 
     def exists(self, name: str, language: str) -> bool:
         return self.path(name, language).is_file()
+
+    def languages(self, name: str) -> frozenset[str]:
+        """The language tags of the files ``<name>.<language>.md.j2``."""
+        try:
+            mtime = self.folder.stat().st_mtime
+        except FileNotFoundError:
+            return frozenset()
+        return _languages(str(self.folder), name, mtime)
 
     def render(
         self,
@@ -510,10 +529,13 @@ class EmailTemplates:
             raise TemplateError(f"{where}: the subject is empty")
         html = _HTML_PAGE.format(
             lang=language,
+            dir=i18n.direction(language),
             title=escapeHtml(subject),
             body=body,
         )
-        return RenderedEmail(subject=subject, text=text.strip() + "\n", html=html)
+        return RenderedEmail(
+            subject=subject, text=text.strip() + "\n", html=html, language=language
+        )
 
     def extra(self, name: str, language: str) -> dict[str, Any]:
         """Front-matter fields besides the subject (e.g. a calendar summary)."""
@@ -522,6 +544,16 @@ class EmailTemplates:
     def personal(self, name: str, language: str, field: str) -> bool:
         """Whether a front-matter field uses ``participant`` or ``links``."""
         return field in _compile(self.path(name, language)).personal
+
+
+@lru_cache(maxsize=1024)
+def _languages(folder: str, name: str, mtime: float) -> frozenset[str]:
+    suffix = ".md.j2"
+    return frozenset(
+        p.name[len(name) + 1 : -len(suffix)]
+        for p in Path(folder).glob(f"{glob.escape(name)}.*{suffix}")
+        if "." not in p.name[len(name) + 1 : -len(suffix)]
+    )
 
 
 @lru_cache(maxsize=256)
@@ -539,6 +571,9 @@ def _compile_cached(path: str, mtime: float) -> _Compiled:
     body = match.group(2)
     if _MARK_OPEN in source or _MARK_CLOSE in source:
         raise TemplateError(f"{path}: contains the reserved characters U+E000 or U+E001")
+    # <name>.<language>.md.j2: the language says the direction of the text part's values.
+    rtl = i18n.direction(Path(path).name.rsplit(".", 3)[-3]) == "rtl"
+    text_env = _TEXT_ENV_RTL if rtl else _TEXT_ENV
     try:
         personal = frozenset(
             field
@@ -550,10 +585,10 @@ def _compile_cached(path: str, mtime: float) -> _Compiled:
             # The text part reads as plain text: the template's **strong** markers are dropped
             # and [links](url) become "links (url)" (in the template source only; values are
             # never touched).
-            text_body=_TEXT_ENV.from_string(_LINK.sub(r"\1 (\2)", _STRONG.sub("", body))),
+            text_body=text_env.from_string(_LINK.sub(r"\1 (\2)", _STRONG.sub("", body))),
             md_body=_MASK_ENV.from_string(body),
-            extra={k: _TEXT_ENV.from_string(str(v)) for k, v in front.items()},
-            markdown=_MaskedMarkdown(),
+            extra={k: text_env.from_string(str(v)) for k, v in front.items()},
+            markdown=_MaskedMarkdown(rtl=rtl),
             personal=personal,
         )
     except JinjaTemplateError as exc:
@@ -578,7 +613,13 @@ def render_extra(
     if tmpl is None:
         return None
     try:
-        return clean_header(_render(tmpl, {**context, "language": language}))
+        text = _render(tmpl, {**context, "language": language})
+        if i18n.direction(language) == "rtl":
+            # A calendar has no dir attribute: the mark sets the direction, the values are
+            # isolated in it.
+            cleaned = clean_header(text, keep=i18n.BIDI_KEEP)
+            return i18n.RLM + cleaned if cleaned else cleaned
+        return clean_header(text)
     except UndefinedError as exc:
         raise TemplateError(f"{templates.path(name, language)}: {exc.message}") from None
     except _RENDER_ERRORS as exc:

@@ -23,7 +23,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # revision with this string instead of loading Alembic (a third of a second) every time;
 # tests/test_store.py checks it against Alembic's own head, so a new migration that forgets
 # to update it fails there.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

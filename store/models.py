@@ -30,11 +30,6 @@ class Role(StrEnum):
     facilitator = "facilitator"
 
 
-class Language(StrEnum):
-    sv = "sv"
-    en = "en"
-
-
 class CycleStatus(StrEnum):
     draft = "draft"
     running = "running"
@@ -111,7 +106,8 @@ class Participant(SQLModel, table=True):
     email_key: str = Field(unique=True)
     organisation_id: int = Field(foreign_key="organisation.id", index=True)
     role: Role = Field(sa_type=String(32))
-    language: Language = _enum(Language.sv)
+    # A BCP 47 tag (sv, fi, ar, sv-x-easy for easy-to-read Swedish; messaging/i18n.py).
+    language: str = Field(default="sv", sa_type=String(32))
     consent: bool = True
     erased: bool = False
     # A dead address (flows/people/mailbox.py): set by a permanent delivery failure, or by
@@ -136,6 +132,9 @@ class Cycle(SQLModel, table=True):
     # Raised on every change of the plan, so that concurrent edits can be detected.
     plan_version: int = 1
     created_at: datetime = _ts(default_factory=utcnow)
+    # The language the coordinator chose at launch for participants whose language the
+    # template has no emails in (samverkan launch --fallback-language); None: none chosen.
+    fallback_language: str | None = Field(default=None, sa_type=String(35))
 
 
 class CycleMember(SQLModel, table=True):
@@ -209,6 +208,9 @@ class Message(SQLModel, table=True):
     to_name: str
     revision: int = 0
     category: str  # invitation | meeting | reminder | followup | reflection
+    # The language the message is written in (its Content-Language): the participant's, or
+    # the one their text fell back to. None for messages queued before it was kept.
+    content_language: str | None = Field(default=None, sa_type=String(35))
     subject: str
     text: str = Field(sa_column=Column(Text, nullable=False))
     html: str = Field(sa_column=Column(Text, nullable=False))
@@ -378,7 +380,7 @@ class SignoffVariant(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     stage_id: int = Field(foreign_key="stage.id", index=True)
     content_hash: str
-    language: str = Field(sa_type=String(8))
+    language: str = Field(sa_type=String(35))
     roles: str = ""  # comma-separated roles that get this text
     subject: str
     text: str = Field(sa_column=Column(Text, nullable=False))

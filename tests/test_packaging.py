@@ -85,6 +85,7 @@ def test_the_wheel_holds_every_data_file(wheel: Path) -> None:
         ("flows/web/workspace/templates", "flows/web/workspace/templates"),
         ("flows/web/workspace/static", "flows/web/workspace/static"),
         ("flows/reporting/templates", "flows/reporting/templates"),
+        ("messaging/locale", "messaging/locale"),
     ]
     # A folder that moved would otherwise expect nothing, and pass.
     assert [folder for folder, _ in folders if not files_under(ROOT / folder)] == []
@@ -94,6 +95,7 @@ def test_the_wheel_holds_every_data_file(wheel: Path) -> None:
     assert "flows/web/templates/base.html" in expected
     assert "flows/web/workspace/templates/login.html" in expected
     assert "flows/web/workspace/static/workspace.css" in expected
+    assert "messaging/locale/ar/LC_MESSAGES/samverkan.po" in expected
     assert expected - names == set()
 
 
@@ -125,6 +127,9 @@ async def go():
         assert "Sign in to the workspace" in login.text, login.text
         css = await c.get("/workspace/static/workspace.css")
         home = await c.get("/workspace/")
+        # The catalogues came along: the unknown link's page speaks each language.
+        gone = await c.get("/a/unknown")
+        assert 'lang="ar" dir="rtl"' in gone.text and "Sidan finns inte" in gone.text, gone.text
         print(login.status_code, css.headers["content-type"].split(";")[0], home.status_code)
 asyncio.run(go())
 """

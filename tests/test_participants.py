@@ -68,7 +68,7 @@ def test_known_email_in_other_case_updates_that_participant(engine, tmp_path: Pa
     [
         ("Ann,not-an-email,Org,professional,sv", "bad email 'not-an-email'"),
         ("Ann,ann@x.example,Org,boss,sv", "unknown role 'boss'"),
-        ("Ann,ann@x.example,Org,manager,fi", "unknown language 'fi'"),
+        ("Ann,ann@x.example,Org,manager,svenska", "unknown language 'svenska'"),
         (",ann@x.example,Org,manager,sv", "empty name"),
         ('"Ann\nBcc: evil@x.example",ann@x.example,Org,manager,sv', "line break or control"),
         ("Ann,ann@x.example,,manager,sv", "empty organisation"),

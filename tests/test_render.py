@@ -27,7 +27,7 @@ def test_markdown_becomes_text_and_html(tmp_path: Path) -> None:
     assert out.text == "Hej Anna,\n\n- ett\n- två\n"
     assert "<strong>Anna</strong>" in out.html
     assert "<li>ett</li>" in out.html
-    assert '<html lang="sv">' in out.html
+    assert '<html lang="sv" dir="ltr">' in out.html
 
 
 def test_missing_variable_is_an_error_naming_the_file(tmp_path: Path) -> None:

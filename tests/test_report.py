@@ -38,7 +38,7 @@ def test_html_report_has_the_plan_the_people_the_numbers_and_the_words(
         )
         s.commit()
     page = build_report(engine, settings, c2, "html")
-    assert page.startswith("<!DOCTYPE html>") and '<html lang="sv">' in page
+    assert page.startswith("<!DOCTYPE html>") and '<html lang="sv" dir="ltr">' in page
     assert "<h2>Vad vi gjorde</h2>" in page and '<th scope="row">followup</th>' in page
     # The change in the report's language, not the audit log's English line.
     assert "<li>" in page and "Steget reminder hoppades över (skäl: everyone had answered)" in page
@@ -208,7 +208,11 @@ def test_how_many_a_stage_reached_is_not_shown_for_part_of_the_network(
 @pytest.mark.parametrize("language", ["sv", "en"])
 def test_every_stage_status_has_a_name_in_the_reports_language(language: str) -> None:
     from flows.reporting.report import STAGE_STATUSES
+    from messaging import i18n
     from store.models import StageStatus
 
-    missing = [s.value for s in StageStatus if s.value not in STAGE_STATUSES[language]]
+    missing = [s.value for s in StageStatus if s.value not in STAGE_STATUSES]
     assert missing == []
+    named = {i18n.tr(language, STAGE_STATUSES[s.value]) for s in StageStatus}
+    assert len(named) == len(StageStatus)  # each its own name, none left as its code
+    assert not named & {s.value for s in StageStatus if "_" in s.value}

@@ -70,7 +70,7 @@ def test_one_click_unsubscribe_stops_the_next_stages(network, settings) -> None:
 
     # Opening the link (a person, or a link scanner) only asks.
     page = pages.get(path)
-    assert page.status_code == 200 and '<html lang="en">' in page.text
+    assert page.status_code == 200 and '<html lang="en" dir="ltr">' in page.text
     assert "Stop sending me emails" in page.text and 'method="post"' in page.text
     with Session(network) as s:
         assert s.exec(select(Participant).where(Participant.email == SARA)).one().consent
@@ -134,7 +134,7 @@ def test_unsubscribing_needs_a_post_with_the_one_click_body(network, settings) -
         pages.post(path, json=ONE_CLICK),
         pages.post(path, data={"List-Unsubscribe": "yes"}),
     ):
-        assert refused.status_code == 400 and '<html lang="sv">' in refused.text
+        assert refused.status_code == 400 and '<html lang="sv" dir="ltr">' in refused.text
         assert "Använd knappen på sidan" in refused.text
     with Session(network) as s:
         assert s.exec(select(Participant).where(Participant.email == ANNA)).one().consent

@@ -54,7 +54,7 @@ def test_rsvp_link_accepts_and_the_reminder_leaves_them_out(client, settings, ne
     path = link(Path(settings.mail_dir), SARA, "r")
     page = client.get(path)
     assert page.status_code == 200
-    assert '<html lang="en">' in page.text
+    assert '<html lang="en" dir="ltr">' in page.text
     assert "Your answer now: no answer yet." in page.text
     done = client.post(path, data={"answer": "ACCEPTED"}, follow_redirects=False)
     assert (done.status_code, done.headers["location"]) == (303, f"{path}/thanks")
@@ -74,7 +74,7 @@ def test_answering_the_follow_up_on_the_personal_page(client, settings, network,
     tick(WORKSHOP + timedelta(days=7))
     path = link(Path(settings.mail_dir), ANNA, "a")
     page = client.get(path)
-    assert page.status_code == 200 and '<html lang="sv">' in page.text
+    assert page.status_code == 200 and '<html lang="sv" dir="ltr">' in page.text
     assert "På en skala från 0 till 10, var befinner sig vårt samarbete just nu?" in page.text
     assert page.text.count('type="radio" name="q_scale-now"') == 11
     assert '<label class="q" for="q_what-is-better">Vad är bättre sedan sist?</label>' in page.text
@@ -168,7 +168,7 @@ def test_only_the_form_encoding_is_taken_and_the_rest_leaves_answers_alone(
     nothing = client.post(path)
     for refused in (upload, as_json, as_text, nothing):
         assert refused.status_code == 415, refused.status_code
-        assert '<html lang="sv">' in refused.text
+        assert '<html lang="sv" dir="ltr">' in refused.text
         assert "Skicka dina svar med formuläret på sidan" in refused.text
         assert "UploadFile" not in refused.text
     assert saved(network) == before  # nothing stored, nothing wiped
@@ -189,7 +189,7 @@ def test_form_errors_speak_the_participants_language_without_internal_ids(
     assert "välj en siffra från 0 till 10" in bad.text
     assert "Vi ringer varandra." in bad.text  # what they wrote is still in the form
     english = client.post(sara, data={"q_scale-now": "ten"})
-    assert english.status_code == 422 and '<html lang="en">' in english.text
+    assert english.status_code == 422 and '<html lang="en" dir="ltr">' in english.text
     assert "choose a number from 0 to 10" in english.text
     for not_ascii in ("²", "٣"):  # digits to Python, not a number on the scale
         odd = client.post(sara, data={"q_scale-now": not_ascii})
@@ -207,7 +207,7 @@ def test_form_errors_speak_the_participants_language_without_internal_ids(
 def test_rsvp_refuses_what_is_not_a_form(client, settings, network, cycle):
     path = link(Path(settings.mail_dir), SARA, "r")
     refused = client.post(path, json={"answer": "ACCEPTED"})
-    assert refused.status_code == 415 and '<html lang="en">' in refused.text
+    assert refused.status_code == 415 and '<html lang="en" dir="ltr">' in refused.text
     with Session(network) as s:
         assert {a.partstat for a in s.exec(select(MeetingAttendee))} == {"NEEDS-ACTION"}
 

@@ -16,8 +16,9 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from messaging import i18n
 from store.errors import InvalidInput
-from store.models import Language, Organisation, Participant, Role
+from store.models import Organisation, Participant, Role
 
 FIELDS = ("role", "org", "language", "email")
 
@@ -66,9 +67,10 @@ def parse_audience(text: str | None) -> Audience:
             if bad:
                 raise InvalidInput(f"audience {raw!r}: unknown role {bad[0]!r}")
         if field == "language":
-            bad = [v for v in values if v not in Language.__members__]
-            if bad:
-                raise InvalidInput(f"audience {raw!r}: unknown language {bad[0]!r}")
+            try:
+                values = [i18n.normalise(v) for v in values]
+            except ValueError as exc:
+                raise InvalidInput(f"audience {raw!r}: {exc}") from None
         folded = frozenset(v.casefold() if field in {"org", "email"} else v for v in values)
         terms.append((field, folded))
     return Audience(terms=tuple(terms), text=raw)

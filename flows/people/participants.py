@@ -8,6 +8,7 @@ import io
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from messaging import i18n
 from store import queries
 from store.db import session_scope
 from store.errors import ImportRejected, InvalidInput, NotFound, PersonRejected
-from store.models import Language, Organisation, Participant, Role, pk
+from store.models import Organisation, Participant, Role, pk
 from store.types import utcnow
 
 COLUMNS = ("name", "email", "organisation", "role", "language")
@@ -27,7 +29,7 @@ COLUMNS = ("name", "email", "organisation", "role", "language")
 # the person (their cycles, answers and history) to the new address and clears a bounce.
 PREVIOUS = "previous_email"
 ROLES = ", ".join(r.value for r in Role)
-LANGS = ", ".join(lang.value for lang in Language)
+LANGS = "a BCP 47 tag such as sv, en, fi, ar, or sv-x-easy for easy-to-read Swedish"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Row:
     email: str
     organisation: str
     role: Role
-    language: Language
+    language: str
     previous: str = ""  # the person's old address (the previous_email column), normalised
 
 
@@ -103,12 +105,19 @@ def normalise_email(email: str) -> str:
 
 # Names of the members (what the file must say) to the member of that value.
 _ROLES = {name: Role(name) for name in Role.__members__}
-_LANGUAGES = {name: Language(name) for name in Language.__members__}
+
+
+@lru_cache(maxsize=256)  # an import has a handful of distinct languages in many rows
+def _language(given: str) -> str | None:
+    try:
+        return i18n.normalise(given)
+    except ValueError:
+        return None
 
 
 def _check(
     given_name: str, given_email: str, given_organisation: str, given_role: str, given_language: str
-) -> tuple[str, str, str, Role | None, Language | None, dict[str, str]]:
+) -> tuple[str, str, str, Role | None, str | None, dict[str, str]]:
     """One person's fields as stored (stripped, the email normalised), and what is wrong with
     them by field (name, organisation, email, role, language: the order they are told in)."""
     name = given_name.strip()
@@ -133,9 +142,9 @@ def _check(
     role = _ROLES.get(given_role.lower())
     if role is None:
         reasons["role"] = f"unknown role {given_role!r} (use one of: {ROLES})"
-    language = _LANGUAGES.get(given_language.lower() or "sv")
+    language = _language(given_language or "sv")
     if language is None:
-        reasons["language"] = f"unknown language {given_language!r} (use one of: {LANGS})"
+        reasons["language"] = f"unknown language {given_language!r} (use {LANGS})"
     return name, email, organisation, role, language, reasons
 
 
@@ -245,7 +254,7 @@ def import_csv(engine: Engine, data: bytes, *, source: str = "file") -> ImportRe
                 "email": row.email,
                 "organisation_id": orgs[row.organisation],
                 "role": row.role.value,
-                "language": row.language.value,
+                "language": row.language,
             }
             key = row.email.lower()
             if key in known:

@@ -31,77 +31,44 @@ from sqlmodel import Session
 
 from flows.reporting import indicators as ind
 from flows.settings import Settings
-from flows.stages.base import ROLE_LABELS
+from flows.stages.base import role_label
 from flows.templates import template_of
+from messaging import i18n
+from messaging.i18n import N_
 from store import queries
 from store.models import Cycle, Stage, pk
 
 # Each re-sequencing as the report tells it, from the audit entry's action and stage: the
 # audit log's own detail line is English and written for the coordinator's terminal.
 CHANGES = {
-    "en": {
-        "stage.add": "Added the stage {key}",
-        "stage.move": "Moved the stage {key}",
-        "stage.skip": "Skipped the stage {key}",
-        "stage.edit": "Changed the stage {key}",
-        "stage.reschedule": "Rescheduled the stage {key}",
-        "stage.cancel": "Cancelled the stage {key}",
-        "cycle.pause": "Paused the cycle",
-        "cycle.resume": "Resumed the cycle",
-        "cycle.cancel": "Cancelled the cycle",
-        "cycle.add-participants": "Added participants to the cycle",
-    },
-    "sv": {
-        "stage.add": "Steget {key} lades till",
-        "stage.move": "Steget {key} flyttades",
-        "stage.skip": "Steget {key} hoppades över",
-        "stage.edit": "Steget {key} ändrades",
-        "stage.reschedule": "Steget {key} fick en ny tid",
-        "stage.cancel": "Steget {key} ställdes in",
-        "cycle.pause": "Cykeln pausades",
-        "cycle.resume": "Cykeln återupptogs",
-        "cycle.cancel": "Cykeln avbröts",
-        "cycle.add-participants": "Deltagare lades till i cykeln",
-    },
+    "stage.add": N_("Added the stage {key}"),
+    "stage.move": N_("Moved the stage {key}"),
+    "stage.skip": N_("Skipped the stage {key}"),
+    "stage.edit": N_("Changed the stage {key}"),
+    "stage.reschedule": N_("Rescheduled the stage {key}"),
+    "stage.cancel": N_("Cancelled the stage {key}"),
+    "cycle.pause": N_("Paused the cycle"),
+    "cycle.resume": N_("Resumed the cycle"),
+    "cycle.cancel": N_("Cancelled the cycle"),
+    "cycle.add-participants": N_("Added participants to the cycle"),
 }
-RESEQUENCING = tuple(CHANGES["en"])
+RESEQUENCING = tuple(CHANGES)
 STAGE_KINDS = {
-    "en": {
-        "email": "email",
-        "meeting": "meeting",
-        "followup": "follow-up questions",
-        "reflection": "reflection",
-    },
-    "sv": {
-        "email": "e-post",
-        "meeting": "möte",
-        "followup": "uppföljningsfrågor",
-        "reflection": "reflektion",
-    },
+    "email": N_("email"),
+    "meeting": N_("meeting"),
+    "followup": N_("follow-up questions"),
+    "reflection": N_("reflection"),
 }
 STAGE_STATUSES = {
-    "en": {
-        "pending": "planned",
-        "awaiting_approval": "awaiting approval",
-        "approved": "approved",
-        "running": "running",
-        "done": "done",
-        "skipped": "skipped",
-        "failed": "failed",
-        "cancelled": "cancelled",
-        "held": "held (it follows a cancelled meeting)",
-    },
-    "sv": {
-        "pending": "planerat",
-        "awaiting_approval": "väntar på godkännande",
-        "approved": "godkänt",
-        "running": "pågår",
-        "done": "klart",
-        "skipped": "hoppades över",
-        "failed": "misslyckades",
-        "cancelled": "inställt",
-        "held": "vilande (följer ett inställt möte)",
-    },
+    "pending": N_("planned"),
+    "awaiting_approval": N_("awaiting approval"),
+    "approved": N_("approved"),
+    "running": N_("running"),
+    "done": N_("done"),
+    "skipped": N_("skipped"),
+    "failed": N_("failed"),
+    "cancelled": N_("cancelled"),
+    "held": N_("held (it follows a cancelled meeting)"),
 }
 WORDS = (
     "what-is-better",
@@ -113,103 +80,54 @@ WORDS = (
 )
 
 LABELS = {
-    "en": {
-        "title": "Reflection",
-        "done": "What we did",
-        "took_part": "Who took part",
-        "indicators": "Where we are",
-        "trend": "Over the cycles",
-        "words": "In their own words",
-        "changes": "How the plan changed on the way",
-        "no_changes": "The plan ran as launched.",
-        "stage": "Stage",
-        "kind": "Kind",
-        "when": "When",
-        "status": "Status",
-        "sent": "Sent",
-        "group": "Group",
-        "asked": "Asked",
-        "answered": "Answered",
-        "rate": "Response rate",
-        "mean": "Mean (0–10)",
-        "median": "Median",
-        "change": "Change since the cycle before",
-        "n": "Answers",
-        "hidden": "not shown",
-        "everyone": "Everyone",
-        "missing": "Voices we did not hear this time: {groups}.",
-        "all_heard": "Every organisation and role was heard.",
-        "shown_heard": "Every organisation and role large enough to be shown was heard.",
-        "scale": "Answers on the scale",
-        "by_role": "By role",
-        "by_org": "By organisation",
-        "by_group": "By respondent group ({instrument})",
-        "no_words": "No written answers yet.",
-        "words_elsewhere": (
-            "The participants' own words are in the report emailed to the coordinator and the "
-            "steering group, and in samverkan report; copies kept outside samverkan's database "
-            "leave them out, so that erasing a person reaches every copy of what they wrote."
-        ),
-        "cycle": "Cycle",
-        "small": (
-            "Groups smaller than {n} are not shown, so that no one can be identified; nor are "
-            "some larger ones whose figures, subtracted from a total, would give a smaller one "
-            "away."
-        ),
-        "reason": "reason",
-        "not_reached": (
-            "{n} not reached: mail to their address bounced, so later stages left them out; "
-            "they are not counted among those who did not answer."
-        ),
-    },
-    "sv": {
-        "title": "Reflektion",
-        "done": "Vad vi gjorde",
-        "took_part": "Vilka var med",
-        "indicators": "Var vi står",
-        "trend": "Över cyklerna",
-        "words": "Med deras egna ord",
-        "changes": "Så ändrades planen på vägen",
-        "no_changes": "Planen gick som den startades.",
-        "stage": "Steg",
-        "kind": "Typ",
-        "when": "När",
-        "status": "Status",
-        "sent": "Skickat",
-        "group": "Grupp",
-        "asked": "Tillfrågade",
-        "answered": "Svarade",
-        "rate": "Svarsfrekvens",
-        "mean": "Medel (0–10)",
-        "median": "Median",
-        "change": "Förändring sedan förra cykeln",
-        "n": "Svar",
-        "hidden": "visas inte",
-        "everyone": "Alla",
-        "missing": "Röster vi inte hörde den här gången: {groups}.",
-        "all_heard": "Alla organisationer och roller hördes.",
-        "shown_heard": "Alla organisationer och roller som är stora nog att visas hördes.",
-        "scale": "Svar på skalan",
-        "by_role": "Per roll",
-        "by_org": "Per organisation",
-        "by_group": "Per svarsgrupp ({instrument})",
-        "no_words": "Inga skrivna svar ännu.",
-        "words_elsewhere": (
-            "Deltagarnas egna ord finns i rapporten som mejlades till samordnaren och "
-            "styrgruppen, och i samverkan report; kopior utanför samverkans databas utelämnar "
-            "dem, så att den som raderas raderas ur varje kopia av det hen skrev."
-        ),
-        "cycle": "Cykel",
-        "small": (
-            "Grupper mindre än {n} visas inte, så att ingen kan identifieras; inte heller vissa "
-            "större grupper vars siffror, dragna från en summa, skulle avslöja en mindre."
-        ),
-        "reason": "skäl",
-        "not_reached": (
-            "{n} nåddes inte: mejl till deras adress studsade, så senare steg hoppade över dem; "
-            "de räknas inte bland dem som inte svarade."
-        ),
-    },
+    "title": N_("Reflection"),
+    "done": N_("What we did"),
+    "took_part": N_("Who took part"),
+    "indicators": N_("Where we are"),
+    "trend": N_("Over the cycles"),
+    "words": N_("In their own words"),
+    "changes": N_("How the plan changed on the way"),
+    "no_changes": N_("The plan ran as launched."),
+    "stage": N_("Stage"),
+    "kind": N_("Kind"),
+    "when": N_("When"),
+    "status": N_("Status"),
+    "sent": N_("Sent"),
+    "group": N_("Group"),
+    "asked": N_("Asked"),
+    "answered": N_("Answered"),
+    "rate": N_("Response rate"),
+    "mean": N_("Mean (0–10)"),
+    "median": N_("Median"),
+    "change": N_("Change since the cycle before"),
+    "n": N_("Answers"),
+    "hidden": N_("not shown"),
+    "everyone": N_("Everyone"),
+    "missing": N_("Voices we did not hear this time: {groups}."),
+    "all_heard": N_("Every organisation and role was heard."),
+    "shown_heard": N_("Every organisation and role large enough to be shown was heard."),
+    "scale": N_("Answers on the scale"),
+    "by_role": N_("By role"),
+    "by_org": N_("By organisation"),
+    "by_group": N_("By respondent group ({instrument})"),
+    "no_words": N_("No written answers yet."),
+    "words_elsewhere": N_(
+        "The participants' own words are in the report emailed to the "
+        "coordinator and the steering group, and in samverkan report; copies "
+        "kept outside samverkan's database leave them out, so that erasing a "
+        "person reaches every copy of what they wrote."
+    ),
+    "cycle": N_("Cycle"),
+    "small": N_(
+        "Groups smaller than {n} are not shown, so that no one can be "
+        "identified; nor are some larger ones whose figures, subtracted from a "
+        "total, would give a smaller one away."
+    ),
+    "reason": N_("reason"),
+    "not_reached": N_(
+        "{n} not reached: mail to their address bounced, so later stages left "
+        "them out; they are not counted among those who did not answer."
+    ),
 }
 
 
@@ -228,11 +146,13 @@ class ReportData:
     by_group: list[list[str]] = field(default_factory=list)
     instrument: str = ""
     not_reached: int = 0  # members whose address bounced (shown only where counts are)
+    language: str = "en"  # of the labels (the coordinator's)
 
 
 def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
     language = settings.coordinator_language
-    labels = LABELS[language]
+    labels: dict[str, str] = i18n.translated(LABELS, language)
+    tr = i18n.translations(language)
     with Session(engine) as session:
         cycle = queries.get_cycle(session, cycle_id=cycle_id)
         tz = ZoneInfo(cycle.timezone)
@@ -240,8 +160,8 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
         stages = [
             {
                 "key": s.key,
-                "kind": STAGE_KINDS[language].get(s.kind, s.kind),
-                "status": STAGE_STATUSES[language].get(str(s.status), str(s.status)),
+                "kind": tr.gettext(STAGE_KINDS.get(s.kind, s.kind)),
+                "status": tr.gettext(STAGE_STATUSES.get(str(s.status), str(s.status))),
                 "when": f"{_when(s).astimezone(tz):%Y-%m-%d %H:%M}",
                 "sent": counts.get(pk(s), {}).get("sent", 0),
                 # How many a stage for part of the network reached is the size of that part.
@@ -254,7 +174,7 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
         changes = []
         for entry in queries.audit_log(session, cycle_id=cycle_id):
             if entry.action in RESEQUENCING:
-                told = CHANGES[language][entry.action].format(key=entry.stage_key or "")
+                told = tr.gettext(CHANGES[entry.action]).format(key=entry.stage_key or "")
                 why = f" ({labels['reason']}: {entry.reason})" if entry.reason else ""
                 changes.append(f"{entry.at.astimezone(tz):%Y-%m-%d}: {told}{why}")
         library = template_of(settings, cycle).questions
@@ -266,7 +186,7 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
     ordered.update({q: w for q, w in words.items() if q not in ordered})
     figures = ind.compute(engine, cycle_ids=[cycle_id], min_group=settings.min_group)
     trend = ind.compute(engine, min_group=settings.min_group)
-    texts = {q: library[q].text[language] for q in ordered if q in library}  # type: ignore[index]
+    texts = {q: library[q].localised(language)["text"] for q in ordered if q in library}
     # A stage's count of messages is a count of people: shown under the same rule as the
     # indicators (a follow-up's count is the number asked), so a network too small to show
     # shows none, and a stage for part of it never does.
@@ -274,11 +194,12 @@ def gather(engine: Engine, settings: Settings, cycle_id: int) -> ReportData:
     few = everyone in figures.hidden(cycle_id, "counts") or 0 < members < settings.min_group
     for stage in stages:
         narrow = stage.pop("narrow")
-        if narrow or (few and stage["kind"] != STAGE_KINDS[language]["reflection"]):
+        if narrow or (few and stage["kind"] != tr.gettext(STAGE_KINDS["reflection"])):
             stage["sent"] = labels["hidden"]
     data = ReportData(
         cycle, labels, stages, changes, figures, trend, ordered, texts, settings.min_group
     )
+    data.language = language
     data.not_reached = 0 if few else bounced
     _respondent_groups(engine, settings, data)
     return data
@@ -399,8 +320,7 @@ def _group_table(data: ReportData, level: str) -> tuple[list[str], list[list[str
 
 
 def _role(data: ReportData, role: str) -> str:
-    language = "sv" if data.labels is LABELS["sv"] else "en"
-    return ROLE_LABELS[language].get(role, role)
+    return role_label(role, data.language)
 
 
 def _missing(data: ReportData) -> str:
@@ -590,7 +510,8 @@ def to_html(data: ReportData) -> str:
         .get_template("report.html")
         .render(
             _context(data),
-            lang="sv" if data.labels is LABELS["sv"] else "en",
+            lang=data.language,
+            dir=i18n.direction(data.language),
             mark=Markup(HTML_MARK),
             distribution=Markup(distribution) if distribution else None,
             trend=Markup(trend) if trend else None,

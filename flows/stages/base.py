@@ -19,7 +19,8 @@ from sqlmodel import Session
 from flows.people.audience import parse_audience
 from flows.settings import Settings
 from flows.templates import ProcessTemplate
-from messaging import links
+from messaging import i18n, links
+from messaging.i18n import NP_
 from messaging.render import RenderedEmail
 from store import queries
 from store.models import (
@@ -34,22 +35,20 @@ from store.models import (
 )
 from store.types import utcnow
 
+# How each role is named to people (msgctxt "role" in the catalogue).
 ROLE_LABELS = {
-    "sv": {
-        "service_user": "deltagare",
-        "professional": "yrkesverksam",
-        "manager": "chef",
-        "politician": "förtroendevald",
-        "facilitator": "processledare",
-    },
-    "en": {
-        "service_user": "participant",
-        "professional": "professional",
-        "manager": "manager",
-        "politician": "elected member",
-        "facilitator": "facilitator",
-    },
+    "service_user": NP_("role", "participant"),
+    "professional": NP_("role", "professional"),
+    "manager": NP_("role", "manager"),
+    "politician": NP_("role", "elected member"),
+    "facilitator": NP_("role", "facilitator"),
 }
+
+
+def role_label(role: str, language: str) -> str:
+    """A role as ``language`` names it ('deltagare', 'participant')."""
+    label = ROLE_LABELS.get(role)
+    return str(i18n.translations(language).pgettext("role", label)) if label else role
 
 
 PERSONAL_FIELDS = ("name", "first_name", "email", "organisation")
@@ -68,9 +67,16 @@ class Recipient:
     marked: bool = False
 
     @classmethod
-    def of(cls, person: Participant, org: Organisation) -> Recipient:
+    def of(cls, person: Participant, org: Organisation, language: str | None = None) -> Recipient:
+        """``language``: the one the stage's emails are read in (StageRun.reading), if not the
+        person's own."""
         return cls(
-            person.id, person.name, person.email, str(person.language), org.name, str(person.role)
+            person.id,
+            person.name,
+            person.email,
+            language or str(person.language),
+            org.name,
+            str(person.role),
         )
 
     def personal(self) -> dict[str, str]:
@@ -88,7 +94,7 @@ class Recipient:
         return {
             **self.personal(),
             "role": self.role,
-            "role_label": ROLE_LABELS[self.language].get(self.role, self.role),
+            "role_label": role_label(self.role, self.language),
             "language": self.language,
         }
 
@@ -260,9 +266,18 @@ class StageRun:
     ) -> RenderedEmail:
         name = template or self.stage.template
         assert name is not None
-        self.rendered.add((name, recipient.language))
+        language = self.reading(recipient.language, name)
+        self.rendered.add((name, language))
         return self.template.emails.render(
-            name, recipient.language, self.context(recipient, **extra), self.shared_renders
+            name, language, self.context(recipient, **extra), self.shared_renders
+        )
+
+    def reading(self, language: str, name: str | None = None) -> str:
+        """The language of the email ``name`` (the stage's own) that a person who reads
+        ``language`` gets: theirs, a less specific one (sv for sv-x-easy), or the fallback
+        the coordinator chose at launch."""
+        return self.template.reading(
+            name or self.stage.template or "", language, self.cycle.fallback_language
         )
 
     @property
@@ -366,6 +381,7 @@ def write_drafts(
             "to_name": d.recipient.name,
             "category": category,
             "revision": revision,
+            "content_language": d.email.language or None,
             "subject": d.email.subject,
             "text": d.email.text,
             "html": d.email.html,

@@ -16,12 +16,14 @@ class AudienceKind(Kind):
         members = run.audience()
         if not validating:
             members = run.unless_filter(members)
-        return [Recipient.of(p, o) for p, o in members]
+        return [Recipient.of(p, o, run.reading(p.language)) for p, o in members]
 
     def recipient_chunks(self, run: StageRun, size: int) -> Iterator[list[Recipient]]:
         """The same people as ``recipients``, read from the database ``size`` at a time."""
         for members in run.audience_chunks(size):
-            yield [Recipient.of(p, o) for p, o in run.unless_filter(members)]
+            yield [
+                Recipient.of(p, o, run.reading(p.language)) for p, o in run.unless_filter(members)
+            ]
 
 
 class EmailKind(AudienceKind):

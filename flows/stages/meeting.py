@@ -27,7 +27,7 @@ def _info(
 ) -> MeetingInfo:
     starts, ends = _times(run)
     name = template or run.stage.template or ""
-    language = recipient.language
+    language = run.reading(recipient.language, name)
     key = (name, language, "summary")
     summary = run.shared_renders.get(key)
     if summary is None:
@@ -73,7 +73,11 @@ def _invite(run: StageRun, info: MeetingInfo, recipient: Recipient, method: str)
 def attendees(run: StageRun, meeting: Meeting) -> list[Recipient]:
     """Everyone invited to the meeting who can still be written to."""
     invited = queries.partstats(run.session, meeting_id=pk(meeting))
-    return [Recipient.of(p, o) for p, o in run.active_members if p.id in invited]
+    return [
+        Recipient.of(p, o, run.reading(p.language))
+        for p, o in run.active_members
+        if p.id in invited
+    ]
 
 
 def notice(

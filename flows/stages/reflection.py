@@ -70,10 +70,11 @@ class ReflectionKind(Kind):
 
     def recipients(self, run: StageRun, *, validating: bool = False) -> list[Recipient]:
         s = run.settings
-        found = [Recipient(None, s.sender_name, s.reflection_to, s.coordinator_language)]
+        language = run.reading(s.coordinator_language)
+        found = [Recipient(None, s.sender_name, s.reflection_to, language)]
         for email in run.cycle.steering or []:
             if email.lower() != s.reflection_to.lower():
-                found.append(Recipient(None, email, email, s.coordinator_language))
+                found.append(Recipient(None, email, email, language))
         return found
 
     def draft(self, run: StageRun, recipient: Recipient) -> Draft:

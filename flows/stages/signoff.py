@@ -32,8 +32,9 @@ from flows.cycles.plan import zone
 from flows.settings import Settings
 from flows.stages.base import PERSONAL_FIELDS, Draft, Recipient, StageRun
 from flows.stages.kind import StageKind
-from messaging import calendar
+from messaging import calendar, i18n
 from messaging.headers import clean_header
+from messaging.i18n import N_
 from store import queries
 from store.models import (
     AccountRole,
@@ -382,6 +383,7 @@ def notify(
                 "to_key": key,
                 "to_name": address,
                 "category": "signoff",
+                "content_language": settings.coordinator_language,
                 "revision": queries.next_revision(session, stage_id=pk(stage), to_key=key)
                 + len([r for r in rows if r["to_key"] == key]),
                 "subject": subject,
@@ -413,69 +415,45 @@ def page_url(settings: Settings, cycle: Cycle, stage: Stage) -> str:
 
 
 _WORDS = {
-    "en": {
-        "waiting": (
-            "Waiting for your signature: {stage} of {cycle}",
-            "{org} is asked to sign what {stage} of {cycle} sends ({languages}), due {due}.",
+    "waiting": (
+        N_("Waiting for your signature: {stage} of {cycle}"),
+        N_(
+            "{org} is asked to sign what {stage} of {cycle} sends ({languages}), "
+            "due {due}."
         ),
-        "void": (
-            "Please sign again: {stage} of {cycle}",
-            "The text of {stage} of {cycle} changed, so {org}'s signature on it is void. "
-            "Please read the new text ({languages}) and sign again; it is due {due}.",
+    ),
+    "void": (
+        N_("Please sign again: {stage} of {cycle}"),
+        N_(
+            "The text of {stage} of {cycle} changed, so {org}'s signature on it is "
+            "void. Please read the new text ({languages}) and sign again; it is due"
+            " {due}."
         ),
-        "reminder": (
-            "Reminder, waiting for your signature: {stage} of {cycle}",
+    ),
+    "reminder": (
+        N_("Reminder, waiting for your signature: {stage} of {cycle}"),
+        N_(
             "{org} has not yet signed what {stage} of {cycle} sends ({languages}); "
-            "it is due {due}.",
+            "it is due {due}."
         ),
-        "overdue": (
-            "Not sent, waiting for sign-off: {stage} of {cycle}",
-            "{stage} of {cycle} was due {due} and is not sent: it waits for sign-off "
-            "from {waiting}. The stages after it wait too.",
+    ),
+    "overdue": (
+        N_("Not sent, waiting for sign-off: {stage} of {cycle}"),
+        N_(
+            "{stage} of {cycle} was due {due} and is not sent: it waits for sign-"
+            "off from {waiting}. The stages after it wait too."
         ),
-        "refused": (
-            "Not sent: {stage} of {cycle}",
-            "{stage} of {cycle} is not sent: {waiting}",
-        ),
-        "change": (
-            "Change requested: {stage} of {cycle}",
-            "{who} asks for a change to {stage} of {cycle} (due {due}).",
-        ),
-        "read": "Read and sign it here: {url}",
-        "comment": "Their comment:",
-    },
-    "sv": {
-        "waiting": (
-            "Väntar på er underskrift: {stage} i {cycle}",
-            "{org} ombeds skriva under det som {stage} i {cycle} skickar ({languages}), "
-            "senast {due}.",
-        ),
-        "void": (
-            "Skriv under igen: {stage} i {cycle}",
-            "Texten i {stage} i {cycle} har ändrats, så {org}s underskrift gäller inte längre. "
-            "Läs den nya texten ({languages}) och skriv under igen; den ska ut {due}.",
-        ),
-        "reminder": (
-            "Påminnelse, väntar på er underskrift: {stage} i {cycle}",
-            "{org} har ännu inte skrivit under det som {stage} i {cycle} skickar "
-            "({languages}); den ska ut {due}.",
-        ),
-        "overdue": (
-            "Inte skickat, väntar på underskrift: {stage} i {cycle}",
-            "{stage} i {cycle} skulle ut {due} men är inte skickat: det väntar på "
-            "underskrift från {waiting}. Stegen efter väntar också.",
-        ),
-        "refused": (
-            "Inte skickat: {stage} i {cycle}",
-            "{stage} i {cycle} är inte skickat: {waiting}",
-        ),
-        "change": (
-            "Ändring begärd: {stage} i {cycle}",
-            "{who} ber om en ändring i {stage} i {cycle} (ska ut {due}).",
-        ),
-        "read": "Läs och skriv under här: {url}",
-        "comment": "Kommentaren:",
-    },
+    ),
+    "refused": (
+        N_("Not sent: {stage} of {cycle}"),
+        N_("{stage} of {cycle} is not sent: {waiting}"),
+    ),
+    "change": (
+        N_("Change requested: {stage} of {cycle}"),
+        N_("{who} asks for a change to {stage} of {cycle} (due {due})."),
+    ),
+    "read": N_("Read and sign it here: {url}"),
+    "comment": N_("Their comment:"),
 }
 
 
@@ -489,7 +467,7 @@ def wording(
     extra: str,
 ) -> tuple[str, str]:
     """The subject and text of a sign-off email, in the coordinator's language."""
-    words: dict[str, Any] = _WORDS.get(settings.coordinator_language, _WORDS["en"])
+    words: dict[str, Any] = i18n.translated(_WORDS, settings.coordinator_language)
     due = f"{stage.due_at.astimezone(zone(cycle.timezone)):%Y-%m-%d %H:%M}"
     values = {
         "stage": stage.key,
@@ -521,8 +499,9 @@ def _html_page(language: str, subject: str, body: str) -> str:
         f"<p>{escapeHtml(p).replace(chr(10), '<br>')}</p>" for p in body.strip().split("\n\n")
     )
     return (
-        f'<!DOCTYPE html>\n<html lang="{language}">\n<head><meta charset="utf-8">'
-        f"<title>{escapeHtml(subject)}</title></head>\n<body>{paragraphs}</body>\n</html>\n"
+        f'<!DOCTYPE html>\n<html lang="{language}" dir="{i18n.direction(language)}">\n'
+        f'<head><meta charset="utf-8"><title>{escapeHtml(subject)}</title></head>\n'
+        f"<body>{paragraphs}</body>\n</html>\n"
     )
 
 

@@ -25,6 +25,9 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
+from markupsafe import Markup
 from sqlalchemy import Engine
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,8 +39,8 @@ from flows.templates import ProcessTemplate, template_of
 from flows.templates.instruments import asked
 from flows.web.workspace import create_workspace
 from flows.web.workspace.core import PREFIX
-from messaging import links
-from messaging.render import format_datetime
+from messaging import i18n, links
+from messaging.i18n import N_, format_datetime
 from store import queries
 from store.db import open_store
 from store.errors import InvalidInput
@@ -60,98 +63,62 @@ MULTIPART = "multipart/form-data"
 ENDED = (CycleStatus.cancelled, CycleStatus.completed)
 ANSWERS = {PartStat.accepted.value, PartStat.declined.value, PartStat.tentative.value}
 
-TEXT = {
-    "sv": {
-        "send": "Skicka mina svar",
-        "thanks": "Tack för dina svar!",
-        "next": "Dina svar läggs ihop med allas, utan ditt namn, när vi sammanfattar "
-        "omgången. Det vi lär oss tar vi med till nästa steg i samarbetet.",
-        "change": "Du kan ändra dina svar här tills omgången sammanfattas.",
-        "edit": "Ändra mina svar",
-        "optional": "Frivilligt – svara på det du vill.",
-        "intro": "Det finns inga rätta svar. Det du märker i din vardag är precis det vi "
-        "behöver veta.",
-        "saved": "Sparat",
-        "skip": "Inget svar",
-        "scale": "Välj en siffra från {lo} till {hi}",
-        "rsvp": "Kommer du?",
-        "yes": "Ja, jag kommer",
-        "no": "Nej, jag kan inte",
-        "maybe": "Kanske",
-        "when": "När",
-        "where": "Var",
-        "rsvp_thanks": "Tack! Vi har noterat ditt svar: {answer}.",
-        "answer": {
-            "ACCEPTED": "du kommer",
-            "DECLINED": "du kan inte komma",
-            "TENTATIVE": "du kanske kommer",
-            "NEEDS-ACTION": "inget svar ännu",
-        },
-        "now": "Ditt svar just nu: {answer}.",
-        "error": "Något i formuläret stämde inte: {error}",
-        "scale_error": "vid ”{question}” – välj en siffra från {lo} till {hi}.",
-        "form_error": "försök gärna igen.",
-        "rsvp_error": "Välj ett av svaren: ja, nej eller kanske.",
-        "refused_title": "Det gick inte att ta emot",
-        "refused": "Skicka dina svar med formuläret på sidan. Det du har sparat tidigare är "
-        "oförändrat.",
-        "back": "Tillbaka till sidan",
-        "u_title": "Inga fler mejl",
-        "u_ask": "Du får mejl från {sender} om {cycle}. Vill du inte ha fler? Då slutar vi "
-        "skicka mejl till dig: inga fler inbjudningar, påminnelser eller frågor.",
-        "u_button": "Sluta skicka mejl till mig",
-        "u_keep": "Vill du fortsätta få mejl behöver du inte göra något.",
-        "u_done": "Klart. Vi skickar inga fler mejl till dig. Samordnaren ser att du har "
-        "avslutat. Ångrar du dig kan du svara på ett av mejlen.",
-        "u_already": "Du har redan avslutat: vi skickar inga fler mejl till dig.",
-        "u_refused": "Använd knappen på sidan för att avsluta.",
-    },
-    "en": {
-        "send": "Send my answers",
-        "thanks": "Thank you for your answers!",
-        "next": "Your answers are put together with everyone's, without your name, when we sum "
-        "up this round. What we learn goes into the next step of the collaboration.",
-        "change": "You can change your answers here until the round is summed up.",
-        "edit": "Change my answers",
-        "optional": "Optional – answer what you like.",
-        "intro": "There are no right answers. What you notice in your everyday work is "
-        "exactly what we need to know.",
-        "saved": "Saved",
-        "skip": "No answer",
-        "scale": "Choose a number from {lo} to {hi}",
-        "rsvp": "Are you coming?",
-        "yes": "Yes, I am coming",
-        "no": "No, I cannot come",
-        "maybe": "Maybe",
-        "when": "When",
-        "where": "Where",
-        "rsvp_thanks": "Thank you! We have noted your answer: {answer}.",
-        "answer": {
-            "ACCEPTED": "you are coming",
-            "DECLINED": "you cannot come",
-            "TENTATIVE": "you might come",
-            "NEEDS-ACTION": "no answer yet",
-        },
-        "now": "Your answer now: {answer}.",
-        "error": "Something in the form was not right: {error}",
-        "scale_error": "at “{question}”, choose a number from {lo} to {hi}.",
-        "form_error": "please try again.",
-        "rsvp_error": "Please choose one of the answers: yes, no or maybe.",
-        "refused_title": "We could not take this in",
-        "refused": "Please send your answers with the form on the page. What you saved before "
-        "has not changed.",
-        "back": "Back to the page",
-        "u_title": "No more emails",
-        "u_ask": "You get emails from {sender} about {cycle}. Would you rather not? Then we "
-        "stop writing to you: no more invitations, reminders or questions.",
-        "u_button": "Stop sending me emails",
-        "u_keep": "If you want to keep getting emails, you need not do anything.",
-        "u_done": "Done. We will send you no more emails. The coordinator can see that you "
-        "unsubscribed. If you change your mind, you can reply to one of the emails.",
-        "u_already": "You have already unsubscribed: we send you no more emails.",
-        "u_refused": "Please use the button on the page to unsubscribe.",
-    },
+# How the meeting page names the participant's answer.
+ANSWER_WORDS = {
+    "ACCEPTED": N_("you are coming"),
+    "DECLINED": N_("you cannot come"),
+    "TENTATIVE": N_("you might come"),
+    "NEEDS-ACTION": N_("no answer yet"),
 }
+# The "not found" page knows nobody, so it speaks every language samverkan writes.
+GONE_TITLE = N_("This page is no longer here")
+GONE_TEXT = N_(
+    "The link may be old, or this round has already been summed up. If you have questions, "
+    "just reply to the email the link came in."
+)
+
+
+@pass_context
+def _gettext(ctx: Context, message: str) -> str:
+    return i18n.translations(ctx["lang"]).gettext(message)
+
+
+@pass_context
+def _ngettext(ctx: Context, singular: str, plural: str, n: int) -> str:
+    return i18n.translations(ctx["lang"]).ngettext(singular, plural, n)
+
+
+@pass_context
+def _pgettext(ctx: Context, context: str, message: str) -> str:
+    return str(i18n.translations(ctx["lang"]).pgettext(context, message))
+
+
+@pass_context
+def _bdi(ctx: Context, value: Any) -> Any:
+    """A value (a name, a place, a date) isolated from the direction of a right-to-left page."""
+    if ctx.get("dir") == "rtl" and value not in (None, ""):
+        return Markup("<bdi>%s</bdi>") % value
+    return value
+
+
+@pass_context
+def _number(ctx: Context, value: Any) -> str:
+    return i18n.format_number(value, ctx["lang"])
+
+
+def page_environment() -> Environment:
+    """The pages' Jinja2 environment: autoescaped, with gettext from samverkan's catalogue
+    (Jinja2's i18n extension) in the language of the page's ``lang``."""
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True),
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        _gettext, _ngettext, newstyle=True, pgettext=_pgettext
+    )
+    env.filters.update(bdi=_bdi, number=_number)
+    return env
 
 
 @dataclass
@@ -164,9 +131,16 @@ class Access:
     stage: Stage
     cycle: Cycle
 
+    reading: str | None = None  # the wording asked for (?text=easy or plain), if any
+
     @property
     def language(self) -> str:
-        return str(self.participant.language)
+        """The language the page is written in: the participant's, or the easy-to-read (or
+        plain) variant of it the page was asked for."""
+        return self.reading or str(self.participant.language)
+
+    def gettext(self, message: str) -> str:
+        return i18n.translations(self.language).gettext(message)
 
     def question(self, t: ProcessTemplate, qid: str) -> dict[str, Any]:
         """A question as this participant is asked it (language, respondent group)."""
@@ -178,11 +152,8 @@ class Access:
             self.language,
             organisation=org.name if org else "",
             role=str(self.participant.role),
+            fallback=self.cycle.fallback_language,
         )
-
-    @property
-    def text(self) -> dict[str, Any]:
-        return TEXT[self.language]
 
 
 class Gone(Exception):
@@ -213,7 +184,7 @@ def followup_closed(session: Session, cycle: Cycle, stage: Stage) -> bool:
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The participants' web app; the engine is opened lazily unless one is given."""
     app = FastAPI(title="samverkan", docs_url=None, redoc_url=None, openapi_url=None)
-    pages = Jinja2Templates(directory=HERE / "templates")
+    pages = Jinja2Templates(env=page_environment())
     state: dict[str, Engine] = {}
 
     @app.middleware("http")
@@ -257,18 +228,38 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return pages.TemplateResponse(
             request,
             name,
-            {"lang": lang, "t": TEXT[lang], "a": a, **context},
+            {"lang": lang, "dir": i18n.direction(lang), "a": a, **context},
+            status_code=status,
+        )
+
+    def gone_page(request: Request, status: int) -> HTMLResponse:
+        every = [
+            {
+                "lang": lang,
+                "dir": i18n.direction(lang),
+                "title": i18n.tr(lang, GONE_TITLE),
+                "text": i18n.tr(lang, GONE_TEXT),
+            }
+            for lang in ["sv", *(x for x in i18n.shipped() if x != "sv" and "-x-" not in x)]
+        ]
+        return pages.TemplateResponse(
+            request,
+            "gone.html",
+            {
+                "lang": "sv",
+                "dir": "ltr",
+                "every_language": every,
+                "titles": " – ".join(g["title"] for g in every[:2]),
+            },
             status_code=status,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
-        return pages.TemplateResponse(
-            request, "gone.html", {"lang": "sv"}, status_code=exc.status_code
-        )
+        return gone_page(request, exc.status_code)
 
     def gone(request: Request) -> HTMLResponse:
-        return pages.TemplateResponse(request, "gone.html", {"lang": "sv"}, status_code=404)
+        return gone_page(request, 404)
 
     def refused(request: Request, a: Access, back: str) -> HTMLResponse:
         """Not the form a browser sends (an upload, JSON, nothing): taken as no answer."""
@@ -309,33 +300,81 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 continue
             if not (_digits(value.strip()) and q.min <= int(value) <= q.max):
                 text = a.question(t, qid)["text"]
-                wrong.append(a.text["scale_error"].format(question=text, lo=q.min, hi=q.max))
+                wrong.append(
+                    a.gettext("at “%(question)s”, choose a number from %(lo)s to %(hi)s.")
+                    % {"question": text, "lo": q.min, "hi": q.max}
+                )
         return wrong
 
-    def open_followup(session: Session, token: str) -> Access:
+    def open_followup(session: Session, token: str, request: Request | None = None) -> Access:
         a = access(session, token, "answers")
         if a.stage.status != StageStatus.done or followup_closed(session, a.cycle, a.stage):
             raise Gone
+        if request is not None:
+            a.reading = wording_asked(a, request.query_params.get("text"))
         return a
+
+    def easy_variant(a: Access) -> str | None:
+        """The easy-to-read variant of the participant's language, where every question of
+        the follow-up has a wording in it."""
+        easy = f"{i18n.primary(str(a.participant.language))}-{i18n.EASY}"
+        library = template_of(settings, a.cycle).questions
+        qids = a.stage.config.get("questions", [])
+        have = all(easy in library[q].languages() for q in qids if q in library)
+        return easy if qids and have else None
+
+    def wording_asked(a: Access, asked_for: str | None) -> str | None:
+        """?text=easy: the easy-to-read wording; ?text=plain: the usual one; else the
+        participant's own language."""
+        if asked_for == "easy":
+            return easy_variant(a)
+        if asked_for == "plain" and i18n.is_easy(str(a.participant.language)):
+            return i18n.primary(str(a.participant.language))
+        return None
+
+    def other_wording(a: Access, token: str) -> dict[str, str] | None:
+        """The link to the easy-to-read wording, or back to the usual one."""
+        easy = easy_variant(a)
+        if easy is None:
+            return None
+        if i18n.is_easy(a.language):
+            plain = i18n.primary(a.language)
+            label = i18n.tr(plain, "Read the questions in the usual wording")
+            return {"href": f"/a/{token}?text=plain", "lang": plain, "label": label}
+        label = i18n.tr(easy, "Read the questions in easy-to-read language")
+        return {"href": f"/a/{token}?text=easy", "lang": easy, "label": label}
+
+    def same_wording(a: Access) -> str:
+        """The query that keeps the wording asked for on the next page."""
+        if a.reading is None:
+            return ""
+        return "?text=easy" if i18n.is_easy(a.reading) else "?text=plain"
 
     @app.get("/a/{token}", response_class=HTMLResponse)
     def answers_page(request: Request, token: str) -> HTMLResponse:
         with Session(db()) as session:
             try:
-                a = open_followup(session, token)
+                a = open_followup(session, token, request)
             except Gone:
                 return gone(request)
-            return render(request, "answers.html", a, questions=questions_of(a), error=None)
+            return render(
+                request,
+                "answers.html",
+                a,
+                questions=questions_of(a),
+                error=None,
+                other_wording=other_wording(a, token),
+            )
 
     @app.post("/a/{token}", response_model=None)
     async def answers_post(request: Request, token: str) -> HTMLResponse | RedirectResponse:
         with Session(db()) as session:
             try:
-                a = open_followup(session, token)
+                a = open_followup(session, token, request)
             except Gone:
                 return gone(request)
             if encoding(request) != FORM:
-                return refused(request, a, back=f"/a/{token}")
+                return refused(request, a, back=f"/a/{token}{same_wording(a)}")
             form = await request.form()
             library = template_of(settings, a.cycle).questions
             submitted: dict[str, str] = {}
@@ -352,7 +391,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     a,
                     status=422,
                     questions=questions_of(a, submitted),
-                    error=a.text["error"].format(error=" ".join(wrong)),
+                    error=a.gettext("Something in the form was not right: %(error)s")
+                    % {"error": " ".join(wrong)},
                 )
             answers: dict[str, int | str | None] = dict(submitted)
             try:
@@ -373,18 +413,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     a,
                     status=422,
                     questions=questions_of(a, submitted),
-                    error=a.text["error"].format(error=a.text["form_error"]),
+                    error=a.gettext("Something in the form was not right: %(error)s")
+                    % {"error": a.gettext("please try again.")},
                 )
-            return RedirectResponse(f"/a/{token}/thanks", status_code=303)
+            return RedirectResponse(f"/a/{token}/thanks{same_wording(a)}", status_code=303)
 
     @app.get("/a/{token}/thanks", response_class=HTMLResponse)
     def answers_thanks(request: Request, token: str) -> HTMLResponse:
         with Session(db()) as session:
             try:
-                a = open_followup(session, token)
+                a = open_followup(session, token, request)
             except Gone:
                 return gone(request)
-            return render(request, "thanks.html", a, back=f"/a/{token}")
+            return render(request, "thanks.html", a, back=f"/a/{token}{same_wording(a)}")
 
     # -- meeting RSVP ---------------------------------------------------------------------
 
@@ -405,7 +446,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return {
             "when": format_datetime(starts, a.language),
             "where": meeting.location,
-            "answer": a.text["answer"][stat],
+            "answer": a.gettext(ANSWER_WORDS[stat]),
             "partstat": stat,
         }
 
@@ -441,7 +482,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     status=422,
                     m=meeting_view(a, meeting),
                     done=False,
-                    error=a.text["rsvp_error"],
+                    error=a.gettext("Please choose one of the answers: yes, no or maybe."),
                 )
             try:
                 save_rsvp(

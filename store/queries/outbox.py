@@ -88,7 +88,9 @@ def claimed_messages(session: Session, *, ids: Sequence[int]) -> list[Any]:
     columns: list[Any] = [
         *Message.__table__.columns,  # type: ignore[attr-defined]
         col(Cycle.name).label("cycle_name"),
-        col(Participant.language).label("language"),
+        func.coalesce(col(Message.content_language), col(Participant.language)).label(
+            "language"
+        ),
     ]
     return list(
         session.execute(

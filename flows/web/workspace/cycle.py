@@ -28,7 +28,7 @@ from flows.cycles.approve import DraftView, approve_stage, stage_drafts
 from flows.cycles.glance import cycles_at_a_glance
 from flows.cycles.overview import audit_entries, cycle_overview
 from flows.cycles.signoff import SignoffStatus, Waiting, signoff_status, waiting_for
-from flows.stages.base import ROLE_LABELS
+from flows.stages.base import role_label
 from flows.web.workspace.core import (
     MAX_ID,
     Coordinator,
@@ -44,6 +44,7 @@ from flows.web.workspace.core import (
     url,
 )
 from flows.wording import plural
+from messaging import i18n
 from messaging.outbox import listing, resend_uncertain, status_counts
 from store.errors import InvalidInput, NotFound, SamverkanError
 from store.models import CycleStatus, MessageStatus
@@ -51,7 +52,7 @@ from store.types import utcnow
 
 router = APIRouter()
 
-LANGUAGE_NAMES = {"sv": "Swedish", "en": "English"}
+LANGUAGE_NAMES = {tag: i18n.language_name(tag) for tag in i18n.offered()}
 OPEN = {"pending", "awaiting_approval", "approved", "held"}
 # What "uncertain" means: the words of ``samverkan outbox --help``.
 UNCERTAIN = (
@@ -708,7 +709,7 @@ class Variant:
 
     @property
     def label(self) -> str:
-        role = ROLE_LABELS["en"].get(self.role, self.role) if self.role else "no role"
+        role = role_label(self.role, "en") if self.role else "no role"
         return f"{LANGUAGE_NAMES.get(self.language, self.language or 'language unknown')}, {role}"
 
     @property

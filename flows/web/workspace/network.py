@@ -44,8 +44,9 @@ from flows.web.workspace.core import (
     page,
     url,
 )
+from messaging import i18n
 from store.errors import ImportRejected, InvalidInput, NotFound, PersonRejected
-from store.models import Language, Role
+from store.models import Role
 
 router = APIRouter()
 
@@ -57,7 +58,7 @@ LIMIT_TEXT = "5 MB"
 SHOWN_ROWS = 500
 
 ROLES = [(r.value, r.value.replace("_", " ")) for r in Role]
-LANGUAGES = [(Language.sv.value, "Swedish"), (Language.en.value, "English")]
+LANGUAGES = [(tag, i18n.language_name(tag)) for tag in i18n.offered()]
 ROLE_NAMES = dict(ROLES)
 LANGUAGE_NAMES = dict(LANGUAGES)
 
@@ -347,7 +348,7 @@ def _values(person: Listed) -> dict[str, str]:
 
 @router.get("/network/add", response_class=HTMLResponse)
 def add_form(request: Request, who: Coordinator) -> HTMLResponse:
-    values = dict.fromkeys(FIELDS, "") | {"language": Language.sv.value}
+    values = dict.fromkeys(FIELDS, "") | {"language": "sv"}
     return person_page(request, who, person=None, values=values)
 
 

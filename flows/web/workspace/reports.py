@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 
 from flows.reporting import indicators as ind
 from flows.reporting.report import build_report
-from flows.stages.base import ROLE_LABELS
+from flows.stages.base import role_label
 from flows.web.workspace.core import (
     MAX_ID,
     AnyoneSignedIn,
@@ -82,12 +82,13 @@ def reports_page(request: Request, who: AnyoneSignedIn) -> HTMLResponse:
 
 # The report -------------------------------------------------------------------------------
 
-_LANG = re.compile(r'<html lang="([a-z]{2})">')
+_LANG = re.compile(r'<html lang="([A-Za-z0-9-]{2,35})" dir="(ltr|rtl)">')
 _MAIN = re.compile(r"<main>(.*)</main>", re.DOTALL)
 
 
-def report_parts(document: str) -> tuple[str, Markup]:
-    """The language and the content of a report's HTML page, to show within another page.
+def report_parts(document: str) -> tuple[str, str, Markup]:
+    """The language, direction and content of a report's HTML page, to show within another
+    page.
 
     The report escapes everything that is not its own (flows/reporting/report.py), so its
     markup is taken as it is."""
@@ -95,7 +96,9 @@ def report_parts(document: str) -> tuple[str, Markup]:
     main = _MAIN.search(document)
     if main is None:  # never, for a report samverkan wrote
         raise ValueError("not a report")
-    return (lang.group(1) if lang else "en"), Markup(main.group(1))
+    if lang is None:
+        return "en", "ltr", Markup(main.group(1))
+    return lang.group(1), lang.group(2), Markup(main.group(1))
 
 
 @router.get("/cycles/{cycle_id:int}/report", response_class=HTMLResponse)
@@ -104,7 +107,7 @@ async def report_page(request: Request, who: AnyoneSignedIn, cycle_id: int) -> H
     document = await run_in_threadpool(
         build_report, engine_of(request), settings_of(request), cycle_id, "html"
     )
-    lang, body = report_parts(document)
+    lang, direction, body = report_parts(document)
     return page(
         request,
         who,
@@ -113,6 +116,7 @@ async def report_page(request: Request, who: AnyoneSignedIn, cycle_id: int) -> H
         section="reports",
         cycle=cycle,
         lang=lang,
+        direction=direction,
         body=body,
     )
 
@@ -173,7 +177,6 @@ def _shown(row: ind.Row) -> str:
 def indicator_tables(rows: list[ind.Row]) -> dict[str, list[GroupRow]]:
     """The export's rows of one cycle as a table per level (everyone, role, organisation,
     organisation × role), one row per group."""
-    roles = ROLE_LABELS["en"]
     tables: dict[str, dict[tuple[str, str], GroupRow]] = {level: {} for level, _ in LEVELS}
     for row in rows:
         key = (row.organisation, row.role)
@@ -181,7 +184,7 @@ def indicator_tables(rows: list[ind.Row]) -> dict[str, list[GroupRow]]:
             key,
             GroupRow(
                 "All organisations" if row.organisation == ind.ALL else row.organisation,
-                "All roles" if row.role == ind.ALL else roles.get(row.role, row.role).capitalize(),
+                "All roles" if row.role == ind.ALL else role_label(row.role, "en").capitalize(),
             ),
         )
         group.cells[row.indicator] = _shown(row)

@@ -37,12 +37,12 @@ from flows.web.workspace.core import (
     settings_of,
     url,
 )
-from messaging import links
+from messaging import i18n, links
 from store.errors import NotFound, PermissionDenied, SamverkanError, StateError
 
 router = APIRouter()
 
-LANGUAGE_NAMES = {"sv": "Swedish", "en": "English"}
+LANGUAGE_NAMES = {tag: i18n.language_name(tag) for tag in i18n.offered()}
 # The fictitious person shown where each recipient's own values go.
 SAMPLE = {
     "name": "Alex Exempel",
