@@ -83,10 +83,20 @@ def cycle_launch(
             "invitation=Försäkringskassan; repeat (added to the template's)",
         ),
     ] = None,
+    fallback_language: Annotated[
+        str | None,
+        typer.Option(
+            "--fallback-language",
+            metavar="TAG",
+            help="What participants get whose language the template has no emails in, e.g. "
+            "en or sv; without it such a launch is refused",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print {"id": …}.')] = False,
 ) -> None:
     """Launch a cycle. Every email of every stage is rendered first, for one participant of
-    each language and role; any error stops the launch and nothing is created.
+    each language and role; any error stops the launch and nothing is created. A language
+    some email is not written in is named on stderr with what those participants get.
 
     \b
     Example:
@@ -96,6 +106,7 @@ def cycle_launch(
     from flows.cycles.launch import launch_cycle
 
     settings = get_settings()
+    notes: list[str] = []
     cycle_id = launch_cycle(
         open_engine(settings),
         settings,
@@ -107,7 +118,11 @@ def cycle_launch(
         audience=audience,
         steering=steering or [],
         signoff=_parse_signoff(signoff or []),
+        fallback_language=fallback_language,
+        notes=notes,
     )
+    for line in notes:
+        typer.echo(line, err=True)
     if as_json:
         print_json({"id": cycle_id})
     else:

@@ -7,6 +7,7 @@ SamverkanError with a one-line message when the input or the state does not fit.
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from flows.stages import KINDS, render_every_email
 from flows.stages import signoff as signoff_texts
 from flows.stages.base import StageRun
 from flows.templates import ProcessTemplate, find_template, instruments, load_template
+from messaging import i18n
 from store import queries
 from store.db import session_scope
 from store.errors import InvalidInput, NotFound
@@ -135,6 +137,69 @@ def _require_signoff(
             s.signoff = check_organisations(session, s.signoff)
 
 
+def participant_emails(t: ProcessTemplate) -> list[str]:
+    """The emails of a template that go to participants (a reflection goes to the
+    coordinator), a meeting's update and cancellation included."""
+    names: list[str] = []
+    for s in t.spec.stages:
+        if s.kind == "reflection" or not s.template:
+            continue
+        names.append(s.template)
+        if s.kind == "meeting":
+            names += [f"{s.template}-update", f"{s.template}-cancel"]
+    return list(dict.fromkeys(names))
+
+
+def _fallback(t: ProcessTemplate, given: str | None) -> str | None:
+    if not given:
+        return None
+    try:
+        tag = i18n.normalise(given)
+    except ValueError as exc:
+        raise InvalidInput(f"--fallback-language: {exc}") from None
+    lacking = [n for n in participant_emails(t) if i18n.best(tag, t.languages(n)) is None]
+    if lacking:
+        raise InvalidInput(
+            f"--fallback-language {tag}: template {t.name} has no {lacking[0]} email in {tag}"
+        )
+    return tag
+
+
+def language_notes(t: ProcessTemplate, languages: Sequence[str], fallback: str | None) -> list[str]:
+    """One line per language of these participants that some email is not written in, naming
+    what they get instead; InvalidInput when nothing serves them and no fallback was chosen."""
+    counts = Counter(languages)
+    emails = participant_emails(t)
+    notes, unserved = [], []
+    for lang in sorted(counts):
+        reads = "participant reads" if counts[lang] == 1 else "participants read"
+        people = f"{counts[lang]} {reads}"
+        missing = [n for n in emails if i18n.best(lang, t.languages(n)) is None]
+        parent = [n for n in emails if n not in missing and lang not in t.languages(n)]
+        if missing:
+            if fallback is None:
+                unserved.append(f"{counts[lang]} read {lang}")
+                continue
+            what = "emails" if len(missing) == len(emails) else ", ".join(missing)
+            notes.append(
+                f"{people} {lang}: template {t.name} has no {lang} {what}; they get "
+                f"{fallback} (--fallback-language)"
+            )
+        if parent:
+            got = i18n.best(lang, t.languages(parent[0]))
+            notes.append(
+                f"{people} {lang}: {', '.join(parent)} not written in {lang}; they get {got}"
+            )
+    if unserved:
+        have = sorted(set.intersection(*(set(t.languages(n)) for n in emails)))
+        raise InvalidInput(
+            f"template {t.name} has no emails in the language of some participants "
+            f"({'; '.join(unserved)}): choose what they get with --fallback-language "
+            f"(it is written in {', '.join(have)})"
+        )
+    return notes
+
+
 def launch_cycle(
     engine: Engine,
     settings: Settings,
@@ -148,12 +213,16 @@ def launch_cycle(
     steering: Sequence[str] = (),
     rendered: set[tuple[str, str]] | None = None,
     signoff: Mapping[str, Sequence[str]] | None = None,
+    fallback_language: str | None = None,
+    notes: list[str] | None = None,
 ) -> int:
     """Create a running cycle from a template; validate every email for every recipient first.
 
     Nothing is written unless every template renders for every participant it will reach.
     ``rendered``, if given, receives the (template, language) of every email rendered.
     ``signoff``: organisations that must sign a stage, by stage key, besides the template's.
+    ``fallback_language``: what participants get whose language the template has no emails
+    in; ``notes`` receives one line per language that is served by another.
     """
     tz = plan.zone(timezone or settings.timezone)
     folder = find_template(settings.templates_dir, template)
@@ -166,6 +235,7 @@ def launch_cycle(
     values = _variables(t, variables or {}, tz)
     chosen = parse_audience(audience)
     steering_group = [_email(e, "--steering") for e in steering]
+    fallback = _fallback(t, fallback_language)
     # Everything below happens in one transaction: any error leaves nothing behind.
     with session_scope(engine) as session:
         people = [(p, o) for p, o in queries.list_participants(session) if not p.erased]
@@ -176,6 +246,9 @@ def launch_cycle(
                 + (f" match the audience {chosen.text!r}" if audience else "")
                 + ": import them first with: samverkan participants import FILE.csv"
             )
+        told = language_notes(t, [str(p.language) for p, _ in people], fallback)
+        if notes is not None:
+            notes.extend(told)
         cycle = Cycle(
             name=name,
             template=template_ref,
@@ -184,6 +257,7 @@ def launch_cycle(
             variables=values,
             steering=steering_group,
             status=CycleStatus.running,
+            fallback_language=fallback,
         )
         session.add(cycle)
         session.flush()

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flows.cycles import plan
 from flows.settings import REPO_TEMPLATES, Settings
 from flows.templates.instruments import Instrument, load_instruments
+from messaging import i18n
 from messaging.render import EmailTemplates
 from store.errors import InvalidInput, NotFound, SamverkanError, TemplateError
 from store.models import Cycle
@@ -121,32 +122,74 @@ class ProcessSpec(_Strict):
     stages: list[StageSpec] = Field(min_length=1)
 
 
+def _tags(value: dict[str, Any]) -> dict[str, Any]:
+    """Keys that are language tags (BCP 47), in canonical case; Swedish and English given."""
+    out = {}
+    for key, text in value.items():
+        try:
+            out[i18n.normalise(key)] = text
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+    missing = [lang for lang in LANGUAGES if lang not in out]
+    if missing:
+        raise ValueError(f"needs a text in {missing[0]} (every question has sv and en)")
+    return out
+
+
 class Question(_Strict):
     id: str = Field(pattern=KEY)
     kind: Literal["scale", "text"]
-    text: dict[Literal["sv", "en"], str]
-    low: dict[Literal["sv", "en"], str] | None = None
-    high: dict[Literal["sv", "en"], str] | None = None
+    text: dict[str, str] = Field(description="The question, by language tag (sv, en, fi …).")
+    low: dict[str, str] | None = None
+    high: dict[str, str] | None = None
     min: int = 0
     max: int = 10
-    wording: dict[str, dict[Literal["sv", "en"], str]] = Field(
+    wording: dict[str, dict[str, str]] = Field(
         default_factory=dict,
         description="An instrument's wording for a respondent group, by group name.",
     )
-    # Set by the loader for a question of an instrument (flows/templates/instruments.py).
+    # Set by the loader for a question of an instrument (flows/templates/instruments.py):
+    # the instrument, and its translations' wording by language ({"text", "low", "high"}).
     instrument: str | None = None
     instrument_version: int | None = None
+    translations: dict[str, dict[str, str]] = Field(default_factory=dict, exclude=True)
 
-    def localised(self, language: str, group: str | None = None) -> dict[str, Any]:
-        text = self.wording.get(group or "", self.text)
+    @field_validator("text", "low", "high")
+    @classmethod
+    def _languages(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _tags(value)
+
+    def languages(self) -> set[str]:
+        return set(self.text) | set(self.translations)
+
+    def localised(
+        self, language: str, group: str | None = None, *, fallback: str | None = None
+    ) -> dict[str, Any]:
+        """The question in ``language``: its own wording, a less specific one (sv for
+        sv-x-easy), the cycle's fallback language, or English, in that order."""
+        chain = i18n.lookup_chain(language)
+        chain += [t for t in (i18n.lookup_chain(fallback) if fallback else []) if t not in chain]
+        chain.append(i18n.SOURCE)
+        lang = next(t for t in chain if t in self.text or t in self.translations)
+
+        def pick(field: str, by_language: dict[str, str] | None) -> str:
+            if not by_language:
+                return ""
+            if lang in by_language:
+                return by_language[lang]
+            return self.translations.get(lang, {}).get(field) or by_language[i18n.SOURCE]
+
+        own = self.wording.get(group or "")
+        text = own[lang] if own and lang in own else pick("text", self.text)
         return {
             "id": self.id,
             "kind": self.kind,
-            "text": text.get(language, self.text[language]),  # type: ignore[call-overload,index]
-            "low": self.low[language] if self.low else "",  # type: ignore[index]
-            "high": self.high[language] if self.high else "",  # type: ignore[index]
+            "text": text,
+            "low": pick("low", self.low),
+            "high": pick("high", self.high),
             "min": self.min,
             "max": self.max,
+            "language": lang,
         }
 
 
@@ -213,6 +256,24 @@ class ProcessTemplate:
     @cached_property
     def emails(self) -> EmailTemplates:
         return EmailTemplates(self.folder / "emails")
+
+    def languages(self, name: str) -> frozenset[str]:
+        """The languages the email ``name`` is written in."""
+        return self.emails.languages(name)
+
+    def reading(self, name: str, language: str, fallback: str | None = None) -> str:
+        """The language of the email ``name`` that serves a reader of ``language``: theirs,
+        a less specific one (sv for sv-x-easy), else ``fallback`` (the cycle's)."""
+        have = self.languages(name)
+        found = i18n.best(language, have) or (i18n.best(fallback, have) if fallback else None)
+        if found is None:
+            raise TemplateError(
+                f"template {self.name}: no {name} email in {language}"
+                + (f" or {fallback}" if fallback else "")
+                + f" (it has {', '.join(sorted(have)) or 'none'}); relaunch with "
+                "--fallback-language, or add the email"
+            )
+        return found
 
     def stage(self, key: str) -> StageSpec:
         for s in self.spec.stages:
@@ -324,7 +385,10 @@ def _check(t: ProcessTemplate, path: Path) -> None:
         needed = [s.template]
         if s.kind == "meeting":
             needed += [f"{s.template}-update", f"{s.template}-cancel"]
-        for name, lang in ((n, lang) for n in needed for lang in LANGUAGES):
+        # Swedish and English always; any other language the template has one of the emails
+        # in, it has them all (a variant such as sv-x-easy may cover some and falls back).
+        written = {lang for n in needed for lang in t.emails.languages(n) if "-" not in lang}
+        for name, lang in ((n, lang) for n in needed for lang in sorted({*LANGUAGES, *written})):
             if not t.emails.exists(name, lang):
                 raise TemplateError(
                     f"{path}: stage {s.key!r}: missing email {t.emails.path(name, lang)}"

@@ -28,6 +28,12 @@ matches is refused, naming the question: a national instrument must not be rewor
 a new version. The store also keeps the fingerprint each question had when a cycle first
 asked it (``instrument_question``), so an edit that also rewrote the fingerprint is caught
 at the next launch.
+
+A translation of an instrument into another language (or its easy-to-read variant) is a file
+``instruments/translations/ID.LANGUAGE.yaml``: the instrument, its version, the language, a
+``review`` note, and the wording of each question. The fingerprint covers the wording the
+instrument was locked with, so adding a language leaves earlier answers comparable; a
+translation names the version it translates and is refused for any other.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.people.audience import Audience, parse_audience
+from messaging import i18n
 from store.errors import InvalidInput, TemplateError
 
 if TYPE_CHECKING:
@@ -173,7 +180,66 @@ def load_instrument(path: Path, question_model: type[Question]) -> Instrument:
         questions[q.id] = q.model_copy(
             update={"instrument": spec.id, "instrument_version": spec.version}
         )
-    return Instrument(spec.id, spec.version, spec.locked, dict(spec.title), groups, questions, path)
+    inst = Instrument(spec.id, spec.version, spec.locked, dict(spec.title), groups, questions, path)
+    for file in sorted((path.parent / "translations").glob(f"{spec.id}.*.yaml")):
+        _translate(inst, file)
+    return inst
+
+
+class _Wording(_Strict):
+    text: str = Field(min_length=1)
+    low: str | None = None
+    high: str | None = None
+
+
+class TranslationSpec(_Strict):
+    instrument: str
+    version: int
+    language: str
+    review: str = ""
+    title: str = ""
+    groups: dict[str, str] = Field(default_factory=dict)
+    questions: dict[str, _Wording]
+
+
+def _translate(inst: Instrument, path: Path) -> None:
+    """Add one translation file's wording to the instrument's questions and groups."""
+    where = str(path)
+    try:
+        spec = TranslationSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        language = i18n.normalise(spec.language)
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        at = ".".join(str(p) for p in err["loc"])
+        raise TemplateError(f"{where}: {at}: {err['msg']}" if at else err["msg"]) from None
+    except ValueError as exc:
+        raise TemplateError(f"{where}: language: {exc}") from None
+    if spec.instrument != inst.id or spec.version != inst.version:
+        raise TemplateError(
+            f"{where}: translates {spec.instrument} version {spec.version}, but the folder "
+            f"holds {inst.id} version {inst.version}"
+        )
+    if path.name != f"{inst.id}.{language}.yaml":
+        raise TemplateError(
+            f"{where}: a translation into {language} is named {inst.id}.{language}.yaml"
+        )
+    missing = sorted(set(inst.questions) - set(spec.questions))
+    extra = sorted(set(spec.questions) - set(inst.questions))
+    if missing or extra:
+        what = f"has no wording for {missing[0]!r}" if missing else f"has unknown {extra[0]!r}"
+        raise TemplateError(f"{where}: {what}; a translation words every question")
+    for qid, w in spec.questions.items():
+        q = inst.questions[qid]
+        if bool(q.low) != bool(w.low) or bool(q.high) != bool(w.high):
+            raise TemplateError(f"{where}: {qid}: words the scale's anchors as the instrument does")
+        q.translations[language] = w.model_dump(exclude_none=True)
+    if spec.title:
+        inst.title[language] = spec.title
+    for g in inst.groups:
+        if g.name in spec.groups:
+            g.title[language] = spec.groups[g.name]
 
 
 def load_instruments(root: Path, question_model: type[Question]) -> dict[str, Instrument]:
@@ -248,10 +314,11 @@ def asked(
     *,
     organisation: str,
     role: str,
+    fallback: str | None = None,
 ) -> dict[str, Any]:
-    """A question as one person is asked it: in their language, in their respondent group's
-    own wording where the instrument has one."""
+    """A question as one person is asked it: in their language (else the cycle's fallback),
+    in their respondent group's own wording where the instrument has one."""
     q = questions[qid]
     inst = instruments.get(q.instrument or "")
     group = inst.group_of(organisation, role) if inst is not None else None
-    return q.localised(language, group)
+    return q.localised(language, group, fallback=fallback)

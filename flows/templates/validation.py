@@ -6,9 +6,11 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from flows.cycles.launch import launch_cycle
+from flows.cycles.launch import launch_cycle, participant_emails
 from flows.settings import Settings
-from flows.templates import LANGUAGES, find_template, load_template
+from flows.templates import ProcessTemplate, find_template, load_template
+from flows.templates.readability import EASY_LIMIT, lix, readable_text
+from messaging import i18n
 from store.db import open_store, session_scope
 from store.models import Organisation, Participant, Role, pk
 
@@ -19,10 +21,12 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
     """Load the template and launch it, in a throwaway database, for sample participants of
     every role and language (one with a hostile name) with the variables' example values.
 
-    Returns a one-paragraph report; raises TemplateError or InvalidInput on the first problem.
+    Returns a one-paragraph report, then a line per warning (an easy-to-read text that reads
+    harder than LIX 30); raises TemplateError or InvalidInput on the first problem.
     """
     folder = find_template(settings.templates_dir, name_or_path)
     template = load_template(folder)
+    languages = template_languages(template)
     examples = {k: v.example for k, v in template.spec.variables.items()}
     with tempfile.TemporaryDirectory(prefix="samverkan-validate-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'check.db'}"
@@ -31,7 +35,7 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
             org = Organisation(name="Exempelkommunen")
             session.add(org)
             session.flush()
-            for i, (role, lang) in enumerate((r, lang) for r in Role for lang in LANGUAGES):
+            for i, (role, lang) in enumerate((r, lang) for r in Role for lang in languages):
                 session.add(
                     Participant(
                         name=HOSTILE_NAME if i == 0 else f"Sample {role.value} {lang}",
@@ -39,7 +43,7 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
                         email_key=f"sample{i}@example.org",
                         organisation_id=pk(org),
                         role=role,
-                        language=lang,  # type: ignore[arg-type]
+                        language=lang,
                     )
                 )
         starts = [v for k, v in examples.items() if template.spec.variables[k].type == "datetime"]
@@ -61,9 +65,47 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
         )
         engine.dispose()
     stages = template.spec.stages
-    languages = [lang for lang in LANGUAGES if any(lang == got for _, got in rendered)]
-    return (
+    got = sorted({lang for _, lang in rendered}, key=languages.index)
+    report = (
         f"{template.name}: valid: {len(stages)} stages, {len(rendered)} "
-        f"emails ({', '.join(languages)}) rendered for {len(Role) * len(LANGUAGES)} sample "
+        f"emails ({', '.join(got)}) rendered for {len(Role) * len(languages)} sample "
         f"participants"
     )
+    return "\n".join([report, *readability_warnings(template)])
+
+
+def template_languages(template: ProcessTemplate) -> list[str]:
+    """Every language some email of the template is written in, Swedish and English first."""
+    names = participant_emails(template) + [
+        s.template for s in template.spec.stages if s.kind == "reflection" and s.template
+    ]
+    found = {lang for n in names for lang in template.languages(n)}
+    return sorted(found, key=lambda t: (t not in ("sv", "en"), t != "sv", t))
+
+
+def readability_warnings(template: ProcessTemplate) -> list[str]:
+    """A line for each easy-to-read Swedish text (an email, or a follow-up's questions taken
+    together) whose LIX is above EASY_LIMIT."""
+    warnings = []
+    easy = f"sv-{i18n.EASY}"
+    for name in participant_emails(template):
+        if easy not in template.languages(name):
+            continue
+        path = template.emails.path(name, easy)
+        score = lix(readable_text(path.read_text(encoding="utf-8")))
+        if score is not None and score > EASY_LIMIT:
+            warnings.append(
+                f"warning: {path.name}: LIX {score:.0f}, above {EASY_LIMIT} for easy-to-read "
+                "Swedish (shorter sentences, shorter words)"
+            )
+    for stage in template.spec.stages:
+        asked = [template.questions[q] for q in stage.questions if q in template.questions]
+        texts = [q.localised(easy) for q in asked if easy in q.languages()]
+        lines = [f"{t['text']}\n\n{t['low']}\n\n{t['high']}" for t in texts]
+        score = lix("\n\n".join(lines)) if lines else None
+        if score is not None and score > EASY_LIMIT:
+            warnings.append(
+                f"warning: the easy-to-read questions of {stage.key}: LIX {score:.0f}, above "
+                f"{EASY_LIMIT}"
+            )
+    return warnings
