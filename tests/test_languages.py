@@ -1,0 +1,392 @@
+"""Every voice in its own language: Swedish, English, Finnish, Arabic (right to left) and
+easy-to-read Swedish, through a whole learning cycle as the participants receive it.
+
+The expected dates below are written out by hand as each language writes them, not computed
+with the code under test."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from icalendar import Calendar
+from typer.testing import CliRunner
+
+from flows.cli import app as cli
+from flows.cycles.launch import launch_cycle
+from flows.people.participants import import_participants
+from flows.reporting.indicators import compute
+from flows.reporting.report import build_report
+from flows.web.app import create_app
+from messaging import i18n
+from store.errors import InvalidInput
+from tests.conftest import read_maildir, tick
+from tests.workspace import Client
+
+TZ = ZoneInfo("Europe/Stockholm")
+START = datetime(2027, 1, 20, 9, 0, tzinfo=TZ)
+WORKSHOP = datetime(2027, 2, 10, 9, 0, tzinfo=TZ)  # a Wednesday
+
+ANNA = "anna.lindqvist@forsakringskassan.example"  # sv
+SARA = "sara.ahmadi@goteborg.example"  # en
+AINO = "aino.virtanen@goteborg.example"  # fi
+OMAR = "omar.haddad@goteborg.example"  # ar
+LENA = "lena.strom@goteborg.example"  # sv-x-easy
+FIVE = {ANNA: "sv", SARA: "en", AINO: "fi", OMAR: "ar", LENA: "sv-x-easy"}
+MORE = (
+    "name,email,organisation,role,language\n"
+    f"Aino Virtanen,{AINO},Göteborgs Stad,service_user,fi\n"
+    f"Omar Haddad,{OMAR},Göteborgs Stad,service_user,AR\n"
+    f"Lena Ström,{LENA},Göteborgs Stad,service_user,sv-x-easy\n"
+)
+WHEN = {
+    "sv": "onsdag 10 februari 2027 kl. 09:00",
+    "en": "Wednesday 10 February 2027 at 09:00",
+    "fi": "keskiviikkona 10. helmikuuta 2027 klo 9.00",
+    "ar": "الأربعاء، 10 فبراير 2027، الساعة 09:00",
+    "sv-x-easy": "onsdag 10 februari 2027 klockan 09:00",
+}
+SCALE_QUESTION = {
+    "sv": "På en skala från 0 till 10, var befinner sig vårt samarbete just nu?",
+    "en": "On a scale from 0 to 10, where is our collaboration right now?",
+    "fi": "Missä yhteistyömme on tällä hetkellä asteikolla 0–10?",
+    "ar": "على مقياس من 0 إلى 10، أين يقف تعاوننا الآن؟",
+    "sv-x-easy": "Tänk på en skala från 0 till 10. Var är vårt samarbete just nu?",
+}
+SEND_BUTTON = {
+    "sv": "Skicka mina svar",
+    "en": "Send my answers",
+    "fi": "Lähetä vastaukset",
+    "ar": "إرسال إجاباتي",
+    "sv-x-easy": "Skicka mina svar",
+}
+FSI, PDI, RLM = "\u2068", "\u2069", "\u200f"
+
+
+def text_of(msg: EmailMessage) -> str:
+    return msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def html_of(msg: EmailMessage) -> str:
+    return msg.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+
+
+def invite_of(msg: EmailMessage) -> Calendar:
+    [part] = [p for p in msg.walk() if p.get_content_type() == "text/calendar"]
+    return Calendar.from_ical(part.get_payload(decode=True))
+
+
+@pytest.fixture
+def five(network, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The example network and three service users more: in Finnish, Arabic and easy-to-read
+    Swedish."""
+    more = tmp_path / "more.csv"
+    more.write_text(MORE, encoding="utf-8")
+    import_participants(network, more)
+    return network
+
+
+def launch(engine, settings, **extra: object) -> int:  # type: ignore[no-untyped-def]
+    from flows.cycles.approve import approve_stage
+
+    cycle_id = launch_cycle(
+        engine,
+        settings,
+        template="learning-cycle",
+        name="Vår 2027",
+        start=START.isoformat(),
+        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset, Göteborg"},
+        **extra,
+    )  # type: ignore[arg-type]
+    approve_stage(engine, cycle_id=cycle_id, key="invitation")
+    return cycle_id
+
+
+def personal_link(msg: EmailMessage, kind: str) -> str:
+    [path] = re.findall(rf"http://127\.0\.0\.1:8000(/{kind}/[A-Za-z0-9_-]+)", text_of(msg))
+    return path
+
+
+def test_five_languages_walk_the_learning_cycle_each_in_their_own(five, settings) -> None:
+    mail_dir = Path(settings.mail_dir)
+    notes: list[str] = []
+    cycle_id = launch(five, settings, notes=notes)
+    # Every email of the cycle exists in each language but the reflection, which goes to the
+    # coordinator: the easy-to-read Swedish has every one of the participants' emails.
+    assert notes == []
+
+    tick(START)
+    tick(START + timedelta(minutes=5))
+    mail = read_maildir(mail_dir)
+    for who, lang in FIVE.items():
+        invitation, invite = mail[who][:2]
+        for msg in (invitation, invite):
+            assert msg["Content-Language"] == lang
+            html = html_of(msg)
+            direction = "rtl" if lang == "ar" else "ltr"
+            assert f'<html lang="{lang}" dir="{direction}">' in html
+            assert f'<div lang="{lang}" dir="{direction}">' in html
+        # The date as the language writes it, and the place.
+        assert WHEN[lang] in text_of(invitation).replace(FSI, "").replace(PDI, "")
+        assert "Stadshuset, Göteborg" in text_of(invite)
+    assert mail[AINO][0]["Subject"] == "Tervetuloa mukaan: Vår 2027"
+    assert mail[OMAR][0]["Subject"] == "أهلًا بك في Vår 2027"
+    assert mail[LENA][1]["Subject"] == "Inbjudan till möte onsdag 10 februari – Vår 2027"
+
+    # Arabic: every value is isolated from the right-to-left text around it, in the text part
+    # with the Unicode isolates and in the HTML part with <bdi>; a link's address is not.
+    arabic = mail[OMAR][0]
+    assert f"{FSI}Omar{PDI}" in text_of(arabic)
+    assert f"{FSI}{WHEN['ar']}{PDI}" in text_of(arabic)
+    html = html_of(arabic)
+    assert "<bdi>Omar</bdi>" in html and f"<bdi>{WHEN['ar']}</bdi>" in html
+    assert FSI not in "".join(re.findall(r'href="([^"]*)"', html))
+    # ...and the Swedish one is as it always was.
+    assert FSI not in text_of(mail[ANNA][0]) and "<bdi>" not in html_of(mail[ANNA][0])
+
+    # The calendar invite's title reads right to left in an RTL client: it starts with the
+    # right-to-left mark, the Latin-script cycle name isolated in it.
+    event = invite_of(mail[OMAR][1]).walk("VEVENT")[0]
+    summary = str(event["SUMMARY"])
+    assert summary.startswith(RLM) and f"{FSI}Vår 2027{PDI}" in summary
+    assert not str(invite_of(mail[ANNA][1]).walk("VEVENT")[0]["SUMMARY"]).startswith(RLM)
+
+    # The follow-up: the questions in the email and on the personal page in each language.
+    tick(WORKSHOP + timedelta(days=7))
+    mail = read_maildir(mail_dir)
+    pages = Client(create_app(settings, five))
+    for i, (who, lang) in enumerate(FIVE.items()):
+        followup = mail[who][-1]
+        assert followup["Content-Language"] == lang
+        assert SCALE_QUESTION[lang] in text_of(followup)
+        path = personal_link(followup, "a")
+        page = pages.get(path)
+        direction = "rtl" if lang == "ar" else "ltr"
+        assert page.status_code == 200
+        assert f'<html lang="{lang}" dir="{direction}">' in page.text
+        assert SCALE_QUESTION[lang] in page.text and SEND_BUTTON[lang] in page.text
+        sent = pages.post(path, data={"q_scale-now": str(4 + i)}, follow_redirects=True)
+        assert sent.status_code == 200 and f'<html lang="{lang}"' in sent.text
+    arabic_page = pages.get(personal_link(mail[OMAR][-1], "a"))
+    assert "<h1><bdi>Vår 2027</bdi></h1>" in arabic_page.text
+    bad = pages.post(personal_link(mail[AINO][-1], "a"), data={"q_scale-now": "11"})
+    assert bad.status_code == 422
+    assert "Lomakkeessa oli jotain korjattavaa: kohdassa ”" in bad.text
+    assert "valitse luku väliltä 0–10." in bad.text
+
+    # The indicators and the report count them as one network: five answers on the scale,
+    # whatever language they were asked in.
+    figures = compute(five, cycle_ids=[cycle_id], min_group=settings.min_group)
+    everyone = {
+        r.indicator: r for r in figures.rows() if r.organisation == "*" and r.role == "*"
+    }
+    assert everyone["answered"].value == 5 and everyone["asked"].value == 16
+    assert everyone["scale_mean"].value == pytest.approx((4 + 5 + 6 + 7 + 8) / 5)
+    report = build_report(five, settings, cycle_id, "md")
+    assert "Var vi står" in report  # the coordinator reads Swedish (SAMVERKAN_COORDINATOR_…)
+
+
+def test_the_easy_to_read_wording_is_offered_on_the_follow_up_page(five, settings) -> None:
+    launch(five, settings)
+    tick(START)
+    tick(WORKSHOP + timedelta(days=7))
+    mail = read_maildir(Path(settings.mail_dir))
+    pages = Client(create_app(settings, five))
+    anna = personal_link(mail[ANNA][-1], "a")
+    usual = pages.get(anna)
+    assert SCALE_QUESTION["sv"] in usual.text
+    assert f'href="{anna}?text=easy" lang="sv-x-easy">Läs frågorna på lättläst svenska' in (
+        usual.text
+    )
+    easy = pages.get(f"{anna}?text=easy")
+    assert SCALE_QUESTION["sv-x-easy"] in easy.text and SCALE_QUESTION["sv"] not in easy.text
+    assert f'href="{anna}?text=plain"' in easy.text
+    # Answered on the easy page, the thanks page keeps the wording the person chose.
+    sent = pages.post(f"{anna}?text=easy", data={"q_scale-now": "6"})
+    assert sent.status_code == 303 and sent.headers["location"].endswith("/thanks?text=easy")
+    # Lena reads easy-to-read Swedish from the start, and can ask for the usual wording.
+    lena = personal_link(mail[LENA][-1], "a")
+    assert SCALE_QUESTION["sv-x-easy"] in pages.get(lena).text
+    assert SCALE_QUESTION["sv"] in pages.get(f"{lena}?text=plain").text
+    # Sara reads English, which has no easy-to-read wording: nothing is offered.
+    sara = pages.get(personal_link(mail[SARA][-1], "a"))
+    assert "?text=easy" not in sara.text
+
+
+def test_a_language_the_template_is_not_written_in_needs_a_fallback(network, settings, tmp_path):
+    somali = tmp_path / "so.csv"
+    somali.write_text(
+        "name,email,organisation,role,language\n"
+        "Hodan Ali,hodan.ali@goteborg.example,Göteborgs Stad,service_user,so\n",
+        encoding="utf-8",
+    )
+    import_participants(network, somali)
+    with pytest.raises(InvalidInput) as refused:
+        launch(network, settings)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "1 read so" in message and "--fallback-language" in message
+    notes: list[str] = []
+    launch(network, settings, fallback_language="en", notes=notes)
+    assert notes == [
+        "1 participant reads so: template learning-cycle has no so emails; they get en "
+        "(--fallback-language)"
+    ]
+    tick(START)
+    [invitation, invite] = read_maildir(Path(settings.mail_dir))["hodan.ali@goteborg.example"]
+    assert invitation["Subject"] == "Welcome to Vår 2027"
+    assert invitation["Content-Language"] == "en" and invite["Content-Language"] == "en"
+    with pytest.raises(InvalidInput, match="no invitation email in de"):
+        launch(network, settings, fallback_language="de")
+
+
+def test_launch_from_the_command_line_names_the_fallback(network, settings, tmp_path) -> None:
+    somali = tmp_path / "so.csv"
+    somali.write_text(
+        "name,email,organisation,role,language\n"
+        "Hodan Ali,hodan.ali@goteborg.example,Göteborgs Stad,service_user,so\n",
+        encoding="utf-8",
+    )
+    import_participants(network, somali)
+    args = [
+        "cycle",
+        "launch",
+        "learning-cycle",
+        "--name",
+        "Vår 2027",
+        "--start",
+        START.isoformat(),
+        "--var",
+        f"workshop_at={WORKSHOP.isoformat()}",
+        "--var",
+        "location=Stadshuset",
+    ]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2  # the commands' exit status for an error
+    [line] = refused.output.strip().splitlines()
+    assert "--fallback-language" in line
+    done = CliRunner().invoke(cli, [*args, "--fallback-language", "sv"])
+    assert done.exit_code == 0, done.output
+    assert "1 participant reads so: template learning-cycle has no so emails; they get sv" in (
+        done.output
+    )
+
+
+@pytest.mark.parametrize("language", ["sv", "fi", "ar"])
+def test_every_message_samverkan_writes_is_in_each_catalogue(language: str) -> None:
+    from babel.messages.pofile import read_po
+
+    wanted = extracted()
+    path = i18n.LOCALE_DIR / language / "LC_MESSAGES" / "samverkan.po"
+    catalogue = {(m.context, m.id): m for m in read_po(path.open("rb")) if m.id}
+    assert missing_from(catalogue, wanted) == []
+    # A catalogue with a message taken out is caught (the check can fail).
+    assert missing_from(dict(list(catalogue.items())[1:]), wanted) != []
+
+
+def test_the_catalogue_template_is_up_to_date() -> None:
+    from babel.messages.pofile import read_po
+
+    pot = i18n.LOCALE_DIR / "samverkan.pot"
+    written = {(m.context, m.id) for m in read_po(pot.open("rb")) if m.id}
+    assert written == set(extracted()), "run: make messages"
+
+
+def extracted() -> dict[tuple[str | None, str], str]:
+    """Every message of the code and the pages, as `make messages` extracts them."""
+    from babel.messages.extract import extract_from_dir
+
+    root = i18n.LOCALE_DIR.parent.parent
+    method_map = [
+        ("flows/**.py", "python"),
+        ("messaging/**.py", "python"),
+        ("flows/web/templates/**.html", "jinja2"),
+    ]
+    keywords = {
+        "_": None,
+        "gettext": None,
+        "ngettext": (1, 2),
+        "pgettext": ((1, "c"), 2),
+        "N_": None,
+        "NP_": ((1, "c"), 2),
+        "tr": (2,),
+    }
+    found = {}
+    for _file, _line, message, _comments, context in extract_from_dir(
+        str(root), method_map, keywords=keywords
+    ):
+        msgid = message[0] if isinstance(message, tuple) else message
+        found[(context, msgid)] = msgid
+    return found
+
+
+def missing_from(catalogue: dict, wanted: dict) -> list[str]:  # type: ignore[type-arg]
+    """The messages a catalogue lacks, leaves untranslated or fuzzy, or translates with other
+    placeholders than the message's own."""
+    wrong = []
+    for key in wanted:
+        m = catalogue.get(key)
+        if m is None or not m.string or m.fuzzy:
+            wrong.append(f"{key}: missing")
+        elif placeholders(m.id) != placeholders(m.string):
+            wrong.append(f"{key}: placeholders {placeholders(m.string)}")
+    return wrong
+
+
+def placeholders(text: str) -> set[str]:
+    return set(re.findall(r"\{\w+\}|%\(\w+\)s", text))
+
+
+def test_a_translation_of_another_version_of_the_instrument_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    from flows.settings import REPO_TEMPLATES
+    from flows.templates import Question
+    from flows.templates.instruments import load_instruments
+    from store.errors import TemplateError
+
+    root = tmp_path / "templates"
+    shutil.copytree(REPO_TEMPLATES, root)
+    path = root / "instruments" / "translations" / "samverkan-sf.fi.yaml"
+    path.write_text(path.read_text().replace("version: 1", "version: 7"), encoding="utf-8")
+    with pytest.raises(TemplateError, match="translates samverkan-sf version 7"):
+        load_instruments(root, Question)
+    path.write_text(
+        path.read_text().replace("version: 7", "version: 1").replace("  best-hopes:", "  bh:"),
+        encoding="utf-8",
+    )
+    with pytest.raises(TemplateError, match="has no wording for 'best-hopes'"):
+        load_instruments(root, Question)
+
+
+def test_easy_to_read_texts_are_checked_for_readability(settings, tmp_path: Path) -> None:
+    import shutil
+
+    from flows.settings import REPO_TEMPLATES
+    from flows.templates.readability import lix
+    from flows.templates.validation import validate_template
+
+    # Björnsson's measure on two texts counted by hand: 7 words, 2 sentences, 1 long word
+    # (tillsammans); 5 words, 1 sentence, 4 long.
+    assert lix("Vi ses snart. Vi gör det tillsammans.") == pytest.approx(7 / 2 + 100 * 1 / 7)
+    assert lix("Samordningsförbundet genomför uppföljningsfrågor med deltagarna.") == pytest.approx(
+        5 / 1 + 100 * 4 / 5
+    )
+    ok = validate_template(settings, "learning-cycle")
+    assert "(sv, en, ar, fi, sv-x-easy)" in ok and "warning" not in ok
+    root = tmp_path / "templates"
+    shutil.copytree(REPO_TEMPLATES, root)
+    hard = root / "learning-cycle" / "emails" / "workshop-reminder.sv-x-easy.md.j2"
+    head, _, _ = hard.read_text(encoding="utf-8").partition("{#-")
+    hard.write_text(
+        head + "Samordningsförbundets arbetsgruppsmöte genomförs enligt verksamhetsplanen "
+        "tillsammans med förtroendevalda representanter för huvudmännen "
+        "{{ meetings.workshop.starts | datetime }} {{ meetings.workshop.location }}.\n",
+        encoding="utf-8",
+    )
+    warned = validate_template(settings, str(root / "learning-cycle"))
+    assert "warning: workshop-reminder.sv-x-easy.md.j2: LIX" in warned
