@@ -144,7 +144,7 @@ def test_a_learning_cycle_from_launch_to_reflection(network, settings) -> None:
     text = reflection.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "Tackade ja till workshopen: 3, tackade nej: 1" in text
     assert f"Svarade på uppföljningsfrågorna: 3 av {EVERYONE}" in text
-    assert "medelvärde 7.0, median 7 (3 svar)" in text
+    assert "medelvärde 7,0, median 7 (3 svar)" in text  # as Swedish writes numbers
     [report] = [
         p
         for p in reflection.iter_attachments()

@@ -44,8 +44,8 @@ def test_html_report_has_the_plan_the_people_the_numbers_and_the_words(
     assert "<li>" in page and "Steget reminder hoppades över (skäl: everyone had answered)" in page
     assert "skip reminder in cycle 2" not in page
     assert (
-        '<th scope="row">Alla</th><td>5</td><td>5</td><td>100%</td>'
-        "<td>7.2</td><td>7</td><td>+1.4</td>" in page
+        '<th scope="row">Alla</th><td>5</td><td>5</td><td>100\xa0%</td>'
+        "<td>7,2</td><td>7</td><td>+1,4</td>" in page  # numbers as Swedish writes them
     )
     assert "<td>visas inte</td>" in page  # small groups hidden
     assert page.count("<svg") == 2  # the distribution and the trend over the two cycles

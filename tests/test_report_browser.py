@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 from flows.reporting.report import build_report
 from tests.test_browser import CHROMIUM, FLAGS
 from tests.test_report import add_workshop
+
+# Where the screenshots go when SAMVERKAN_SCREENSHOTS names a folder (read before the tests
+# clear the environment).
+SHOTS = os.environ.get("SAMVERKAN_SCREENSHOTS")
 
 pytestmark = [
     pytest.mark.browser,
@@ -21,7 +26,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("language", ["sv", "en"])
+@pytest.mark.parametrize("language", ["sv", "en", "ar"])
 def test_the_report_passes_axe_in_a_real_browser(
     engine, settings, two_cycles, tmp_path: Path, language: str
 ) -> None:
@@ -40,12 +45,16 @@ def test_the_report_passes_axe_in_a_real_browser(
         page.goto(report.as_uri())
         expect(page.get_by_role("main")).to_have_count(1)
         expect(page.get_by_role("heading", level=1)).to_have_text(
-            {"sv": "Reflektion: Cycle 2", "en": "Reflection: Cycle 2"}[language]
+            {"sv": "Reflektion: Cycle 2", "en": "Reflection: Cycle 2", "ar": "وقفة تأمّل: Cycle 2"}[
+                language
+            ]
         )
         figures = page.get_by_role("img")
         expect(figures).to_have_count(2)  # the distribution and the trend, each one image
         results = Axe().run(page, options={"resultTypes": ["violations"]})
-        page.screenshot(path=str(tmp_path / f"report-{language}.png"), full_page=True)
+        shots = Path(SHOTS or tmp_path)
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / f"report-{language}.png"), full_page=True)
         browser.close()
     violations = {
         v["id"]: [n["target"] for n in v["nodes"]] for v in results.response["violations"]

@@ -274,11 +274,14 @@ def _value(data: ReportData, group: ind.Group, indicator: str, percent: bool = F
         return data.labels["hidden"]
     if value is None:
         return "–"
+    lang = data.language  # 75% and 7.2 in English, 75 % and 7,2 in Swedish (Babel)
     if percent:
-        return f"{value:.0%}"
+        return i18n.format_percent(value, lang)
     if indicator == "scale_change":
-        return f"{value:+.1f}"
-    return f"{value:.1f}" if indicator == "scale_mean" else f"{value:g}"
+        return ("+" if value >= 0 else "") + i18n.format_number(value, lang, decimals=1)
+    if indicator == "scale_mean":
+        return i18n.format_number(value, lang, decimals=1)
+    return i18n.format_number(value, lang)
 
 
 def _group_table(data: ReportData, level: str) -> tuple[list[str], list[list[str]]]:

@@ -7,6 +7,7 @@ from typing import Any
 from flows.reporting import indicators as ind
 from flows.stages.base import Draft, Recipient, StageRun
 from flows.stages.kind import Kind
+from messaging import i18n
 from store import queries
 from store.db import engine_of
 from store.models import PartStat, pk
@@ -37,6 +38,7 @@ def _summary(run: StageRun) -> dict[str, Any]:
     # The same rule as the report's tables: a headline number about fewer people than the
     # minimum (how many came, who said no) would point at them.
     few_members = 0 < members < run.settings.min_group or counts_hidden
+    lang = run.settings.coordinator_language  # who the reflection is written for
     return {
         "members": "" if few_members else members,
         "members_hidden": few_members,
@@ -48,8 +50,8 @@ def _summary(run: StageRun) -> dict[str, Any]:
         "scale_count": n_mean or 0,
         "scale_hidden": hidden,
         "min_group": run.settings.min_group,
-        "scale_mean": f"{mean:.1f}" if mean is not None else "",
-        "scale_median": f"{middle:g}" if middle is not None else "",
+        "scale_mean": i18n.format_number(mean, lang, decimals=1) if mean is not None else "",
+        "scale_median": i18n.format_number(middle, lang) if middle is not None else "",
     }
 
 
