@@ -260,7 +260,7 @@ def test_the_reflection_report_is_published_without_what_the_small_group_rule_hi
     assert "Vi pratar oftare." in whole and "Vi pratar oftare." not in published
     # Two answers, fewer than the smallest group shown: their mean and median are not, nor
     # any group's figures (each holds fewer than three people, or would give one away).
-    assert "| Alla | 13 | 2 | 15% | visas inte | visas inte | – |" in published
+    assert "| Alla | 13 | 2 | 15 % | visas inte | visas inte | – |" in published  # Swedish: 15 %
     assert "6.0" not in published and "| 6 |" not in published
     deliver(settings, network, WORKSHOP + timedelta(days=14))
     [emailed] = [

@@ -20,11 +20,15 @@ def copy(tmp_path: Path) -> Path:
     return root / "learning-cycle"
 
 
-def test_bundled_template_is_valid_in_both_languages() -> None:
+def test_bundled_template_is_valid_in_every_language() -> None:
     report = validate_template(Settings(), "learning-cycle")
     # 6 stages, the workshop's update and cancellation besides its invite: 8 emails, each in
-    # both languages (the reflection too, whichever language the coordinator reads).
-    assert report.startswith("learning-cycle: valid: 6 stages, 16 emails (sv, en) rendered")
+    # four languages (the reflection too, whichever language the coordinator reads), and the
+    # 7 that go to participants in easy-to-read Swedish.
+    assert report.startswith(
+        "learning-cycle: valid: 6 stages, 39 emails (sv, en, ar, fi, sv-x-easy) rendered for 25 "
+        "sample participants"
+    )
     assert list_templates(REPO_TEMPLATES) == ["annual-survey", "learning-cycle"]
 
 

@@ -311,7 +311,7 @@ def test_drafts_show_html_in_a_sandboxed_frame_and_approval_is_audited(
     srcdoc = html.unescape(frames[0][0])
     assert "<html" in srcdoc.lower() or "<p" in srcdoc.lower()
     assert "<" not in frames[0][0]  # the HTML is escaped inside the attribute
-    assert '<pre class="text">' in result_html
+    assert '<pre class="text" lang="sv" dir="ltr">' in result_html  # the text as it reads
     assert "Approve invitation" in result_html
     # one variant per language and role of the recipients
     with Session(network) as s:

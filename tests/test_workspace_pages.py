@@ -223,7 +223,10 @@ def test_templates_list_and_detail(web) -> None:
 
     detail = client.get("/workspace/templates/learning-cycle")
     assert detail.status_code == 200
-    assert "Valid: learning-cycle: valid: 6 stages, 16 emails (sv, en) rendered" in detail.text
+    assert (
+        "Valid: learning-cycle: valid: 6 stages, 39 emails (sv, en, ar, fi, sv-x-easy) rendered"
+        in detail.text
+    )
     tables = Tables(detail.text).tables
     stages = {r[0]: r for r in tables["The stages of learning-cycle, in plan order"][1:]}
     assert list(stages) == [
@@ -408,6 +411,41 @@ def test_launch_with_an_audience_takes_only_those(web, network) -> None:
         (cycle,) = queries.list_cycles(s)
         people = queries.members(s, cycle_id=cycle.id)  # type: ignore[arg-type]
     assert people and {str(p.role) for p, _ in people} == {"politician"}
+
+
+def test_a_language_without_emails_asks_for_the_fallback_on_the_form(
+    web, network, tmp_path
+) -> None:
+    from flows.people.participants import import_participants
+
+    somali = tmp_path / "so.csv"
+    somali.write_text(
+        "name,email,organisation,role,language\n"
+        "Hodan Ali,hodan.ali@goteborg.example,Göteborgs Stad,service_user,so\n",
+        encoding="utf-8",
+    )
+    import_participants(network, somali)
+    client = web(COORDINATOR)
+    form = client.get("/workspace/launch/learning-cycle").text
+    assert '<option value="fi">Finnish (fi)</option>' in form
+    refused = client.submit("/workspace/launch/learning-cycle", data=GOOD)
+    assert refused.status_code == 422
+    assert alerts(refused.text)["fallback_language"].startswith(
+        "Template learning-cycle has no emails in the language of some participants "
+        "(1 read so): choose what they get with the fallback language"
+    )
+    done = client.submit(
+        "/workspace/launch/learning-cycle", data={**GOOD, "fallback_language": "en"}
+    )
+    assert done.status_code == 303, done.text
+    with Session(network) as s:
+        (cycle,) = queries.list_cycles(s)
+        (entry,) = queries.audit_log(s, cycle_id=cycle.id)  # type: ignore[arg-type]
+    assert cycle.fallback_language == "en"
+    assert entry.detail.endswith(
+        "; 1 participant reads so: template learning-cycle has no so emails; they get en "
+        "(--fallback-language)"
+    )
 
 
 def test_launch_without_the_csrf_token_changes_nothing(web, network) -> None:

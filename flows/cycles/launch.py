@@ -150,6 +150,14 @@ def participant_emails(t: ProcessTemplate) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def complete_languages(t: ProcessTemplate) -> list[str]:
+    """The languages every participant email of the template is written in: what a fallback
+    can be."""
+    emails = participant_emails(t)
+    found = set.intersection(*(set(t.languages(n)) for n in emails)) if emails else set()
+    return sorted(found)
+
+
 def _fallback(t: ProcessTemplate, given: str | None) -> str | None:
     if not given:
         return None
@@ -191,7 +199,7 @@ def language_notes(t: ProcessTemplate, languages: Sequence[str], fallback: str |
                 f"{people} {lang}: {', '.join(parent)} not written in {lang}; they get {got}"
             )
     if unserved:
-        have = sorted(set.intersection(*(set(t.languages(n)) for n in emails)))
+        have = complete_languages(t)
         raise InvalidInput(
             f"template {t.name} has no emails in the language of some participants "
             f"({'; '.join(unserved)}): choose what they get with --fallback-language "
@@ -295,6 +303,7 @@ def launch_cycle(
             cycle_id=cycle.id,
             action="cycle.launch",
             detail=f"template {t.name}, {len(people)} participants, "
-            f"{len(stages)} stages, starts {start_at.isoformat()}",
+            f"{len(stages)} stages, starts {start_at.isoformat()}"
+            + "".join(f"; {line}" for line in told),
         )
         return pk(cycle)

@@ -60,11 +60,12 @@ def render_every_email(run: StageRun) -> set[tuple[str, str]]:
     people = list(
         {(r.language, r.role): r for r in reversed(kind.recipients(run, validating=True))}.values()
     )
+    written = sorted(run.template.languages(run.stage.template or "")) or list(LANGUAGES)
     people += [
         replace(r, language=language)
         for r in people
         if r.participant_id is None
-        for language in LANGUAGES
+        for language in written
         if not any(p.language == language and p.role == r.role for p in people)
     ]
     for r in people:

@@ -62,8 +62,9 @@ def messages_of_stage(session: Session, *, stage_id: int) -> list[Message]:
 
 def stage_recipients(session: Session, *, stage_id: int) -> list[Any]:
     """Who a stage's messages go to, without the messages' bodies: rows of the message id,
-    name, address, subject, status, whether it has a calendar part, and the person's
-    language, role and organisation, in queue order."""
+    name, address, subject, status, whether it has a calendar part, the language it is
+    written in (the person's, for messages from before that was kept), the person's role and
+    organisation, in queue order."""
     query: Any = (
         sa_select(
             col(Message.id),
@@ -73,7 +74,9 @@ def stage_recipients(session: Session, *, stage_id: int) -> list[Any]:
             col(Message.subject),
             col(Message.status),
             col(Message.ics).is_not(None).label("has_ics"),
-            col(Participant.language),
+            func.coalesce(col(Message.content_language), col(Participant.language)).label(
+                "language"
+            ),
             col(Participant.role),
             col(Organisation.name).label("organisation"),
         )

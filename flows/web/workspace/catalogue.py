@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from flows.cycles.launch import launch_cycle
+from flows.cycles.launch import complete_languages, launch_cycle
 from flows.templates import ProcessTemplate, StageSpec, catalogue, list_templates, load_template
 from flows.templates.validation import validate_template
 from flows.web.workspace.core import (
@@ -33,6 +33,7 @@ from flows.web.workspace.core import (
     settings_of,
     url,
 )
+from messaging import i18n
 from store.errors import SamverkanError
 
 router = APIRouter()
@@ -137,7 +138,14 @@ class LaunchForm:
 
 
 def _blank(t: ProcessTemplate, zone: str) -> LaunchForm:
-    values = {"name": "", "start": "", "timezone": zone, "audience": "", "steering": ""}
+    values = {
+        "name": "",
+        "start": "",
+        "timezone": zone,
+        "audience": "",
+        "steering": "",
+        "fallback_language": "",
+    }
     for var, spec in t.spec.variables.items():
         values[f"var-{var}"] = spec.default or ""
     return LaunchForm(values, {})
@@ -157,6 +165,7 @@ def _launch_page(
         form=form,
         label=label,
         zones=time_zones(),
+        fallbacks=[(tag, i18n.language_name(tag)) for tag in complete_languages(t)],
     )
 
 
@@ -203,7 +212,12 @@ def error_field(message: str, t: ProcessTemplate) -> str | None:
     for stage in t.spec.stages:
         if stage.meeting and message.startswith(f"the {stage.key} starts "):
             return f"var-{stage.meeting.starts}"  # it starts before the cycle does
-    for option, name in (("--name", "name"), ("--start", "start"), ("--steering", "steering")):
+    for option, name in (
+        ("--name", "name"),
+        ("--start", "start"),
+        ("--steering", "steering"),
+        ("--fallback-language", "fallback_language"),
+    ):
         if option in message:
             return name
     if message.startswith("unknown time zone"):
@@ -224,6 +238,7 @@ def for_the_page(message: str, where: str | None, t: ProcessTemplate) -> str:
         ("--name", "name"),
         ("--start", "start"),
         ("--steering", "steering group address"),
+        ("--fallback-language", "the fallback language"),
     ):
         message = message.replace(option, words)
     message = message.replace(
@@ -258,6 +273,7 @@ async def launch(request: Request, who: Coordinator, name: str) -> Response:
                 timezone=form.values["timezone"] or None,
                 audience=form.values["audience"] or None,
                 steering=steering_addresses(form.values["steering"]),
+                fallback_language=form.values["fallback_language"] or None,
             )
         )
     except SamverkanError as exc:

@@ -716,6 +716,11 @@ class Variant:
     def shown(self) -> DraftView:
         return self.drafts[0]
 
+    @property
+    def dir(self) -> str:
+        """The direction the drafts' text runs in (rtl for Arabic)."""
+        return i18n.direction(self.language) if self.language else "ltr"
+
 
 # Recipients listed under each example on the drafts page (one person's message is found by
 # address, every message is in the outbox).

@@ -193,6 +193,7 @@ def signoff_page(
         sample=SAMPLE,
         labels=FIELD_LABELS,
         language_name=lambda code: LANGUAGE_NAMES.get(code, code or "language unknown"),
+        direction=i18n.direction,
         languages=languages,
         short=short,
         at=at,
