@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from messaging import i18n
 from store.errors import ConfigError
 
 
@@ -61,7 +62,6 @@ class Settings(BaseSettings):
     )
     coordinator_language: str = Field(
         default="sv",
-        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
         description="Language of the reflection email and the report (BCP 47: sv, en, fi, ar).",
     )
     timezone: str = Field(
@@ -149,6 +149,11 @@ class Settings(BaseSettings):
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("SAMVERKAN_SMTP_URL").lstrip(": ")) from None
         return value
+
+    @field_validator("coordinator_language")
+    @classmethod
+    def _language_tag(cls, value: str) -> str:
+        return i18n.normalise(value)  # FI → fi; a ValueError names what is wrong
 
     @field_validator("timezone")
     @classmethod

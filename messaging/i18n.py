@@ -19,24 +19,24 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Collection
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from babel import Locale, UnknownLocaleError
-
 if TYPE_CHECKING:
+    from babel import Locale
     from babel.support import NullTranslations, Translations
 
-# babel.support, .dates, .numbers and .messages are imported where they are used: a command
-# that writes nobody a text (cycle show, cycle list) does not pay for them (about 30 ms, in
-# python -X importtime -c "import messaging.i18n").
+# Babel is imported where it is used: a command that writes nobody a text (cycle show, cycle
+# list) does not pay for it (about 40 ms, in python -X importtime -c "import babel.support").
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 DOMAIN = "samverkan"
 SOURCE = "en"  # the message ids are English
 EASY = "x-easy"  # the private-use subtags of an easy-to-read variant: sv-x-easy
+MAX_TAG = 32  # characters: what the store keeps of a person's language
 
 # Well-formed tags of RFC 5646 as samverkan meets them: a language, then an optional script,
 # region and variants, then private-use subtags (grandfathered tags are not accepted).
@@ -67,6 +67,8 @@ def normalise(tag: str) -> str:
     given = str(tag).strip().replace("_", "-")
     if not _TAG.match(given):
         raise ValueError(f"{tag!r} is not a language tag (BCP 47, e.g. sv, fi, ar, sv-x-easy)")
+    if len(given) > MAX_TAG:
+        raise ValueError(f"{tag!r} is longer than {MAX_TAG} characters")
     parts = given.split("-")
     out = [parts[0].lower()]
     private = False
@@ -95,7 +97,7 @@ def lookup_chain(tag: str) -> list[str]:
     return chain
 
 
-def best(tag: str, available: set[str] | frozenset[str] | list[str]) -> str | None:
+def best(tag: str, available: Collection[str]) -> str | None:
     """The most specific of ``available`` that serves ``tag``, or None."""
     return next((t for t in lookup_chain(tag) if t in available), None)
 
@@ -113,6 +115,8 @@ def is_easy(tag: str) -> bool:
 def babel_locale(tag: str) -> Locale:
     """The CLDR locale that formats dates and numbers for ``tag`` (English for one CLDR does
     not know)."""
+    from babel import Locale, UnknownLocaleError
+
     public = tag.split("-x-", 1)[0]
     name = _FORMAT_LOCALE.get(public, public).replace("-", "_")
     try:
@@ -129,19 +133,26 @@ def direction(tag: str) -> str:
     return "rtl" if babel_locale(tag).character_order == "right-to-left" else "ltr"
 
 
+def strip_bidi(text: str) -> str:
+    """``text`` without the characters that change direction (a value's own overrides)."""
+    return _BIDI_CONTROLS.sub("", text)
+
+
 def isolate(text: str) -> str:
-    """``text`` between the Unicode isolates (plain text in a right-to-left message)."""
-    text = _BIDI_CONTROLS.sub("", text)
+    """``text`` between the Unicode isolates (plain text in a right-to-left message), its own
+    direction controls removed."""
+    text = strip_bidi(text)
     return f"{FSI}{text}{PDI}" if text else text
 
 
-def shipped() -> list[str]:
+@lru_cache(maxsize=1)  # read once per process, as the catalogues are (translations below)
+def shipped() -> tuple[str, ...]:
     """The languages samverkan's own texts are written in: English and each catalogue."""
     found = {
         p.parent.parent.name.replace("_", "-")
         for p in LOCALE_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.po")
     }
-    return sorted(found | {SOURCE})
+    return tuple(sorted(found | {SOURCE}))
 
 
 def _load(folder: Path, tag: str) -> Translations:
@@ -198,9 +209,20 @@ def NP_(context: str, message: str) -> str:
     return message
 
 
+def has_catalogue(tag: str) -> bool:
+    """Whether samverkan's own texts are written in ``tag`` (or a less specific language)."""
+    return any(
+        name == SOURCE or (LOCALE_DIR / name.replace("-", "_") / "LC_MESSAGES").is_dir()
+        for name in lookup_chain(tag)
+    )
+
+
 # How a date, a date with its time, and a time read in each language: CLDR patterns, with the
-# names of months and weekdays and the digits taken from the language's locale.
+# names of months and weekdays and the digits taken from the language's locale. A language
+# samverkan has no catalogue for (a template's own, say) gets CLDR's own long formats.
 def _pattern(tag: str, which: str) -> str:
+    if not has_catalogue(tag):
+        return _cldr_pattern(tag, which)
     tr = translations(tag)
     if which == "datetime":
         return str(tr.pgettext("date and time", "EEEE d MMMM y 'at' HH:mm"))
@@ -209,26 +231,42 @@ def _pattern(tag: str, which: str) -> str:
     return str(tr.pgettext("time", "HH:mm"))
 
 
-@lru_cache(maxsize=1024)  # a stage formats the same few times for every recipient
-def format_datetime(value: datetime, tag: str) -> str:
-    """'onsdag 10 februari 2027 kl. 09:00', 'Wednesday 10 February 2027 at 09:00'."""
+@lru_cache(maxsize=64)
+def _cldr_pattern(tag: str, which: str) -> str:
     from babel import dates as _dates
 
-    return _dates.format_datetime(value, _pattern(tag, "datetime"), locale=babel_locale(tag))
+    locale = babel_locale(tag)
+    time = str(_dates.get_time_format("short", locale).pattern)
+    if which == "time":
+        return time
+    day = str(_dates.get_date_format("full", locale).pattern)
+    return str(_dates.get_datetime_format("full", locale)).replace("{1}", day).replace("{0}", time)
 
 
-@lru_cache(maxsize=1024)
+def format_datetime(value: datetime, tag: str) -> str:
+    """'onsdag 10 februari 2027 kl. 09:00', 'Wednesday 10 February 2027 at 09:00': the time
+    as it reads on the wall clock of ``value``'s zone."""
+    return _format(value.replace(tzinfo=None), tag, "datetime")
+
+
 def format_date(value: datetime, tag: str) -> str:
     """'onsdag 10 februari', 'Wednesday 10 February'."""
+    return _format(value.replace(tzinfo=None), tag, "date")
+
+
+# Cached on the wall-clock time, not the instant: 09:00 in Stockholm and 10:00 in Helsinki
+# are one instant (equal as aware datetimes) but two texts.
+@lru_cache(maxsize=1024)  # a stage formats the same few times for every recipient
+def _format(wall: datetime, tag: str, which: str) -> str:
     from babel import dates as _dates
 
-    return _dates.format_datetime(value, _pattern(tag, "date"), locale=babel_locale(tag))
+    if which == "date" and not has_catalogue(tag):  # CLDR's own weekday, day and month
+        return str(_dates.format_skeleton("MMMMEEEEd", wall, locale=babel_locale(tag)))
+    return _dates.format_datetime(wall, _pattern(tag, which), locale=babel_locale(tag))
 
 
 def format_time(value: datetime, tag: str) -> str:
-    from babel import dates as _dates
-
-    return _dates.format_datetime(value, _pattern(tag, "time"), locale=babel_locale(tag))
+    return _format(value.replace(tzinfo=None), tag, "time")
 
 
 def format_number(value: float | int, tag: str, *, decimals: int | None = None) -> str:
@@ -250,6 +288,8 @@ def format_percent(value: float, tag: str) -> str:
 
 def language_name(tag: str, in_language: str = SOURCE) -> str:
     """``tag`` named in ``in_language``: 'Finnish', 'Swedish (easy to read)'."""
+    from babel import Locale, UnknownLocaleError
+
     try:
         name = Locale.parse(tag.split("-x-", 1)[0].replace("-", "_")).get_display_name(
             babel_locale(in_language)

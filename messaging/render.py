@@ -15,6 +15,7 @@ with raw HTML disabled. Subjects are cleaned for headers (see ``messaging.header
 
 from __future__ import annotations
 
+import functools
 import glob
 import re
 import string
@@ -274,6 +275,7 @@ class _Shape:
     suspect: frozenset[int]  # markers that did not come out as they went in
     line_start: frozenset[int]  # markers at the start of a line
     in_url: frozenset[int]  # markers that came out percent-encoded (in a link's address)
+    in_tag: frozenset[int]  # markers inside an HTML tag (a link's title, an image's alt)
 
 
 def _marker(i: int) -> str:
@@ -311,6 +313,7 @@ class _MaskedMarkdown:
                 if i in in_code or html.count(_marker(i)) != masked.count(_marker(i))
             }
             line_start = {int(i) for i in _LINE_START_MARKER.findall(masked)}
+            in_tag = {int(i) for tag in _TAG.findall(html) for i in _MARKER.findall(tag)}
             if len(self._shapes) >= self.size:
                 self._shapes.clear()
             found = self._shapes[masked] = _Shape(
@@ -319,10 +322,13 @@ class _MaskedMarkdown:
                 frozenset(suspect),
                 frozenset(line_start),
                 frozenset(in_url),
+                frozenset(in_tag),
             )
         return found
 
     def html(self, masked: str, values: list[Any]) -> str:
+        if self.rtl:  # no value's own direction controls reach a right-to-left email
+            values = [i18n.strip_bidi(_collapse(v)) for v in values]
         texts = [_collapse(v) for v in values]
         for _ in range(2):
             shape = self._shape(masked)
@@ -332,7 +338,7 @@ class _MaskedMarkdown:
                 if _stands_alone(texts[i], at_line_start=i in shape.line_start)
             }
             if keep == shape.present:
-                return _MARKER.sub(lambda m: self._put(texts[int(m.group(1))]), shape.html)
+                return _MARKER.sub(functools.partial(self._put, texts, shape), shape.html)
             # Put the values that cannot stand in for a marker into the text itself (links
             # are the same for every recipient, so this shape is shared as well), and look
             # again.
@@ -343,19 +349,26 @@ class _MaskedMarkdown:
                 if len(self._refined) >= self.size:
                     self._refined.clear()
                 refined = self._refined[key] = _unmask(
-                    masked, values, keep=keep, isolated=self._isolated(shape)
+                    masked, values, keep=keep, isolated=self._isolated(shape, texts)
                 )
             masked = refined
-        return _MD.render(_unmask(masked, values, isolated=self._isolated(self._shape(masked))))
+        shape = self._shape(masked)
+        return _MD.render(_unmask(masked, values, isolated=self._isolated(shape, texts)))
 
-    def _put(self, text: str) -> str:
-        return f"<bdi>{escapeHtml(text)}</bdi>" if self.rtl and text else escapeHtml(text)
+    def _put(self, texts: list[str], shape: _Shape, m: re.Match[str]) -> str:
+        i = int(m.group(1))
+        text = escapeHtml(texts[i])
+        if self.rtl and text and i not in shape.in_tag:
+            return f"<bdi>{text}</bdi>"
+        return text
 
-    def _isolated(self, shape: _Shape) -> frozenset[int]:
-        """The markers whose values go into the Markdown between isolates."""
+    def _isolated(self, shape: _Shape, texts: list[str]) -> frozenset[int]:
+        """The markers whose values go into the Markdown between isolates: not in a link's
+        address or a tag's attribute, and not a number that starts a line (a list's 1.)."""
         if not self.rtl:
             return frozenset()
-        return shape.present - shape.in_url - shape.line_start
+        numbering = {i for i in shape.line_start if texts[i].isdigit()}
+        return shape.present - shape.in_url - shape.in_tag - numbering
 
 
 def _unmask(
@@ -445,8 +458,18 @@ def _time_filter(ctx: Context, value: datetime) -> str:
 # test compares both ways.
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 _MARKER = re.compile("\ue000(\\d+)\ue001")
+_TAG = re.compile(r"<[^>]*>")
 _LINE_START_MARKER = re.compile("(?:^|\n)[ \t]*\ue000(\\d+)\ue001")
 _masked_values: ContextVar[list[Any]] = ContextVar("masked_values")
+
+
+def _isolated_text(value: Any) -> str:
+    """A value in the text part of a right-to-left email: isolated, but for a web address,
+    which a mail client makes a link of (an isolate would end up in the link)."""
+    text = str(value)
+    if text.startswith(("http://", "https://", "mailto:")):
+        return i18n.strip_bidi(text)
+    return i18n.isolate(text)
 
 
 def _mask(value: Any) -> str:
@@ -457,7 +480,7 @@ def _mask(value: Any) -> str:
 
 _TEXT_ENV = _environment(lambda v: "" if v is None else v)
 # The text part of a right-to-left email: each value between the Unicode isolates.
-_TEXT_ENV_RTL = _environment(lambda v: "" if v is None else i18n.isolate(str(v)))
+_TEXT_ENV_RTL = _environment(lambda v: "" if v is None else _isolated_text(v))
 _PERSONAL = {"participant", "links"}  # the context values that differ between recipients
 _MASK_ENV = _environment(_mask)
 

@@ -390,3 +390,111 @@ def test_easy_to_read_texts_are_checked_for_readability(settings, tmp_path: Path
     )
     warned = validate_template(settings, str(root / "learning-cycle"))
     assert "warning: workshop-reminder.sv-x-easy.md.j2: LIX" in warned
+
+
+def test_someone_who_comes_later_in_a_language_nobody_chose_gets_swedish_and_it_is_said(
+    network, settings, tmp_path: Path
+) -> None:
+    """A launch refuses a language nothing serves; a person whose language changes to one
+    afterwards does not stop the stage for everyone: they get Swedish, and the stage says so."""
+    cycle_id = launch(network, settings)
+    changed = tmp_path / "changed.csv"
+    changed.write_text(
+        f"name,email,organisation,role,language\nSara Ahmadi,{SARA},Göteborgs Stad,"
+        "service_user,so\n",
+        encoding="utf-8",
+    )
+    import_participants(network, changed)
+    report = tick(START)
+    outcomes = {s.key: s for c, s in report.stages if c == cycle_id}
+    assert outcomes["workshop"].status == "done"
+    assert "so readers got sv: no so text and no fallback language chosen" in (
+        outcomes["workshop"].note
+    )
+    [*_, invite] = read_maildir(Path(settings.mail_dir))[SARA]
+    assert invite["Content-Language"] == "sv"
+    assert invite["Subject"].startswith("Inbjudan: workshop onsdag 10 februari")
+
+
+def test_the_page_of_someone_served_by_the_fallback_is_in_the_fallback(
+    network, settings, tmp_path: Path
+) -> None:
+    german = tmp_path / "de.csv"
+    german.write_text(
+        "name,email,organisation,role,language\n"
+        "Jonas Weber,jonas.weber@goteborg.example,Göteborgs Stad,professional,de\n",
+        encoding="utf-8",
+    )
+    import_participants(network, german)
+    launch(network, settings, fallback_language="sv")
+    tick(START)
+    tick(WORKSHOP + timedelta(days=7))
+    followup = read_maildir(Path(settings.mail_dir))["jonas.weber@goteborg.example"][-1]
+    assert followup["Content-Language"] == "sv"
+    page = Client(create_app(settings, network)).get(personal_link(followup, "a"))
+    # Swedish throughout, as the emails: not English words under lang="de".
+    assert '<html lang="sv" dir="ltr">' in page.text
+    assert SCALE_QUESTION["sv"] in page.text and SEND_BUTTON["sv"] in page.text
+
+
+def test_a_question_falls_back_field_by_field_along_the_language_chain() -> None:
+    from flows.templates import Question
+
+    q = Question.model_validate(
+        {
+            "id": "scale-now",
+            "kind": "scale",
+            "text": {"sv": "Var står vi?", "en": "Where are we?", "sv-x-easy": "Var är vi nu?"},
+            "low": {"sv": "0 = inget", "en": "0 = nothing"},
+            "high": {"sv": "10 = allt", "en": "10 = everything"},
+        }
+    )
+    easy = q.localised("sv-x-easy")
+    # The easy wording's own text; its anchors from Swedish, the next language along.
+    assert (easy["text"], easy["low"], easy["high"]) == ("Var är vi nu?", "0 = inget", "10 = allt")
+    assert q.localised("de", fallback="sv")["text"] == "Var står vi?"
+    assert q.localised("de")["text"] == "Where are we?"
+
+
+def test_one_instant_is_written_on_each_zones_clock() -> None:
+    stockholm = datetime(2027, 2, 10, 9, 0, tzinfo=TZ)
+    assert i18n.format_datetime(stockholm, "fi") == WHEN["fi"]
+    helsinki = stockholm.astimezone(ZoneInfo("Europe/Helsinki"))
+    assert i18n.format_datetime(helsinki, "fi") == "keskiviikkona 10. helmikuuta 2027 klo 10.00"
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [("SV", "sv"), ("en_gb", "en-GB"), ("sv-X-Easy", "sv-x-easy"), ("zh-hant-tw", "zh-Hant-TW")],
+)
+def test_language_tags_are_kept_in_their_canonical_case(tag: str, expected: str) -> None:
+    assert i18n.normalise(tag) == expected
+
+
+@pytest.mark.parametrize("tag", ["svenska", "s", "sv--x", "sv_SE!", "x-easy", "sv-" + "a" * 40])
+def test_what_is_not_a_language_tag_is_refused_in_one_line(tag: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        i18n.normalise(tag)
+    assert "\n" not in str(caught.value) and repr(tag) in str(caught.value)
+
+
+def test_a_template_writes_every_participant_email_in_a_language_or_none(tmp_path: Path) -> None:
+    import shutil
+
+    from flows.settings import REPO_TEMPLATES
+    from flows.templates import load_template
+    from store.errors import TemplateError
+
+    folder = tmp_path / "learning-cycle"
+    shutil.copytree(REPO_TEMPLATES / "learning-cycle", folder)
+    (folder / "emails" / "workshop-cancel.fi.md.j2").unlink()
+    with pytest.raises(TemplateError, match=r"written in fi, but not workshop-cancel\.fi\.md\.j2"):
+        load_template(folder)
+    # An easy-to-read variant may cover some of them (the rest fall back to Swedish).
+    emails = folder / "emails"
+    shutil.copy(REPO_TEMPLATES / "learning-cycle/emails/workshop-cancel.fi.md.j2", emails)
+    (folder / "emails" / "workshop-cancel.sv-x-easy.md.j2").unlink()
+    load_template(folder)
+    (folder / "emails" / "invitation.fi.md.j2").rename(folder / "emails" / "invitation.FI.md.j2")
+    with pytest.raises(TemplateError, match="write the language as fi"):
+        load_template(folder)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,56 @@ def test_a_subject_is_shared_within_a_run_only_when_it_is_not_personal(tmp_path:
     context = {"participant": {"name": "Anna"}, "cycle": {"name": "Vår 2027"}}
     assert plain.render("note", "sv", context, shared).subject == "Om Vår 2027"
     assert shared == {("note", "sv", "subject"): "Om Vår 2027"}
+
+
+def arabic(tmp_path: Path, body: str) -> EmailTemplates:
+    (tmp_path / "note.ar.md.j2").write_text(f'---\nsubject: "مرحبًا"\n---\n{body}', "utf-8")
+    return EmailTemplates(tmp_path)
+
+
+FSI, PDI = "\u2068", "\u2069"
+BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+@pytest.mark.parametrize(
+    "org",
+    [
+        "Göteborgs Stad",  # stands for its marker in the HTML
+        "Göteborgs Stad (GBG)",  # does not (it ends in a bracket): goes into the Markdown
+        "Göteborgs\u202eStad",  # carries a right-to-left override of its own
+    ],
+)
+def test_an_arabic_email_isolates_every_value_and_keeps_no_override(
+    tmp_path: Path, org: str
+) -> None:
+    t = arabic(
+        tmp_path,
+        "مرحبًا {{ participant.name }}،\n\n{{ participant.organisation }} مهمة لنا.\n\n"
+        "[أجب هنا]({{ links.answers }} \"{{ cycle.name }}\")\n\n"
+        "{% for q in questions %}\n{{ loop.index }}. {{ q }}\n{% endfor %}\n",
+    )
+    out = t.render(
+        "note",
+        "ar",
+        {
+            "participant": {"name": "Omar", "organisation": org},
+            "links": {"answers": "https://samverkan.example/a/TOKEN"},
+            "cycle": {"name": "Vår 2027"},
+            "questions": ["ما الذي أصبح أفضل؟", "ما الفرق؟"],
+        },
+    )
+    shown = org.replace("\u202e", "")
+    # Each value, its own override removed, isolated from the Arabic around it.
+    assert "\u202e" not in out.text and "\u202e" not in out.html
+    assert f"{FSI}{shown}{PDI}" in out.text
+    assert f"<bdi>{html.escape(shown, quote=False)}</bdi>" in out.html or (
+        f"{FSI}{html.escape(shown, quote=False)}{PDI}" in out.html
+    )
+    # A link's address and its title are left as they are: a link that works, a title
+    # without markup.
+    assert "(https://samverkan.example/a/TOKEN" in out.text
+    assert 'href="https://samverkan.example/a/TOKEN"' in out.html
+    assert 'title="Vår 2027"' in out.html
+    # The numbering still makes a list.
+    assert "<ol>" in out.html and out.html.count("<li>") == 2
+    assert BIDI.sub("", out.text).count("1. ") == 1

@@ -205,14 +205,24 @@ def test_how_many_a_stage_reached_is_not_shown_for_part_of_the_network(
     assert "| followup | uppföljningsfrågor | 2027-01-01 01:00 | klart | visas inte |" in page
 
 
-@pytest.mark.parametrize("language", ["sv", "en"])
-def test_every_stage_status_has_a_name_in_the_reports_language(language: str) -> None:
+def test_every_stage_status_has_an_english_name() -> None:
     from flows.reporting.report import STAGE_STATUSES
-    from messaging import i18n
     from store.models import StageStatus
 
     missing = [s.value for s in StageStatus if s.value not in STAGE_STATUSES]
     assert missing == []
-    named = {i18n.tr(language, STAGE_STATUSES[s.value]) for s in StageStatus}
-    assert len(named) == len(StageStatus)  # each its own name, none left as its code
-    assert not named & {s.value for s in StageStatus if "_" in s.value}
+    assert len(set(STAGE_STATUSES.values())) == len(StageStatus)  # each its own name
+
+
+@pytest.mark.parametrize("language", ["sv", "fi", "ar"])
+def test_every_stage_status_is_named_in_the_reports_language(language: str) -> None:
+    from flows.reporting.report import STAGE_STATUSES
+    from messaging import i18n
+    from store.models import StageStatus
+
+    untranslated = [
+        s.value
+        for s in StageStatus
+        if i18n.tr(language, STAGE_STATUSES[s.value]) == STAGE_STATUSES[s.value]
+    ]
+    assert untranslated == []

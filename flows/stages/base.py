@@ -18,11 +18,12 @@ from sqlmodel import Session
 
 from flows.people.audience import parse_audience
 from flows.settings import Settings
-from flows.templates import ProcessTemplate
+from flows.templates import LANGUAGES, ProcessTemplate
 from messaging import i18n, links
 from messaging.i18n import NP_
 from messaging.render import RenderedEmail
 from store import queries
+from store.errors import TemplateError
 from store.models import (
     Cycle,
     MessageStatus,
@@ -126,6 +127,8 @@ class StageRun:
     memo: dict[str, Any] = field(default_factory=dict)  # work shared by all recipients
     left_out: dict[str, int] = field(default_factory=dict)  # by the unless rule, with why
     bounced: set[int] = field(default_factory=set)  # of the audience, left out: address bounced
+    # A language no email of the stage is written in, and what its readers got instead.
+    unserved: dict[str, str] = field(default_factory=dict)
     rendered: set[tuple[str, str]] = field(default_factory=set)  # (template, language)
 
     @cached_property
@@ -275,10 +278,19 @@ class StageRun:
     def reading(self, language: str, name: str | None = None) -> str:
         """The language of the email ``name`` (the stage's own) that a person who reads
         ``language`` gets: theirs, a less specific one (sv for sv-x-easy), or the fallback
-        the coordinator chose at launch."""
-        return self.template.reading(
-            name or self.stage.template or "", language, self.cycle.fallback_language
-        )
+        the coordinator chose at launch.
+
+        A launch refuses a language nothing serves; a person who came later in one (added
+        to the running cycle, or their language changed) gets Swedish, which every template
+        has, and the stage's note says so rather than the stage failing for everyone."""
+        name = name or self.stage.template or ""
+        try:
+            return self.template.reading(name, language, self.cycle.fallback_language)
+        except TemplateError:
+            if self.validating:
+                raise
+            self.unserved[language] = LANGUAGES[0]
+            return self.template.reading(name, LANGUAGES[0])
 
     @property
     def shared_renders(self) -> dict[tuple[str, str, str], str]:
@@ -347,6 +359,10 @@ class StageRun:
         left = [f"{n} left out: already {why}" for why, n in self.left_out.items() if n]
         if self.bounced:
             left.append(f"{len(self.bounced)} left out: address bounced")
+        left += [
+            f"{lang} readers got {got}: no {lang} text and no fallback language chosen"
+            for lang, got in sorted(self.unserved.items())
+        ]
         return [*self.note, *left]
 
 

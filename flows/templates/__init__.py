@@ -122,7 +122,7 @@ class ProcessSpec(_Strict):
     stages: list[StageSpec] = Field(min_length=1)
 
 
-def _tags(value: dict[str, Any]) -> dict[str, Any]:
+def _tags(value: dict[str, Any], required: tuple[str, ...] = LANGUAGES) -> dict[str, Any]:
     """Keys that are language tags (BCP 47), in canonical case; Swedish and English given."""
     out = {}
     for key, text in value.items():
@@ -130,7 +130,7 @@ def _tags(value: dict[str, Any]) -> dict[str, Any]:
             out[i18n.normalise(key)] = text
         except ValueError as exc:
             raise ValueError(str(exc)) from None
-    missing = [lang for lang in LANGUAGES if lang not in out]
+    missing = [lang for lang in required if lang not in out]
     if missing:
         raise ValueError(f"needs a text in {missing[0]} (every question has sv and en)")
     return out
@@ -159,6 +159,11 @@ class Question(_Strict):
     def _languages(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         return None if value is None else _tags(value)
 
+    @field_validator("wording")
+    @classmethod
+    def _wording_languages(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        return {group: _tags(texts, required=()) for group, texts in value.items()}
+
     def languages(self) -> set[str]:
         return set(self.text) | set(self.translations)
 
@@ -171,13 +176,19 @@ class Question(_Strict):
         chain += [t for t in (i18n.lookup_chain(fallback) if fallback else []) if t not in chain]
         chain.append(i18n.SOURCE)
         lang = next(t for t in chain if t in self.text or t in self.translations)
+        chain = chain[chain.index(lang) :]
 
         def pick(field: str, by_language: dict[str, str] | None) -> str:
+            """The field in the question's language, else the next along the chain (the
+            anchors of sv-x-easy from sv, where the easy wording has none of its own)."""
             if not by_language:
                 return ""
-            if lang in by_language:
-                return by_language[lang]
-            return self.translations.get(lang, {}).get(field) or by_language[i18n.SOURCE]
+            for t in chain:
+                if t in by_language:
+                    return by_language[t]
+                if field in self.translations.get(t, {}):
+                    return self.translations[t][field]
+            return by_language[i18n.SOURCE]
 
         own = self.wording.get(group or "")
         text = own[lang] if own and lang in own else pick("text", self.text)
@@ -341,6 +352,34 @@ def load_template(folder: Path, *, questions_root: Path | None = None) -> Proces
     return template
 
 
+def _check_languages(t: ProcessTemplate, path: Path) -> None:
+    """Each email's language is a tag in its canonical case (invitation.en-GB.md.j2), and a
+    language the participants' emails are written in, they are all written in: Swedish and
+    English always, any other once one is (a variant such as sv-x-easy may cover some of them
+    and fall back). The reflection, written for the coordinator, is checked on its own."""
+    for file in sorted(t.emails.folder.glob("*.md.j2")):
+        tag = file.name[: -len(".md.j2")].rsplit(".", 1)[-1]
+        try:
+            canonical = i18n.normalise(tag)
+        except ValueError as exc:
+            raise TemplateError(f"{file}: {exc}") from None
+        if canonical != tag:
+            raise TemplateError(f"{file}: write the language as {canonical}")
+    to_participants: list[str] = []
+    for s in t.spec.stages:
+        if s.kind != "reflection" and s.template:
+            to_participants.append(s.template)
+            if s.kind == "meeting":
+                to_participants += [f"{s.template}-update", f"{s.template}-cancel"]
+    written = {lang for n in to_participants for lang in t.emails.languages(n) if "-" not in lang}
+    for name in dict.fromkeys(to_participants):
+        for lang in sorted(written - t.emails.languages(name)):
+            raise TemplateError(
+                f"{path}: the participants' emails are written in {lang}, but not "
+                f"{t.emails.path(name, lang).name}: add it, or take out the other {lang} emails"
+            )
+
+
 def _check(t: ProcessTemplate, path: Path) -> None:
     keys = [s.key for s in t.spec.stages]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
@@ -385,14 +424,12 @@ def _check(t: ProcessTemplate, path: Path) -> None:
         needed = [s.template]
         if s.kind == "meeting":
             needed += [f"{s.template}-update", f"{s.template}-cancel"]
-        # Swedish and English always; any other language the template has one of the emails
-        # in, it has them all (a variant such as sv-x-easy may cover some and falls back).
-        written = {lang for n in needed for lang in t.emails.languages(n) if "-" not in lang}
-        for name, lang in ((n, lang) for n in needed for lang in sorted({*LANGUAGES, *written})):
+        for name, lang in ((n, lang) for n in needed for lang in LANGUAGES):
             if not t.emails.exists(name, lang):
                 raise TemplateError(
                     f"{path}: stage {s.key!r}: missing email {t.emails.path(name, lang)}"
                 )
+    _check_languages(t, path)
     # The anchors must not form a circle (times are irrelevant for this check).
     items = [
         plan.PlanItem(

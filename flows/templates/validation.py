@@ -75,11 +75,9 @@ def validate_template(settings: Settings, name_or_path: str) -> str:
 
 
 def template_languages(template: ProcessTemplate) -> list[str]:
-    """Every language some email of the template is written in, Swedish and English first."""
-    names = participant_emails(template) + [
-        s.template for s in template.spec.stages if s.kind == "reflection" and s.template
-    ]
-    found = {lang for n in names for lang in template.languages(n)}
+    """Every language the participants' emails are written in (a variant such as sv-x-easy
+    where it covers some of them), Swedish and English first."""
+    found = {lang for n in participant_emails(template) for lang in template.languages(n)}
     return sorted(found, key=lambda t: (t not in ("sv", "en"), t != "sv", t))
 
 

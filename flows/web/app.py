@@ -134,10 +134,22 @@ class Access:
     reading: str | None = None  # the wording asked for (?text=easy or plain), if any
 
     @property
-    def language(self) -> str:
-        """The language the page is written in: the participant's, or the easy-to-read (or
-        plain) variant of it the page was asked for."""
+    def reads(self) -> str:
+        """The participant's language, or the easy-to-read (or plain) variant of it the page
+        was asked for."""
         return self.reading or str(self.participant.language)
+
+    @property
+    def language(self) -> str:
+        """The language the page is written in: the one the person reads where samverkan
+        has a catalogue in it, else the cycle's fallback, else Swedish (as the emails)."""
+        shipped = i18n.shipped()
+        fallback = self.cycle.fallback_language
+        return (
+            i18n.best(self.reads, shipped)
+            or (i18n.best(fallback, shipped) if fallback else None)
+            or "sv"
+        )
 
     def gettext(self, message: str) -> str:
         return i18n.translations(self.language).gettext(message)
@@ -149,10 +161,10 @@ class Access:
             t.questions,
             t.instruments,
             qid,
-            self.language,
+            self.reads,
             organisation=org.name if org else "",
             role=str(self.participant.role),
-            fallback=self.cycle.fallback_language,
+            fallback=self.cycle.fallback_language or self.language,
         )
 
 
@@ -249,7 +261,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 "lang": "sv",
                 "dir": "ltr",
                 "every_language": every,
-                "titles": " – ".join(g["title"] for g in every[:2]),
+                "titles": " – ".join(g["title"] for g in every if g["lang"] in ("sv", "en")),
             },
             status_code=status,
         )
@@ -280,6 +292,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         found = []
         for qid in a.stage.config.get("questions", []):
             q = a.question(t, qid)
+            q["dir"] = i18n.direction(q["language"])
             r = answers.get(qid)
             q["value"] = (r.scale_value if q["kind"] == "scale" else r.text) if r else None
             if submitted is not None and qid in submitted:
