@@ -1,10 +1,11 @@
 """Languages: BCP 47 tags, samverkan's message catalogue, text direction, and dates and numbers.
 
-Every text samverkan itself writes for people to read (the participants' pages, the report,
-role and status labels, the signers' mail, the unsubscribe line) is an English message id in
-``messaging/locale/<language>/LC_MESSAGES/samverkan.po``, translated per language. ``make
-install`` compiles the ``.po`` files (``pybabel compile``); where a compiled ``.mo`` is missing
-or older than its ``.po`` (a checkout between edits), the ``.po`` is compiled in memory.
+Every text samverkan itself writes for people to read (the participants' pages, the
+unsubscribe page, the report, role and status labels, the signers' mail) is an English
+message id in ``messaging/locale/<language>/LC_MESSAGES/samverkan.po``, translated per
+language. ``make install`` compiles the ``.po`` files (``python -m messaging.i18n``); where a
+compiled ``.mo`` is missing or older than its ``.po`` (a checkout between edits), the ``.po``
+is compiled in memory.
 README.md, "Languages", says how to add a language.
 
 A participant's language is a BCP 47 tag (``sv``, ``fi``, ``ar``, ``en-GB``). Easy-to-read text
@@ -178,6 +179,7 @@ def translations(tag: str) -> NullTranslations:
     """The catalogue for ``tag``: its own, then each less specific one, then the English
     message ids. ``sv-x-easy`` reads Swedish where it has no easy-to-read message."""
     from babel.support import NullTranslations
+
     found: NullTranslations | None = None
     last: NullTranslations | None = None
     for name in lookup_chain(tag):
@@ -223,12 +225,12 @@ def has_catalogue(tag: str) -> bool:
 def _pattern(tag: str, which: str) -> str:
     if not has_catalogue(tag):
         return _cldr_pattern(tag, which)
-    tr = translations(tag)
+    catalogue = translations(tag)
     if which == "datetime":
-        return str(tr.pgettext("date and time", "EEEE d MMMM y 'at' HH:mm"))
+        return str(catalogue.pgettext("date and time", "EEEE d MMMM y 'at' HH:mm"))
     if which == "date":
-        return str(tr.pgettext("date", "EEEE d MMMM"))
-    return str(tr.pgettext("time", "HH:mm"))
+        return str(catalogue.pgettext("date", "EEEE d MMMM"))
+    return str(catalogue.pgettext("time", "HH:mm"))
 
 
 @lru_cache(maxsize=64)
@@ -310,12 +312,11 @@ def offered() -> list[str]:
 
 def translated(tree: Any, tag: str) -> Any:
     """A dict (or tuple) of N_-marked messages with each message translated into ``tag``."""
-    tr = translations(tag)
     if isinstance(tree, dict):
         return {k: translated(v, tag) for k, v in tree.items()}
     if isinstance(tree, tuple | list):
         return type(tree)(translated(v, tag) for v in tree)
-    return tr.gettext(tree) if isinstance(tree, str) else tree
+    return translations(tag).gettext(tree) if isinstance(tree, str) else tree
 
 
 def compile_catalogues() -> list[Path]:
