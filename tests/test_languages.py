@@ -189,6 +189,21 @@ def test_five_languages_walk_the_learning_cycle_each_in_their_own(five, settings
     report = build_report(five, settings, cycle_id, "md")
     assert "Var vi står" in report  # the coordinator reads Swedish (SAMVERKAN_COORDINATOR_…)
 
+    # The rest of the cycle: the workshop's reminder (nobody accepted), no follow-up reminder
+    # (all five answered), the reflection. Every message each received is in their language.
+    tick(WORKSHOP - timedelta(days=2))
+    tick(WORKSHOP + timedelta(days=12))
+    assert tick(WORKSHOP + timedelta(days=14)).completed == [cycle_id]
+    mail = read_maildir(mail_dir)
+    for who, lang in FIVE.items():
+        direction = "rtl" if lang == "ar" else "ltr"
+        got = [(m["Content-Language"], f'<html lang="{lang}" dir="{direction}">' in html_of(m))
+               for m in mail[who]]
+        assert got == [(lang, True)] * 4, who  # invitation, invite, reminder, follow-up
+    [reflection] = mail["coordinator@coordination.example"]
+    assert reflection["Content-Language"] == "sv"
+    assert "medelvärde 6,0" in text_of(reflection)  # the five answers, as Swedish writes 6.0
+
 
 def test_the_easy_to_read_wording_is_offered_on_the_follow_up_page(five, settings) -> None:
     launch(five, settings)
