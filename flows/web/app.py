@@ -132,6 +132,7 @@ class Access:
     cycle: Cycle
 
     reading: str | None = None  # the wording asked for (?text=easy or plain), if any
+    template: ProcessTemplate | None = None  # the cycle's, read once a request (template_for)
 
     @property
     def reads(self) -> str:
@@ -279,10 +280,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     # -- follow-up answers ----------------------------------------------------------------
 
+    def template_for(a: Access) -> ProcessTemplate:
+        """The cycle's template, read from its folder once for the request."""
+        if a.template is None:
+            a.template = template_of(settings, a.cycle)
+        return a.template
+
     def questions_of(a: Access, submitted: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """The questions with the saved answers, or with what was just sent when it could not
         be saved (so that nothing typed is lost)."""
-        t = template_of(settings, a.cycle)
+        t = template_for(a)
         answers = {
             r.question_id: r
             for r in queries.answers_to_stage(
@@ -305,7 +312,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     def scale_errors(a: Access, submitted: dict[str, str]) -> list[str]:
         """What is wrong with the scale answers, in the participant's words and language."""
-        t = template_of(settings, a.cycle)
+        t = template_for(a)
         wrong = []
         for qid, value in submitted.items():
             q = t.questions[qid]
@@ -331,7 +338,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         """The easy-to-read variant of the participant's language, where every question of
         the follow-up has a wording in it."""
         easy = f"{i18n.primary(str(a.participant.language))}-{i18n.EASY}"
-        library = template_of(settings, a.cycle).questions
+        library = template_for(a).questions
         qids = a.stage.config.get("questions", [])
         have = all(easy in library[q].languages() for q in qids if q in library)
         return easy if qids and have else None
@@ -389,7 +396,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             if encoding(request) != FORM:
                 return refused(request, a, back=f"/a/{token}{same_wording(a)}")
             form = await request.form()
-            library = template_of(settings, a.cycle).questions
+            library = template_for(a).questions
             submitted: dict[str, str] = {}
             for qid in a.stage.config.get("questions", []):
                 raw = form.get(f"q_{qid}")
