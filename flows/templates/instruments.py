@@ -43,7 +43,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -61,6 +61,9 @@ GROUP_FIELDS = {"role", "org"}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+_Spec = TypeVar("_Spec", bound=BaseModel)
 
 
 class GroupSpec(_Strict):
@@ -135,15 +138,7 @@ def _group(spec: GroupSpec, where: str) -> Group:
 def load_instrument(path: Path, question_model: type[Question]) -> Instrument:
     """Read and check one instrument file; a locked one whose wording changed is refused."""
     where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        spec = InstrumentSpec.model_validate(raw)
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        at = ".".join(str(p) for p in err["loc"])
-        raise TemplateError(f"{where}: {at}: {err['msg']}" if at else err["msg"]) from None
+    spec = _read(path, InstrumentSpec)
     groups = tuple(_group(g, where) for g in spec.groups)
     names = [g.name for g in groups]
     if len(set(names)) != len(names):
@@ -202,18 +197,24 @@ class TranslationSpec(_Strict):
     questions: dict[str, _Wording]
 
 
-def _translate(inst: Instrument, path: Path) -> None:
-    """Add one translation file's wording to the instrument's questions and groups."""
-    where = str(path)
+def _read(path: Path, model: type[_Spec]) -> _Spec:
+    """A YAML file read into ``model``, or a TemplateError naming the file and the field."""
     try:
-        spec = TranslationSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-        language = i18n.normalise(spec.language)
+        return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except yaml.YAMLError as exc:
-        raise TemplateError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise TemplateError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         at = ".".join(str(p) for p in err["loc"])
-        raise TemplateError(f"{where}: {at}: {err['msg']}" if at else err["msg"]) from None
+        raise TemplateError(f"{path}: {at}: {err['msg']}" if at else err["msg"]) from None
+
+
+def _translate(inst: Instrument, path: Path) -> None:
+    """Add one translation file's wording to the instrument's questions and groups."""
+    where = str(path)
+    spec = _read(path, TranslationSpec)
+    try:
+        language = i18n.normalise(spec.language)
     except ValueError as exc:
         raise TemplateError(f"{where}: language: {exc}") from None
     if spec.instrument != inst.id or spec.version != inst.version:
