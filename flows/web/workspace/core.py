@@ -29,11 +29,22 @@ from starlette.datastructures import FormData
 
 from flows.people.accounts import SignedIn, signed_in
 from flows.settings import Settings
+from messaging import i18n
 from store import queries
 from store.models import AccountRole
 
 HERE = Path(__file__).parent
 PREFIX = "/workspace"
+# The languages a coordinator can give a person, named in the workspace's English.
+LANGUAGES = [(tag, i18n.language_name(tag)) for tag in i18n.offered()]
+LANGUAGE_NAMES = dict(LANGUAGES)
+
+
+def language_label(code: str | None) -> str:
+    """A language as the workspace names it: 'Finnish', or the tag samverkan has no name for."""
+    return LANGUAGE_NAMES.get(code or "", code or "language unknown")
+
+
 COOKIE = "samverkan_session"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"

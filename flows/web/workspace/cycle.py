@@ -30,6 +30,7 @@ from flows.cycles.overview import audit_entries, cycle_overview
 from flows.cycles.signoff import SignoffStatus, Waiting, signoff_status, waiting_for
 from flows.stages.base import role_label
 from flows.web.workspace.core import (
+    LANGUAGE_NAMES,
     MAX_ID,
     Coordinator,
     SignerOrMore,
@@ -37,6 +38,7 @@ from flows.web.workspace.core import (
     checked_form,
     engine_of,
     field,
+    language_label,
     local_time,
     number,
     page,
@@ -52,7 +54,6 @@ from store.types import utcnow
 
 router = APIRouter()
 
-LANGUAGE_NAMES = {tag: i18n.language_name(tag) for tag in i18n.offered()}
 OPEN = {"pending", "awaiting_approval", "approved", "held"}
 # What "uncertain" means: the words of ``samverkan outbox --help``.
 UNCERTAIN = (
@@ -710,7 +711,7 @@ class Variant:
     @property
     def label(self) -> str:
         role = role_label(self.role, "en") if self.role else "no role"
-        return f"{LANGUAGE_NAMES.get(self.language, self.language or 'language unknown')}, {role}"
+        return f"{language_label(self.language)}, {role}"
 
     @property
     def shown(self) -> DraftView:

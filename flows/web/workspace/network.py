@@ -34,6 +34,8 @@ from flows.people.participants import (
 )
 from flows.people.privacy import erase_person, export_person
 from flows.web.workspace.core import (
+    LANGUAGE_NAMES,
+    LANGUAGES,
     MAX_ID,
     Coordinator,
     Who,
@@ -44,7 +46,6 @@ from flows.web.workspace.core import (
     page,
     url,
 )
-from messaging import i18n
 from store.errors import ImportRejected, InvalidInput, NotFound, PersonRejected
 from store.models import Role
 
@@ -58,9 +59,7 @@ LIMIT_TEXT = "5 MB"
 SHOWN_ROWS = 500
 
 ROLES = [(r.value, r.value.replace("_", " ")) for r in Role]
-LANGUAGES = [(tag, i18n.language_name(tag)) for tag in i18n.offered()]
 ROLE_NAMES = dict(ROLES)
-LANGUAGE_NAMES = dict(LANGUAGES)
 
 
 def sentence(text: str) -> str:

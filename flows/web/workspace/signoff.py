@@ -33,6 +33,7 @@ from flows.web.workspace.core import (
     checked_form,
     engine_of,
     field,
+    language_label,
     page,
     settings_of,
     url,
@@ -42,7 +43,6 @@ from store.errors import NotFound, PermissionDenied, SamverkanError, StateError
 
 router = APIRouter()
 
-LANGUAGE_NAMES = {tag: i18n.language_name(tag) for tag in i18n.offered()}
 # The fictitious person shown where each recipient's own values go.
 SAMPLE = {
     "name": "Alex Exempel",
@@ -104,7 +104,7 @@ class Column:
 
     @property
     def label(self) -> str:
-        return LANGUAGE_NAMES.get(self.language, self.language or "language unknown")
+        return language_label(self.language)
 
 
 def columns(texts: list[Text]) -> list[Column]:
@@ -192,7 +192,7 @@ def signoff_page(
         sample_html=sample_html,
         sample=SAMPLE,
         labels=FIELD_LABELS,
-        language_name=lambda code: LANGUAGE_NAMES.get(code, code or "language unknown"),
+        language_name=language_label,
         direction=i18n.direction,
         languages=languages,
         short=short,
