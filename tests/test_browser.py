@@ -31,14 +31,13 @@ TZ = ZoneInfo("Europe/Stockholm")
 START = datetime.now(TZ).replace(microsecond=0) + timedelta(days=2)
 WORKSHOP = START + timedelta(days=21)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason="no Chromium at /usr/bin/chromium (Debian's chromium package); "
-        "make test installs it where apt-get can",
-    ),
-]
+# What every browser test is marked with: skipped, saying why, where Chromium is missing.
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None,
+    reason="no Chromium at /usr/bin/chromium (Debian's chromium package); "
+    "make test installs it where apt-get can",
+)
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
 
 @pytest.fixture

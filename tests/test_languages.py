@@ -17,14 +17,14 @@ from icalendar import Calendar
 from typer.testing import CliRunner
 
 from flows.cli import app as cli
-from flows.cycles.launch import launch_cycle
 from flows.people.participants import import_participants
 from flows.reporting.indicators import compute
 from flows.reporting.report import build_report
 from flows.web.app import create_app
 from messaging import i18n
 from store.errors import InvalidInput
-from tests.conftest import read_maildir, tick
+from tests.conftest import launch_learning_cycle, read_maildir, tick
+from tests.test_cli import LAUNCH
 from tests.workspace import Client
 
 TZ = ZoneInfo("Europe/Stockholm")
@@ -38,11 +38,11 @@ OMAR = "omar.haddad@goteborg.example"  # ar
 LENA = "lena.strom@goteborg.example"  # sv-x-easy
 FIVE = {ANNA: "sv", SARA: "en", AINO: "fi", OMAR: "ar", LENA: "sv-x-easy"}
 MORE = (
-    "name,email,organisation,role,language\n"
-    f"Aino Virtanen,{AINO},Göteborgs Stad,service_user,fi\n"
-    f"Omar Haddad,{OMAR},Göteborgs Stad,service_user,AR\n"
-    f"Lena Ström,{LENA},Göteborgs Stad,service_user,sv-x-easy\n"
+    f"Aino Virtanen,{AINO},Göteborgs Stad,service_user,fi",
+    f"Omar Haddad,{OMAR},Göteborgs Stad,service_user,AR",
+    f"Lena Ström,{LENA},Göteborgs Stad,service_user,sv-x-easy",
 )
+HODAN = "Hodan Ali,hodan.ali@goteborg.example,Göteborgs Stad,service_user,so"  # Somali
 WHEN = {
     "sv": "onsdag 10 februari 2027 kl. 09:00",
     "en": "Wednesday 10 February 2027 at 09:00",
@@ -84,26 +84,22 @@ def invite_of(msg: EmailMessage) -> Calendar:
 def five(network, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The example network and three service users more: in Finnish, Arabic and easy-to-read
     Swedish."""
-    more = tmp_path / "more.csv"
-    more.write_text(MORE, encoding="utf-8")
-    import_participants(network, more)
+    add_people(network, tmp_path, *MORE)
     return network
 
 
-def launch(engine, settings, **extra: object) -> int:  # type: ignore[no-untyped-def]
-    from flows.cycles.approve import approve_stage
+def add_people(engine, tmp_path: Path, *rows: str) -> None:  # type: ignore[no-untyped-def]
+    """Import (or update) the people of ``rows``, lines of the participants file."""
+    path = tmp_path / "people.csv"
+    path.write_text("name,email,organisation,role,language\n" + "\n".join(rows) + "\n", "utf-8")
+    import_participants(engine, path)
 
-    cycle_id = launch_cycle(
-        engine,
-        settings,
-        template="learning-cycle",
-        name="Vår 2027",
-        start=START.isoformat(),
-        variables={"workshop_at": WORKSHOP.isoformat(), "location": "Stadshuset, Göteborg"},
-        **extra,
-    )  # type: ignore[arg-type]
-    approve_stage(engine, cycle_id=cycle_id, key="invitation")
-    return cycle_id
+
+def launch(engine, settings, **extra: object) -> int:  # type: ignore[no-untyped-def]
+    """The bundled learning cycle "Vår 2027", its invitation approved."""
+    return launch_learning_cycle(
+        engine, settings, START, WORKSHOP, location="Stadshuset, Göteborg", **extra
+    )
 
 
 def personal_link(msg: EmailMessage, kind: str) -> str:
@@ -233,13 +229,7 @@ def test_the_easy_to_read_wording_is_offered_on_the_follow_up_page(five, setting
 
 
 def test_a_language_the_template_is_not_written_in_needs_a_fallback(network, settings, tmp_path):
-    somali = tmp_path / "so.csv"
-    somali.write_text(
-        "name,email,organisation,role,language\n"
-        "Hodan Ali,hodan.ali@goteborg.example,Göteborgs Stad,service_user,so\n",
-        encoding="utf-8",
-    )
-    import_participants(network, somali)
+    add_people(network, tmp_path, HODAN)
     with pytest.raises(InvalidInput) as refused:
         launch(network, settings)
     message = str(refused.value)
@@ -260,31 +250,12 @@ def test_a_language_the_template_is_not_written_in_needs_a_fallback(network, set
 
 
 def test_launch_from_the_command_line_names_the_fallback(network, settings, tmp_path) -> None:
-    somali = tmp_path / "so.csv"
-    somali.write_text(
-        "name,email,organisation,role,language\n"
-        "Hodan Ali,hodan.ali@goteborg.example,Göteborgs Stad,service_user,so\n",
-        encoding="utf-8",
-    )
-    import_participants(network, somali)
-    args = [
-        "cycle",
-        "launch",
-        "learning-cycle",
-        "--name",
-        "Vår 2027",
-        "--start",
-        START.isoformat(),
-        "--var",
-        f"workshop_at={WORKSHOP.isoformat()}",
-        "--var",
-        "location=Stadshuset",
-    ]
-    refused = CliRunner().invoke(cli, args)
+    add_people(network, tmp_path, HODAN)
+    refused = CliRunner().invoke(cli, LAUNCH)
     assert refused.exit_code == 2  # the commands' exit status for an error
     [line] = refused.output.strip().splitlines()
     assert "--fallback-language" in line
-    done = CliRunner().invoke(cli, [*args, "--fallback-language", "sv"])
+    done = CliRunner().invoke(cli, [*LAUNCH, "--fallback-language", "sv"])
     assert done.exit_code == 0, done.output
     assert "1 participant reads so: template learning-cycle has no so emails; they get sv" in (
         done.output
@@ -413,13 +384,7 @@ def test_someone_who_comes_later_in_a_language_nobody_chose_gets_swedish_and_it_
     """A launch refuses a language nothing serves; a person whose language changes to one
     afterwards does not stop the stage for everyone: they get Swedish, and the stage says so."""
     cycle_id = launch(network, settings)
-    changed = tmp_path / "changed.csv"
-    changed.write_text(
-        f"name,email,organisation,role,language\nSara Ahmadi,{SARA},Göteborgs Stad,"
-        "service_user,so\n",
-        encoding="utf-8",
-    )
-    import_participants(network, changed)
+    add_people(network, tmp_path, f"Sara Ahmadi,{SARA},Göteborgs Stad,service_user,so")
     report = tick(START)
     outcomes = {s.key: s for c, s in report.stages if c == cycle_id}
     assert outcomes["workshop"].status == "done"
@@ -434,13 +399,9 @@ def test_someone_who_comes_later_in_a_language_nobody_chose_gets_swedish_and_it_
 def test_the_page_of_someone_served_by_the_fallback_is_in_the_fallback(
     network, settings, tmp_path: Path
 ) -> None:
-    german = tmp_path / "de.csv"
-    german.write_text(
-        "name,email,organisation,role,language\n"
-        "Jonas Weber,jonas.weber@goteborg.example,Göteborgs Stad,professional,de\n",
-        encoding="utf-8",
+    add_people(
+        network, tmp_path, "Jonas Weber,jonas.weber@goteborg.example,Göteborgs Stad,professional,de"
     )
-    import_participants(network, german)
     launch(network, settings, fallback_language="sv")
     tick(START)
     tick(WORKSHOP + timedelta(days=7))

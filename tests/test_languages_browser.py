@@ -6,7 +6,6 @@ With SAMVERKAN_SCREENSHOTS naming a folder the screenshots are kept there to be 
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from tests.conftest import read_maildir, tick
 from tests.test_browser import (
     CHROMIUM,
     FLAGS,
+    NEEDS_CHROMIUM,
     server,  # noqa: F401  (the fixture: the pages on a real port)
 )
 from tests.test_languages import (
@@ -30,14 +30,7 @@ from tests.test_languages import (
 
 SHOTS = os.environ.get("SAMVERKAN_SCREENSHOTS")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason="no Chromium at /usr/bin/chromium (Debian's chromium package); "
-        "make test installs it where apt-get can",
-    ),
-]
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
 
 def shot(tmp_path: Path, name: str) -> str:

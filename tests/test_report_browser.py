@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from flows.reporting.report import build_report
-from tests.test_browser import CHROMIUM, FLAGS
+from tests.test_browser import CHROMIUM, FLAGS, NEEDS_CHROMIUM
 from tests.test_report import add_workshop
 
 # Where the screenshots go when SAMVERKAN_SCREENSHOTS names a folder (read before the tests
 # clear the environment).
 SHOTS = os.environ.get("SAMVERKAN_SCREENSHOTS")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason="no Chromium at /usr/bin/chromium (Debian's chromium package); "
-        "make test installs it where apt-get can",
-    ),
-]
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
 
 @pytest.mark.parametrize("language", ["sv", "en", "ar"])

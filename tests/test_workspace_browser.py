@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from flows.settings import Settings
 from store import queries
 from tests.conftest import tick
 from tests.smtpd import free_port
-from tests.test_browser import CHROMIUM, FLAGS
+from tests.test_browser import CHROMIUM, FLAGS, NEEDS_CHROMIUM
 from tests.test_resequence import START
 from tests.test_workspace_security import fill, launched, who_may, workspace_routes
 from tests.workspace import COORDINATOR, PASSWORD, SIGNER, VIEWER
@@ -31,14 +30,7 @@ TZ = ZoneInfo("Europe/Stockholm")
 # Where the screenshots go when SAMVERKAN_SCREENSHOTS names a folder (to look at them).
 SHOTS = os.environ.get("SAMVERKAN_SCREENSHOTS")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        shutil.which(CHROMIUM) is None,
-        reason="no Chromium at /usr/bin/chromium (Debian's chromium package); "
-        "make test installs it where apt-get can",
-    ),
-]
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
 
 def serve(app: Any) -> Iterator[str]:

@@ -416,15 +416,9 @@ def test_launch_with_an_audience_takes_only_those(web, network) -> None:
 def test_a_language_without_emails_asks_for_the_fallback_on_the_form(
     web, network, tmp_path
 ) -> None:
-    from flows.people.participants import import_participants
+    from tests.test_languages import HODAN, add_people
 
-    somali = tmp_path / "so.csv"
-    somali.write_text(
-        "name,email,organisation,role,language\n"
-        "Hodan Ali,hodan.ali@goteborg.example,Göteborgs Stad,service_user,so\n",
-        encoding="utf-8",
-    )
-    import_participants(network, somali)
+    add_people(network, tmp_path, HODAN)
     client = web(COORDINATOR)
     form = client.get("/workspace/launch/learning-cycle").text
     assert '<option value="fi">Finnish (fi)</option>' in form
