@@ -123,3 +123,48 @@ def test_an_arabic_email_reads_right_to_left_in_a_browser(
         page.screenshot(path=shot(tmp_path, "invitation-ar.png"), full_page=True)
         browser.close()
     assert found == {}
+
+
+def test_the_other_arabic_pages_pass_axe(
+    five,  # noqa: F811
+    server,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The thanks page, the RSVP page, the unsubscribe page, and the page of an unknown link
+    (which speaks every language, Arabic among them)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import link
+
+    base, settings = server
+    launch(five, settings)
+    tick(START)
+    tick(WORKSHOP + timedelta(days=7))
+    mail = Path(settings.mail_dir)
+    answers = link(mail, OMAR, base, "a")
+    pages = {
+        "thanks": (answers + "/thanks", "rtl"),
+        "rsvp": (link(mail, OMAR, base, "r"), "rtl"),
+        "unsubscribe": (unsubscribe_link(mail, base), "rtl"),
+        "gone": (base + "/a/no-such-link", "ltr"),
+    }
+    found = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 480, "height": 900}, locale="ar")
+        for name, (url, direction) in pages.items():
+            page.goto(url)
+            expect(page.locator("html")).to_have_attribute("dir", direction)
+            found[name] = violations(page)
+            page.screenshot(path=shot(tmp_path, f"{name}-ar.png"), full_page=True)
+        arabic = page.locator('div[lang="ar"][dir="rtl"]')  # on the unknown link's page
+        expect(arabic).to_have_count(1)
+        browser.close()
+    assert found == {name: {} for name in pages}
+
+
+def unsubscribe_link(mail: Path, base: str) -> str:
+    """The web link of the List-Unsubscribe header of Omar's last message."""
+    header = str(read_maildir(mail)[OMAR][-1]["List-Unsubscribe"])
+    [web] = [e.strip().strip("<>") for e in header.split(",") if base in e]
+    return web
