@@ -20,7 +20,7 @@ from flows.cycles import plan
 from flows.settings import REPO_TEMPLATES, Settings
 from flows.templates.instruments import Instrument, load_instruments
 from messaging import i18n
-from messaging.render import EmailTemplates
+from messaging.render import EmailTemplates, read_yaml
 from store.errors import InvalidInput, NotFound, SamverkanError, TemplateError
 from store.models import Cycle
 
@@ -210,7 +210,7 @@ def load_questions(root: Path) -> dict[str, Question]:
     found: dict[str, Question] = {}
     for path in sorted((root / "questions").glob("*.yaml")):
         try:
-            items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+            items = read_yaml(path.read_text(encoding="utf-8")) or []
             for raw in items:
                 q = Question.model_validate(raw)
                 if q.instrument is not None or q.wording:
@@ -332,7 +332,7 @@ def load_template(folder: Path, *, questions_root: Path | None = None) -> Proces
     """Read and check a template folder: schema, anchors, emails in both languages."""
     path = folder / "process.yaml"
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise NotFound(f"no process.yaml in {folder}") from None
     except yaml.YAMLError as exc:
