@@ -42,6 +42,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flows.people.audience import Audience, parse_audience
 from messaging import i18n
+from messaging.render import read_yaml
 from store.errors import InvalidInput, TemplateError
 
 if TYPE_CHECKING:
@@ -197,10 +199,19 @@ class TranslationSpec(_Strict):
     questions: dict[str, _Wording]
 
 
+@lru_cache(maxsize=64)
+def _parsed(path: str, mtime_ns: int, size: int) -> Any:
+    # Every command that loads a template reads every instrument and its translations; a
+    # worker or the workspace reads them again for each stage and page. Kept per version of
+    # the file (its time and size), as messaging/render.py keeps compiled emails.
+    return read_yaml(Path(path).read_text(encoding="utf-8"))
+
+
 def _read(path: Path, model: type[_Spec]) -> _Spec:
     """A YAML file read into ``model``, or a TemplateError naming the file and the field."""
     try:
-        return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        seen = path.stat()
+        return model.model_validate(_parsed(str(path), seen.st_mtime_ns, seen.st_size))
     except yaml.YAMLError as exc:
         raise TemplateError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     except ValidationError as exc:
@@ -261,7 +272,7 @@ def fingerprints(path: Path, question_model: type[Question]) -> list[tuple[str, 
     """(question id, its fingerprint now, the fingerprint the file gives) for every question
     of an instrument file, locked or not: what ``samverkan templates fingerprint`` prints."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
