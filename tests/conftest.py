@@ -4,21 +4,22 @@ SAMVERKAN_* variables, a session-wide Prefect harness, and a recording SMTP serv
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlmodel import Session
 
 from flows.settings import REPO_TEMPLATES, Settings
 from messaging.transports.maildir import delivered
-from store.db import open_store
+from store.db import get_engine, open_store
 from store.models import Cycle, Message, Organisation, Participant, Response, Stage
 
 DATA = Path(__file__).parent / "data"
@@ -26,6 +27,11 @@ EXAMPLE_CSV = REPO_TEMPLATES / "learning-cycle" / "example" / "participants.csv"
 PG_URL = os.environ.get("SAMVERKAN_TEST_POSTGRES_URL")
 
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+# For a module whose tests read pages in a browser: the HTML does not depend on the database,
+# and every route and every change behind those pages also runs on PostgreSQL in the
+# non-browser tests (test_web.py, test_workspace_*.py), so the browser reads them on SQLite.
+PAGES_ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -45,21 +51,70 @@ def user_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _on_postgresql(schema: str) -> str:
+    assert PG_URL
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The schema at its newest migration, made once per test process: an SQLite file to
+    copy, and for PostgreSQL the statements the migrations ran, in order, to run again in a
+    fresh schema. Alembic's own start costs more than a small test (a tenth of a second, on
+    every one of some 800 stores); migrating an empty database is tests/test_store.py's."""
+    from store.db import forget_freed_pages, migrate
+
+    made: dict[str, Any] = {}
+    sqlite_file = tmp_path_factory.mktemp("migrated") / "samverkan.db"
+    engine = get_engine(f"sqlite:///{sqlite_file}")
+    migrate(engine)
+    assert forget_freed_pages(engine)  # everything in the file, nothing in its log
+    engine.dispose()
+    made["sqlite"] = sqlite_file
+    if PG_URL:
+        admin = create_engine(PG_URL)
+        schema = f"m_{uuid.uuid4().hex[:12]}"
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = get_engine(_on_postgresql(schema))
+        ran: list[tuple[str, Any]] = []
+
+        def record(_conn, _cursor, statement, parameters, _context, _many):  # type: ignore[no-untyped-def]
+            ran.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", record)
+        migrate(engine)
+        event.remove(engine, "before_cursor_execute", record)
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        made["postgresql"] = (admin, ran)
+    yield made
+    if PG_URL:
+        made["postgresql"][0].dispose()
+
+
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_store: dict[str, Any]
+) -> Iterator[str]:
+    """A store of this test's own with the schema in place and nothing in it."""
     if request.param == "sqlite":
+        shutil.copyfile(migrated_store["sqlite"], tmp_path / "samverkan.db")
         yield f"sqlite:///{tmp_path / 'samverkan.db'}"
         return
-    assert PG_URL
+    admin, ran = migrated_store["postgresql"]
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+        conn.exec_driver_sql(f'SET LOCAL search_path TO "{schema}"')
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        for statement, parameters in ran:
+            cursor.execute(statement, parameters or None)
+    yield _on_postgresql(schema)
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
 
 
 @pytest.fixture
@@ -292,17 +347,28 @@ def invited(network, settings):  # type: ignore[no-untyped-def]
     return cycle_id
 
 
+# Parsed messages by file: a delivered message's file is never written again (a new one gets
+# a new name), and tests read a Maildir again after each tick. Parsing with the default
+# policy was a fifth of the time of the tests that read mail.
+_PARSED: dict[tuple[str, int, int], EmailMessage] = {}
+
+
 def read_maildir(root: Path) -> dict[str, list[EmailMessage]]:
-    """Every message delivered to a Maildir tree, by recipient folder."""
+    """Every message delivered to a Maildir tree, by recipient folder (not to be changed by
+    the caller: a message read twice is the same object)."""
     found: dict[str, list[EmailMessage]] = {}
     if not root.exists():
         return found
     for box in sorted(root.iterdir()):
         msgs = []
         for f in delivered(box):
-            msgs.append(
-                cast(EmailMessage, message_from_bytes(f.read_bytes(), policy=policy.default))
-            )
+            seen = f.stat()
+            key = (str(f), seen.st_mtime_ns, seen.st_size)
+            if key not in _PARSED:
+                _PARSED[key] = cast(
+                    EmailMessage, message_from_bytes(f.read_bytes(), policy=policy.default)
+                )
+            msgs.append(_PARSED[key])
         found[box.name] = msgs
     return found
 
