@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from flows.settings import Settings
 from store.models import MeetingAttendee, Participant, Response
-from tests.conftest import launch_learning_cycle, read_maildir, tick
+from tests.conftest import PAGES_ON_SQLITE, launch_learning_cycle, read_maildir, tick
 from tests.smtpd import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,7 +37,7 @@ NEEDS_CHROMIUM = pytest.mark.skipif(
     reason="no Chromium at /usr/bin/chromium (Debian's chromium package); "
     "make test installs it where apt-get can",
 )
-pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM, PAGES_ON_SQLITE]
 
 
 @pytest.fixture

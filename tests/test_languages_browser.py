@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_maildir, tick
+from tests.conftest import PAGES_ON_SQLITE, read_maildir, tick
 from tests.test_browser import (
     CHROMIUM,
     FLAGS,
@@ -30,7 +30,7 @@ from tests.test_languages import (
 
 SHOTS = os.environ.get("SAMVERKAN_SCREENSHOTS")
 
-pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
+pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM, PAGES_ON_SQLITE]
 
 
 def shot(tmp_path: Path, name: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.reporting.report import build_report
+from tests.conftest import PAGES_ON_SQLITE
 from tests.test_browser import CHROMIUM, FLAGS, NEEDS_CHROMIUM
 from tests.test_report import add_workshop
 
@@ -18,6 +19,7 @@ SHOTS = os.environ.get("SAMVERKAN_SCREENSHOTS")
 pytestmark = [pytest.mark.browser, NEEDS_CHROMIUM]
 
 
+@PAGES_ON_SQLITE
 @pytest.mark.parametrize("language", ["sv", "en", "ar"])
 def test_the_report_passes_axe_in_a_real_browser(
     engine, settings, two_cycles, tmp_path: Path, language: str
