@@ -25,12 +25,12 @@ from tests.test_delivery import queue_invitations, statuses
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
 ROOT = Path(__file__).resolve().parent.parent
-RATE = 5  # messages a second, for both runs together
+RATE = 10  # messages a second, for both runs together
 CAP = 3  # connections open at once, for both together
 EACH = 2  # connections each run asks for
 WINDOW = 4 * RATE  # messages: four seconds' worth at the rate
 TRANSIT = 0.5  # seconds: what the first and the last message's way to the server may add
-PEOPLE = 100  # 20 s at the rate: long enough that both runs are sending at once
+PEOPLE = 100  # 10 s at the rate: long enough that both runs are sending at once
 
 WORKER = """
 import sys
