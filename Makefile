@@ -38,15 +38,16 @@ dovecot:
 test: $(STAMP) browser dovecot
 	$(BIN)/python -m pytest -n auto -m "not chaos"
 
-# Distributed mode broken on purpose (tests/test_pool_faults.py): a Prefect server on
+# Distributed mode broken on purpose (tests/e2e/test_pool_faults.py): a Prefect server on
 # PostgreSQL, workers killed and stopped, the server restarted. One at a time, about ten
 # minutes: each runs a server, two workers and their runs. .ci/run runs it after make test.
 test-chaos: $(STAMP)
 	$(BIN)/python -m pytest -p no:xdist -m chaos
 
-# The unit layer: no Prefect, no subprocess, no browser (see ARCHITECTURE.md, "Tests").
+# The unit and store layers (tests/unit, tests/store): no Prefect, no process of their own, no
+# browser; about half a minute (see ARCHITECTURE.md, "Tests").
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n auto -m "not prefect and not subprocess and not browser"
+	$(BIN)/python -m pytest -n auto tests/unit tests/store
 
 lint: $(STAMP)
 	$(BIN)/ruff check flows messaging store tests benchmarks

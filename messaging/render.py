@@ -582,7 +582,7 @@ def _languages(folder: str, name: str, mtime: float) -> frozenset[str]:
 # libyaml's loader where PyYAML was built with it (the wheels are): the bundled templates'
 # YAML, 9 KB, loads in 2 ms instead of 18 ms, and every command that reads a template reads
 # all of it. Measured with the same files through yaml.SafeLoader and yaml.CSafeLoader; both
-# give the same values (tests/test_templates.py checks it on every bundled file).
+# give the same values (tests/unit/test_templates.py checks it on every bundled file).
 _SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

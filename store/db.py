@@ -21,7 +21,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # The newest migration in store/migrations/versions. A command compares the database's
 # revision with this string instead of loading Alembic (a third of a second) every time;
-# tests/test_store.py checks it against Alembic's own head, so a new migration that forgets
+# tests/store/test_store.py checks it against Alembic's own head, so a new migration that forgets
 # to update it fails there.
 SCHEMA_REVISION = "0007"
 

@@ -62,7 +62,7 @@ def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     """The schema at its newest migration, made once per test process: an SQLite file to
     copy, and for PostgreSQL the statements the migrations ran, in order, to run again in a
     fresh schema. Alembic's own start costs more than a small test (a tenth of a second, on
-    every one of some 800 stores); migrating an empty database is tests/test_store.py's."""
+    every one of some 800 stores); migrating an empty database is tests/store/test_store.py's."""
     from store.db import forget_freed_pages, migrate
 
     made: dict[str, Any] = {}
@@ -293,7 +293,7 @@ def answered(
 def tick(now: datetime):  # type: ignore[no-untyped-def]
     """Run one tick at a simulated time, as a one-shot ``samverkan tick`` does with no Prefect
     server configured: the same stages and delivery, without Prefect (flows/cycles/tick.py).
-    tests/test_cycle_flow.py runs it as Prefect flows (``prefect_tick``)."""
+    tests/flows/test_cycle_flow.py runs it as Prefect flows (``prefect_tick``)."""
     from flows.cycles.tick import tick_direct
     from flows.settings import load_settings
 
@@ -338,9 +338,9 @@ def launch_learning_cycle(
 
 @pytest.fixture
 def invited(network, settings):  # type: ignore[no-untyped-def]
-    """The learning cycle launched (tests/test_resequence.py's times) and its invitation and
+    """The learning cycle launched (tests/flows/test_resequence.py's times) and its invitation and
     workshop invite sent: what the mailbox tests answer to."""
-    from tests.test_resequence import START, WORKSHOP
+    from tests.flows.test_resequence import START, WORKSHOP
 
     cycle_id = launch_learning_cycle(network, settings, START, WORKSHOP)
     tick(START)
@@ -379,7 +379,7 @@ def accounts(engine, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untype
 
     Their passwords are hashed with Argon2id at its cheapest (1 pass over 1 MiB, one lane)
     instead of samverkan's 3 passes over 64 MiB in 4 lanes, 0.2 s a hash here: the suite hashes
-    and checks passwords thousands of times. tests/test_workspace_auth.py checks the real
+    and checks passwords thousands of times. tests/flows/test_workspace_auth.py checks the real
     parameters without this fixture."""
     from argon2 import PasswordHasher
 

@@ -6,7 +6,7 @@ links, and every mention of their address, name or words elsewhere (the transpor
 stored reflection reports, the steering list, audience filters, the audit log) — while their
 organisation, role and scale answers stay as anonymous numbers in the indicators. An erased
 person gets no further mail: they are left out of every stage, and messages to them still
-waiting in the outbox are dropped. tests/test_erasure.py checks this by dumping the store.
+waiting in the outbox are dropped. tests/store/test_erasure.py checks this by dumping the store.
 """
 
 from __future__ import annotations
