@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -34,6 +35,23 @@ BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 PAGES_ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests' files (stores, Maildirs, Prefect's home) go to a folder of their own in
+    memory (/dev/shm) where the machine has one, removed when the run ends: every commit and
+    every delivered message is flushed to disk, and on this machine's disk
+    tests/flows/test_resequence.py took 23.5 to 34.5 s on SQLite instead of 18.3 to 24.9 s
+    (one process, one run after the other). ``--basetemp`` chooses another place and keeps it."""
+    if config.option.basetemp or hasattr(config, "workerinput"):
+        return  # given, or an xdist worker, which gets its own folder inside the run's
+    memory = Path("/dev/shm")
+    if not (memory.is_dir() and os.access(memory, os.W_OK)):
+        return
+    made = tempfile.mkdtemp(prefix="samverkan-tests-", dir=memory)
+    config.option.basetemp = made
+    config.add_cleanup(lambda: shutil.rmtree(made, ignore_errors=True))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the files in the order of their names, whatever their folder, so that the long
     end-to-end tests (tests/e2e) are spread among the rest instead of starting together, where
@@ -61,9 +79,11 @@ def user_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _on_postgresql(schema: str) -> str:
+    """A test's own schema; its commits do not wait for PostgreSQL's disk flush
+    (``synchronous_commit=off``), which changes nothing a test can see but a server crash."""
     assert PG_URL
     sep = "&" if "?" in PG_URL else "?"
-    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
 
 
 @pytest.fixture(scope="session")
