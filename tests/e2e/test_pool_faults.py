@@ -93,6 +93,12 @@ def tree(pid: int) -> set[int]:
     return {p for p in seen if _alive(p)}
 
 
+def signal_all(pids: set[int], signum: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # one that had ended already
+            os.kill(pid, signum)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text()
@@ -293,8 +299,15 @@ def test_a_worker_killed_mid_delivery_leaves_only_its_connections_in_doubt(
             run_pid = int(str(victim_run["infrastructure_pid"]).rsplit(":", 1)[-1])
             victim = next(w for w in workers if run_pid in tree(w.proc.pid))
             doomed = tree(victim.proc.pid)
-            # While messages are in flight (claimed, not yet recorded), not between two.
-            wait_for("a message in flight", lambda: setup.statuses()["sending"] > 0, 30, 0.005)
+            # While messages are in flight (claimed, not yet recorded), not between two: the
+            # worker is frozen (SIGSTOP) where a message is seen in flight, and thawed to try
+            # again if the last one was recorded before it stopped.
+            for _ in range(50):
+                wait_for("a message in flight", lambda: setup.statuses()["sending"] > 0, 30, 0.005)
+                signal_all(doomed, signal.SIGSTOP)
+                if setup.statuses()["sending"] > 0:
+                    break
+                signal_all(doomed, signal.SIGCONT)
             for pid in doomed:  # the machine dies: every process of that worker at once
                 os.kill(pid, signal.SIGKILL)
             killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
