@@ -29,22 +29,21 @@ ELSEWHERE = {
 }
 
 
-def _prose_of_python(source: str) -> Iterator[tuple[int, str]]:
-    """The comments and docstrings of a module: what a reader reads, not the code's strings."""
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            yield token.start[0], token.string
+def _prose_of_python(source: str) -> list[tuple[int, str]]:
+    """The comments and docstrings of a module, by line: what a reader reads, not the code's
+    strings."""
+    found = [
+        (token.start[0], token.string)
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.COMMENT
+    ]
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                for offset, line in enumerate(body[0].value.value.splitlines()):
-                    yield body[0].lineno + offset, line
+            docstring = ast.get_docstring(node, clean=False)
+            if docstring is not None:
+                first = node.body[0].lineno
+                found += [(first + n, line) for n, line in enumerate(docstring.splitlines())]
+    return sorted(found)
 
 
 def _texts(root: Path) -> Iterator[tuple[Path, int, str]]:
